@@ -1,0 +1,38 @@
+# Baton: `make demo` starts a local 3-node cluster, `make test` runs every test.
+# Both install what is missing first (PostgreSQL 15, etcd-server, npm packages) and build.
+SHELL := /bin/bash
+PG_BIN ?= /usr/lib/postgresql/15/bin
+DEMO_DIR ?= $(CURDIR)/.demo
+
+.PHONY: deps build demo demo-down test test-unit bench clean
+
+deps: .deps-system node_modules/.package-lock.json
+
+.deps-system:
+	@./scripts/install-deps.sh
+	@touch .deps-system
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch node_modules/.package-lock.json
+
+build: deps
+	npx tsc -p tsconfig.json
+
+demo: build
+	node bin/baton.js up --dir $(DEMO_DIR) --nodes 3
+
+demo-down:
+	node bin/baton.js down --dir $(DEMO_DIR)
+
+test: build
+	npm test
+
+test-unit: build
+	npm run test:unit
+
+bench: build
+	node --import tsx bench/failover.ts
+
+clean:
+	rm -rf dist .deps-system

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the system packages Baton needs on Debian 12: PostgreSQL 15 and etcd-server.
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+missing=()
+[ -x "$PG_BIN/postgres" ] || missing+=(postgresql-15 postgresql-client-15)
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "installing: ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "need root or sudo to install ${missing[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+# Debian's packages start services of their own where an init system runs; Baton starts its own.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true
+fi
