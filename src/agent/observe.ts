@@ -1,0 +1,105 @@
+// The edge that gathers an Observation: etcd, the local PostgreSQL, and peers when electing.
+import type { ClusterView } from '../dcs/types.js';
+import type { ClusterStore } from '../dcs/store.js';
+import type { PostgresInstance } from '../postgres/instance.js';
+import type { MemberConfig } from '../config/load.js';
+import type { Logger } from '../util/log.js';
+import type { LocalPostgres, Observation, ReplicaSeen } from './observation.js';
+import type { AgentMemory } from './state.js';
+import { peerPositions } from './peers.js';
+
+export async function readCluster(store: ClusterStore, log: Logger): Promise<ClusterView | null> {
+  try {
+    return await store.read();
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'cannot read cluster state from etcd');
+    return null;
+  }
+}
+
+export async function observeLocal(pg: PostgresInstance): Promise<LocalPostgres> {
+  const hasData = pg.hasDataDir();
+  if (hasData && pg.isRunning()) {
+    const s = await pg.status();
+    return {
+      hasData,
+      running: s.running,
+      accepting: s.accepting,
+      inRecovery: s.inRecovery,
+      timeline: s.timeline,
+      receivedLsn: s.receivedLsn,
+      streaming: s.streaming,
+      upstream: s.upstream,
+      systemId: s.systemId,
+      stoppedAsPrimary: false,
+    };
+  }
+  const stopped: LocalPostgres = {
+    hasData,
+    running: false,
+    accepting: false,
+    inRecovery: null,
+    timeline: null,
+    receivedLsn: null,
+    streaming: false,
+    upstream: null,
+    systemId: null,
+    stoppedAsPrimary: false,
+  };
+  if (!hasData) return stopped;
+  try {
+    const cd = await pg.controlData();
+    return {
+      ...stopped,
+      timeline: cd.timeline,
+      receivedLsn: cd.checkpointLsn,
+      systemId: cd.systemId,
+      stoppedAsPrimary: (cd.state === 'in production' || cd.state === 'shut down') && !pg.hasStandbySignal(),
+    };
+  } catch {
+    return stopped;
+  }
+}
+
+export async function observe(
+  cfg: MemberConfig,
+  store: ClusterStore,
+  pg: PostgresInstance,
+  mem: AgentMemory,
+  log: Logger,
+): Promise<Observation> {
+  const [cluster, local] = await Promise.all([readCluster(store, log), observeLocal(pg)]);
+  const now = Date.now();
+  const isLeader = cluster?.leader?.name === cfg.name;
+  let replicas: ReplicaSeen[] = [];
+  if (isLeader && local.running && local.inRecovery === false) {
+    replicas = (await pg.replication()).map((r) => ({
+      name: r.applicationName,
+      state: r.state,
+      syncState: r.syncState,
+      flushLsn: r.flushLsn,
+    }));
+  }
+  if (cluster) {
+    const leaderRec = cluster.members.find((m) => m.name === cluster.leader?.name);
+    if (leaderRec?.receivedLsn != null) mem.lastLeaderLsn = leaderRec.receivedLsn;
+  }
+  if (local.running && local.inRecovery && !local.streaming) mem.notStreamingSince ??= now;
+  else mem.notStreamingSince = null;
+
+  const electing = cluster !== null && cluster.leader === null && local.running;
+  return {
+    now,
+    self: { name: cfg.name, tags: cfg.tags, host: cfg.pg.connect.host, port: cfg.pg.connect.port },
+    cluster,
+    leaseValidUntil: mem.leaseValidUntil,
+    pg: local,
+    restarts: mem.restarts,
+    replicas,
+    appliedSyncNames: mem.appliedSyncNames,
+    pendingSync: mem.pendingSync,
+    lastLeaderLsn: mem.lastLeaderLsn,
+    peers: electing ? await peerPositions(cluster.members, cfg.name) : [],
+    notStreamingSince: mem.notStreamingSince,
+  };
+}

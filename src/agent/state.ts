@@ -1,0 +1,36 @@
+// The agent's own memory between loops: what etcd and PostgreSQL cannot tell us.
+import type { LeaseId } from '../dcs/store.js';
+
+export interface AgentMemory {
+  lease: LeaseId | null;
+  /** Instant (ms) until which our lease is certainly still valid on the server; null: no lease. */
+  leaseValidUntil: number | null;
+  restarts: number[];
+  appliedSyncNames: string;
+  pendingSync: { member: string; sinceLsn: number } | null;
+  lastLeaderLsn: number | null;
+  notStreamingSince: number | null;
+  /** Last problem worth showing an operator, published in the member record. */
+  problem: string | null;
+  /** Progress of a running clone, shown in the member state. */
+  cloning: boolean;
+  lastLoopAt: number | null;
+  /** Set by an operator's restart request, so it does not count towards max_restarts. */
+  manualRestart: boolean;
+}
+
+export function freshMemory(): AgentMemory {
+  return {
+    lease: null,
+    leaseValidUntil: null,
+    restarts: [],
+    appliedSyncNames: '',
+    pendingSync: null,
+    lastLeaderLsn: null,
+    notStreamingSince: null,
+    problem: null,
+    cloning: false,
+    lastLoopAt: null,
+    manualRestart: false,
+  };
+}

@@ -1,0 +1,58 @@
+// `baton agent --config FILE`: runs one member until SIGTERM/SIGINT.
+import { Agent } from '../agent/agent.js';
+import { loadMemberConfig } from '../config/load.js';
+import { EtcdStore } from '../dcs/etcd-store.js';
+import { PostgresInstance } from '../postgres/instance.js';
+import { errorMessage } from '../util/errors.js';
+import { createLogger } from '../util/log.js';
+
+export async function runAgent(configFile: string): Promise<void> {
+  const cfg = loadMemberConfig(configFile);
+  const log = createLogger({ cluster: cfg.cluster, member: cfg.name, component: 'agent' });
+  const store = new EtcdStore({
+    endpoints: cfg.etcdEndpoints,
+    cluster: cfg.cluster,
+    requestTimeoutMs: cfg.etcdRequestTimeoutMs,
+    logger: log.child({ component: 'etcd' }),
+  });
+  const pg = new PostgresInstance(
+    {
+      binDir: cfg.pg.binDir,
+      dataDir: cfg.pg.dataDir,
+      logFile: cfg.pg.logFile,
+      listenHost: cfg.pg.listen.host,
+      port: cfg.pg.listen.port,
+      advertiseHost: cfg.pg.connect.host,
+      osUser: cfg.pg.osUser,
+      superuser: cfg.pg.superuser,
+      replication: cfg.pg.replication,
+      memberName: cfg.name,
+      parameters: cfg.pg.parameters,
+    },
+    log.child({ component: 'postgres' }),
+  );
+  const agent = new Agent(cfg, store, pg, log);
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    agent.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  try {
+    await agent.start();
+  } catch (err) {
+    log.fatal({ err: errorMessage(err) }, 'agent refused to start');
+    await pg.close().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    throw err;
+  }
+}

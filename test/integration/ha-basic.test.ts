@@ -1,0 +1,144 @@
+// Three members come up; replication, status, switchover, standby/unstandby and pause on a real cluster.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import fs from 'node:fs';
+import path from 'node:path';
+import { freePort } from '../../src/util/net.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { setStandby, switchover, updateConfig } from '../../src/agent/requests.js';
+
+const run = promisify(execFile);
+let t: TestCluster;
+
+before(async () => {
+  t = await startCluster();
+});
+after(async () => {
+  await t?.stop();
+});
+
+test('a row written on the leader is read on both replicas', async () => {
+  const leader = await t.leader();
+  const db = await t.client(leader.name);
+  await db.query('CREATE TABLE basic(id int primary key, v text)');
+  await db.query("INSERT INTO basic VALUES (1, 'hello')");
+  await db.end();
+  for (const m of t.c.members.filter((x) => x.name !== leader.name)) {
+    const r = await t.client(m.name);
+    let rows: unknown[] = [];
+    for (let i = 0; i < 100 && rows.length === 0; i++) {
+      rows = (await r.query('SELECT v FROM basic WHERE id = 1')).rows;
+      if (!rows.length) await new Promise((res) => setTimeout(res, 50));
+    }
+    const ro = await r.query<{ ro: boolean }>('SELECT pg_is_in_recovery() AS ro');
+    await r.end();
+    assert.deepEqual(rows, [{ v: 'hello' }], `row on ${m.name}`);
+    assert.equal(ro.rows[0]?.ro, true, `${m.name} is a replica`);
+  }
+  const view = await t.view();
+  assert.equal(view.sync?.leader, leader.name);
+  assert.equal(view.sync?.members.length, 1, 'one synchronous standby');
+});
+
+test('status --json gives process ids and a multi-host read-write URI', async () => {
+  const { stdout } = await run(process.execPath, ['bin/baton.js', 'status', '--json', '--dir', t.c.dir]);
+  const s = JSON.parse(stdout) as {
+    leader: string;
+    members: { name: string; agentPid: number; postmasterPid: number; state: string }[];
+    uris: { readWrite: string };
+  };
+  assert.equal(s.members.length, 3);
+  for (const m of s.members) {
+    assert.ok(m.agentPid > 0 && m.postmasterPid > 0, `pids of ${m.name}`);
+    assert.equal(m.agentPid, t.member(m.name).agentPid);
+    assert.equal(m.postmasterPid, t.postmasterPid(m.name));
+  }
+  assert.match(s.uris.readWrite, /^postgresql:\/\/postgres@127\.0\.0\.1:\d+,127\.0\.0\.1:\d+,127\.0\.0\.1:\d+\/postgres\?target_session_attrs=read-write/);
+  const text = await run(process.execPath, ['bin/baton.js', 'status', '--dir', t.c.dir]);
+  assert.match(text.stdout, /Leader/);
+  assert.match(text.stdout, /Sync Standby/);
+  assert.match(text.stdout, /streaming/);
+});
+
+test('switchover to a named member, then the old leader streams from it', async () => {
+  const before = await t.leader();
+  const target = t.c.members.find((m) => m.name !== before.name)!.name;
+  const r = await switchover(t.store, { to: target });
+  assert.equal(r.to, target);
+  const view = await t.waitFor('old leader streaming from the new one', (v) =>
+    v.members.find((m) => m.name === before.name && m.role === 'replica' && m.state === 'streaming') ? v : null,
+  );
+  assert.equal(view.leader?.name, target);
+  const db = await t.client(target);
+  await db.query("INSERT INTO basic VALUES (2, 'after switchover')");
+  await db.end();
+  assert.ok(view.history.length >= 2, 'switchover recorded in history');
+  assert.match(view.history.at(-1)!.reason, /switchover/);
+});
+
+test('a switchover to an unknown member or to the leader is refused', async () => {
+  const leader = await t.leader();
+  await assert.rejects(switchover(t.store, { to: 'nosuch' }), /not in the cluster/);
+  await assert.rejects(switchover(t.store, { to: leader.name }), /already the leader/);
+  const cli = await run(process.execPath, ['bin/baton.js', 'switchover', '--to', 'nosuch', '--dir', t.c.dir]).catch((e: { code: number; stderr: string }) => e);
+  assert.equal((cli as { code: number }).code, 1);
+  assert.match((cli as { stderr: string }).stderr, /nosuch/);
+});
+
+test('node standby moves leadership away and keeps the member from leading; unstandby allows it again', async () => {
+  const leader = await t.leader();
+  await setStandby(t.store, leader.name, true);
+  const moved = await t.waitFor('leadership to move', (v) =>
+    v.leader && v.leader.name !== leader.name && v.members.find((m) => m.name === v.leader?.name)?.state === 'running' ? v : null,
+  );
+  assert.notEqual(moved.leader?.name, leader.name);
+  await assert.rejects(switchover(t.store, { to: leader.name }), /standby/);
+  await setStandby(t.store, leader.name, false);
+  await t.waitFor('member back as a streaming replica', (v) => v.members.find((m) => m.name === leader.name && m.state === 'streaming'));
+  const back = await switchover(t.store, { to: leader.name });
+  assert.equal(back.to, leader.name);
+});
+
+test('a second agent with the name of a live member is refused and disturbs nothing', async () => {
+  const victim = t.c.members[1]!;
+  const pmBefore = t.postmasterPid(victim.name);
+  const cfg = fs.readFileSync(victim.configFile, 'utf8')
+    .replace(/listen: 127\.0\.0\.1:\d+\n(\s+authentication)/, `listen: 127.0.0.1:${await freePort()}\n$1`)
+    .replace(/data_dir: .*/, `data_dir: ${path.join(t.c.dir, 'dup-data')}`)
+    .replace(/(restapi:\n\s+listen: )127\.0\.0\.1:\d+/, `$1127.0.0.1:${await freePort()}`);
+  const file = path.join(t.c.dir, 'dup.yml');
+  fs.writeFileSync(file, cfg);
+  const r = await run(process.execPath, ['bin/baton.js', 'agent', '--config', file], { timeout: 30_000 }).catch(
+    (e: { code: number; stdout: string; stderr: string }) => e,
+  );
+  assert.equal((r as { code: number }).code, 1);
+  assert.match(`${(r as { stdout: string }).stdout}${(r as { stderr: string }).stderr}`, new RegExp(`member name \\\\?"${victim.name}\\\\?" is already used by a live agent`));
+  assert.equal(fs.existsSync(path.join(t.c.dir, 'dup-data')), false);
+  assert.equal(t.postmasterPid(victim.name), pmBefore, 'the live member keeps its PostgreSQL');
+  const v = await t.view();
+  assert.equal(v.members.find((m) => m.name === victim.name)?.agentPid, t.member(victim.name).agentPid);
+});
+
+test('pause prevents automatic failover; resume lets it happen', async () => {
+  await updateConfig(t.store, (c) => ({ ...c, paused: true }));
+  await t.waitFor('every member to see the pause', (v) => v.config.paused);
+  const leader = await t.leader();
+  await t.kill(leader.name, { agent: true, postmaster: true });
+  await t.waitFor('leader key to expire', (v) => v.leader === null, 15_000);
+  await new Promise((r) => setTimeout(r, 4000));
+  const view = await t.view();
+  assert.equal(view.leader, null, 'nobody took over while paused');
+  for (const m of t.c.members.filter((x) => x.name !== leader.name)) {
+    const db = await t.client(m.name);
+    const r = await db.query<{ ro: boolean }>('SELECT pg_is_in_recovery() AS ro');
+    await db.end();
+    assert.equal(r.rows[0]?.ro, true, `${m.name} still a replica`);
+  }
+  await updateConfig(t.store, (c) => ({ ...c, paused: false }));
+  const newLeader = await t.leader();
+  assert.notEqual(newLeader.name, leader.name);
+  t.startAgent(leader.name);
+  await t.waitFor('old leader rejoins', (v) => v.members.find((m) => m.name === leader.name && m.state === 'streaming'), 90_000);
+});
