@@ -20,7 +20,7 @@ build: deps
 	npx tsc -p tsconfig.json
 
 demo: build
-	node bin/baton.js up --dir $(DEMO_DIR) --nodes 3
+	node bin/baton.js up --dir $(DEMO_DIR) --nodes 3 --base-port 15432
 
 demo-down:
 	node bin/baton.js down --dir $(DEMO_DIR)

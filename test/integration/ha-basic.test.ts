@@ -103,7 +103,9 @@ test('node standby moves leadership away and keeps the member from leading; unst
 
 test('a second agent with the name of a live member is refused and disturbs nothing', async () => {
   const victim = t.c.members[1]!;
+  await t.waitFor('every member settled', (v) => v.members.length === 3 && v.members.every((m) => m.state === 'running' || m.state === 'streaming'));
   const pmBefore = t.postmasterPid(victim.name);
+  assert.ok(pmBefore);
   const cfg = fs.readFileSync(victim.configFile, 'utf8')
     .replace(/listen: 127\.0\.0\.1:\d+\n(\s+authentication)/, `listen: 127.0.0.1:${await freePort()}\n$1`)
     .replace(/data_dir: .*/, `data_dir: ${path.join(t.c.dir, 'dup-data')}`)
