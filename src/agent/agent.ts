@@ -167,7 +167,9 @@ export class Agent {
   private fenceIfLeaseLost(): void {
     const valid = this.mem.leaseValidUntil !== null && Date.now() < this.mem.leaseValidUntil;
     const o = this.lastObservation;
-    const actingPrimary = o?.pg.running && o.pg.inRecovery === false && this.pg.isRunning();
+    // The view's leader covers a promotion the last observation has not seen yet.
+    const mayWrite = o?.pg.inRecovery === false || this.view?.leader?.name === this.cfg.name;
+    const actingPrimary = mayWrite && this.pg.isRunning();
     if (valid || !actingPrimary || this.fencing) return;
     this.fencing = true;
     this.log.error('leader lease not confirmed in time: stopping PostgreSQL (fencing)');

@@ -13,7 +13,7 @@ export async function runAgent(configFile: string): Promise<void> {
     endpoints: cfg.etcdEndpoints,
     cluster: cfg.cluster,
     requestTimeoutMs: cfg.etcdRequestTimeoutMs,
-    logger: log.child({ component: 'etcd' }),
+    logger: log.child({ subsystem: 'etcd' }),
   });
   const pg = new PostgresInstance(
     {
@@ -29,7 +29,7 @@ export async function runAgent(configFile: string): Promise<void> {
       memberName: cfg.name,
       parameters: cfg.pg.parameters,
     },
-    log.child({ component: 'postgres' }),
+    log.child({ subsystem: 'postgres' }),
   );
   const agent = new Agent(cfg, store, pg, log);
   let stopping = false;

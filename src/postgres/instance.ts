@@ -31,7 +31,7 @@ export class PostgresInstance {
   constructor(opts: InstanceOptions, logger: Logger) {
     this.opts = { ...opts, dataDir: path.resolve(opts.dataDir), logFile: path.resolve(opts.logFile) };
     this.runAs = runAsFor(opts.osUser);
-    this.log = logger.child({ component: 'postgres', port: opts.port });
+    this.log = logger.child({ port: opts.port });
     this.pm = new Postmaster(opts.binDir, this.opts.dataDir, this.opts.logFile, this.runAs, this.log);
   }
 

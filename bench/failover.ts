@@ -1,0 +1,114 @@
+// Failover benchmark: what a client writing one row per transaction sees when the leader's host
+// crashes, when only its postmaster crashes, and during a planned switchover.
+//
+//   node --import tsx bench/failover.ts [--runs N] [--scenario host-crash|postmaster-crash|switchover|all] [--json FILE]
+//
+// Starts one local 3-node cluster (etcd + 3 agents) in a temp dir and always stops it (and purges it),
+// also on SIGINT/SIGTERM or when a wait times out (every wait gives up after 60 s).
+import fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import { BenchAbort, BenchCluster, runningLeader } from './lib/cluster.js';
+import { machine, markdown, scenarioTable } from './lib/report.js';
+import { restore, runScenario, SCENARIOS, type RunResult, type Scenario } from './lib/scenarios.js';
+
+const NODES = 3;
+const log = (line: string): void => console.log(line);
+
+function options(): { runs: number; scenarios: Scenario[]; json: string | null } {
+  const { values } = parseArgs({
+    options: {
+      runs: { type: 'string', default: '5' },
+      scenario: { type: 'string', default: 'all' },
+      json: { type: 'string' },
+    },
+    strict: true,
+  });
+  const runs = Number(values.runs);
+  if (!Number.isInteger(runs) || runs < 1) throw new BenchAbort(`--runs must be a positive integer (got ${values.runs})`);
+  const sc = values.scenario;
+  const scenarios = sc === 'all' ? [...SCENARIOS] : SCENARIOS.filter((s) => s === sc);
+  if (scenarios.length === 0) throw new BenchAbort(`--scenario must be one of ${SCENARIOS.join(', ')}, all (got ${sc})`);
+  return { runs, scenarios, json: values.json ?? null };
+}
+
+let cluster: BenchCluster | null = null;
+let starting: Promise<BenchCluster> | null = null;
+let stopping: Promise<void> | null = null;
+
+/** Stops the cluster (once); if it is still being started, waits for that first so no agent is missed. */
+function stopCluster(): Promise<void> {
+  stopping ??= (async () => {
+    const c = cluster ?? (await starting?.catch(() => null)) ?? null;
+    if (c) {
+      log('stopping the cluster');
+      await c.stop(log);
+    }
+  })();
+  return stopping;
+}
+
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(sig, () => {
+    if (stopping) return log(`${sig}: already stopping the cluster`);
+    log(`${sig}: aborting the benchmark`);
+    void stopCluster().finally(() => process.exit(130));
+  });
+}
+
+async function main(): Promise<number> {
+  const o = options();
+  const m = machine();
+  log(`baton failover benchmark: ${o.runs} run(s) of ${o.scenarios.join(', ')}`);
+  log(`machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB memory, ${m.os}, node ${m.node}; ${m.date}`);
+
+  starting = BenchCluster.start(NODES, log);
+  const bc = (cluster = await starting);
+  if (stopping) return 130;
+  const view = await bc.waitHealthy();
+  const leader = runningLeader(view);
+  if (!leader) throw new BenchAbort('no running leader');
+  const db = await bc.client(leader.name);
+  await db.query('CREATE TABLE bench(id bigint primary key, at timestamptz default now())');
+  await db.end();
+  await bc.waitHealthy();
+  log(`cluster ready: leader ${leader.name}; read-write URI ${bc.readWriteUri()}`);
+
+  const results: RunResult[] = [];
+  const crashes = new Map<string, number>();
+  let nextId = 1;
+  for (const scenario of o.scenarios) {
+    for (let run = 1; run <= o.runs; run++) {
+      if (stopping) return 130;
+      log(`${scenario} run ${run}/${o.runs}`);
+      const { result: r, nextId: n } = await runScenario(bc, scenario, run, nextId);
+      nextId = n;
+      results.push(r);
+      log(
+        `  ${r.leaderBefore} -> ${r.leaderAfter}: unavailable ${Math.round(r.unavailabilityMs)} ms, ${r.failedAttempts} failed attempts, ` +
+          `${r.ackedRows} acked, ${r.lostAckedRows} lost, leader ready after ${Math.round(r.leaderReadyMs)} ms`,
+      );
+      await restore(bc, r, crashes, scenario === 'postmaster-crash' && run < o.runs, log);
+    }
+  }
+
+  log('');
+  for (const sc of o.scenarios) log(scenarioTable(sc, results.filter((r) => r.scenario === sc)) + '\n');
+  log(`Machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB memory, ${m.os}, Node ${m.node}. Date: ${m.date}.\n`);
+  log(markdown(results, o.scenarios));
+  if (o.json) {
+    fs.writeFileSync(o.json, JSON.stringify({ machine: m, runs: o.runs, scenarios: o.scenarios, results }, null, 2) + '\n');
+    log(`\nraw results written to ${o.json}`);
+  }
+  return results.some((r) => r.lostAckedRows > 0) ? 2 : 0;
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (err) {
+  console.error(`benchmark aborted: ${err instanceof Error ? err.message : String(err)}`);
+  code = 1;
+} finally {
+  await stopCluster();
+}
+process.exit(code);
