@@ -8,7 +8,7 @@ import { down, startAgentProcess, up } from '../../src/cli/up.js';
 import { connectionUris, etcdEndpoint, pidAlive, readLocalCluster, writeLocalCluster, type LocalCluster, type LocalMember } from '../../src/cli/local-cluster.js';
 import { EtcdStore } from '../../src/dcs/etcd-store.js';
 import type { ClusterView, MemberRecord } from '../../src/dcs/types.js';
-import { portInUse } from '../../src/util/net.js';
+import { freePortBlock } from '../../src/util/net.js';
 
 /** Every wait in the benchmark gives up after this long. */
 export const WAIT_MS = 60_000;
@@ -16,17 +16,6 @@ export const WAIT_MS = 60_000;
 export class BenchAbort extends Error {}
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function freeBase(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20000 + Math.floor(Math.random() * 20000);
-    const ports = [0, 1, 2, 3, 4, 100, 101, 102, 103, 104, 200, 201].map((d) => base + d);
-    let free = true;
-    for (const p of ports) if (await portInUse('127.0.0.1', p)) free = false;
-    if (free) return base;
-  }
-  throw new BenchAbort('no free port block found');
-}
 
 /** Running primary named by the leader key, or undefined. */
 export function runningLeader(v: ClusterView): MemberRecord | undefined {
@@ -58,10 +47,10 @@ export class BenchCluster {
     const c = await up({
       dir,
       nodes,
-      basePort: await freeBase(),
+      basePort: await freePortBlock(),
       cluster: 'bench',
       osUser: 'postgres',
-      timeoutMs: 120_000,
+      timeoutMs: WAIT_MS,
       dcs: {},
       out: (l) => log(`  ${l}`),
     }).catch(async (err: unknown) => {

@@ -8,7 +8,7 @@ import { down, startAgentProcess, up } from '../../src/cli/up.js';
 import { etcdEndpoint, pidAlive, readLocalCluster, writeLocalCluster, type LocalCluster, type LocalMember } from '../../src/cli/local-cluster.js';
 import { EtcdStore } from '../../src/dcs/etcd-store.js';
 import type { ClusterView, MemberRecord } from '../../src/dcs/types.js';
-import { portInUse } from '../../src/util/net.js';
+import { freePortBlock } from '../../src/util/net.js';
 
 export interface TestCluster {
   c: LocalCluster;
@@ -27,24 +27,13 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
-async function freeBase(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20000 + Math.floor(Math.random() * 20000);
-    const ports = [0, 1, 2, 3, 4, 100, 101, 102, 103, 104, 200, 201].map((d) => base + d);
-    let free = true;
-    for (const p of ports) if (await portInUse('127.0.0.1', p)) free = false;
-    if (free) return base;
-  }
-  throw new Error('no free port block found');
-}
-
 export async function startCluster(opts: { nodes?: number; dcs?: Record<string, unknown> } = {}): Promise<TestCluster> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-test-'));
   fs.chmodSync(dir, 0o755);
   const c = await up({
     dir,
     nodes: opts.nodes ?? 3,
-    basePort: await freeBase(),
+    basePort: await freePortBlock(),
     cluster: 'test',
     osUser: 'postgres',
     timeoutMs: 120_000,
