@@ -1,4 +1,5 @@
 // Carries out a decision's actions in order; the first failure stops the plan (the next loop decides again).
+import fs from 'node:fs';
 import type { ClusterStore } from '../dcs/store.js';
 import type { MemberConfig } from '../config/load.js';
 import type { PostgresInstance } from '../postgres/instance.js';
@@ -52,6 +53,10 @@ async function run(ctx: ExecutorContext, a: Action): Promise<void> {
       return bootstrap(ctx);
     case 'clone': {
       mem.cloning = true;
+      // An agent killed mid-copy leaves a partial data directory: the marker says to discard it.
+      const marker = cloneMarker(cfg);
+      if (fs.existsSync(marker)) pg.removeDataDir();
+      fs.writeFileSync(marker, `${new Date().toISOString()} from ${a.from.name}\n`);
       try {
         await ctx.publish('creating replica');
         log.info({ from: a.from.name }, 'cloning with pg_basebackup');
@@ -65,6 +70,7 @@ async function run(ctx: ExecutorContext, a: Action): Promise<void> {
       } finally {
         mem.cloning = false;
       }
+      fs.rmSync(marker, { force: true });
       pg.writeConfig(settings(ctx, a.from, ''));
       mem.appliedSyncNames = '';
       await pg.start({ standby: true });
@@ -255,6 +261,11 @@ async function demoteForSwitchover(ctx: ExecutorContext, target: UpstreamRef): P
   await store.updateSwitchover({ ...req, to: target.name, phase: 'handover' });
   await store.releaseLeader(cfg.name);
   log.warn({ target: target.name }, 'switchover: leader key handed over');
+}
+
+/** Present while a clone runs; a data directory next to it is incomplete. */
+export function cloneMarker(cfg: MemberConfig): string {
+  return `${cfg.pg.dataDir}.clone-in-progress`;
 }
 
 function sleep(ms: number): Promise<void> {

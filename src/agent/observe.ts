@@ -1,5 +1,7 @@
 // The edge that gathers an Observation: etcd, the local PostgreSQL, and peers when electing.
+import fs from 'node:fs';
 import type { ClusterView } from '../dcs/types.js';
+import { cloneMarker } from './executor.js';
 import type { ClusterStore } from '../dcs/store.js';
 import type { PostgresInstance } from '../postgres/instance.js';
 import type { MemberConfig } from '../config/load.js';
@@ -17,8 +19,9 @@ export async function readCluster(store: ClusterStore, log: Logger): Promise<Clu
   }
 }
 
-export async function observeLocal(pg: PostgresInstance): Promise<LocalPostgres> {
-  const hasData = pg.hasDataDir();
+export async function observeLocal(pg: PostgresInstance, cloneInterrupted = false): Promise<LocalPostgres> {
+  // A data directory left by an interrupted clone is no data: the next clone replaces it.
+  const hasData = pg.hasDataDir() && !cloneInterrupted;
   if (hasData && pg.isRunning()) {
     const s = await pg.status();
     return {
@@ -68,7 +71,7 @@ export async function observe(
   mem: AgentMemory,
   log: Logger,
 ): Promise<Observation> {
-  const [cluster, local] = await Promise.all([readCluster(store, log), observeLocal(pg)]);
+  const [cluster, local] = await Promise.all([readCluster(store, log), observeLocal(pg, !mem.cloning && fs.existsSync(cloneMarker(cfg)))]);
   const now = Date.now();
   const isLeader = cluster?.leader?.name === cfg.name;
   let replicas: ReplicaSeen[] = [];
