@@ -83,7 +83,9 @@ export class Agent {
       (err) => this.log.warn({ err: err.message }, 'etcd watch interrupted; reconnecting'),
     );
     this.closeWatch = () => watch.close();
-    this.every(() => Math.max(250, Math.floor((this.config.ttl * 1000) / 4)), () => this.renewLease());
+    // Frequent renewals keep the last confirmed one recent: a dead leader's lease then runs out
+    // close to ttl after its death, which bounds failover time.
+    this.every(() => Math.max(200, Math.floor((this.config.ttl * 1000) / 10)), () => this.renewLease());
     this.every(() => 100, () => this.fenceIfLeaseLost());
     this.log.info({ api: this.apiUrl }, 'agent started');
     this.trigger();

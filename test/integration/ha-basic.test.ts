@@ -123,6 +123,19 @@ test('a second agent with the name of a live member is refused and disturbs noth
   assert.equal(v.members.find((m) => m.name === victim.name)?.agentPid, t.member(victim.name).agentPid);
 });
 
+test('a data directory left by an interrupted clone is discarded and cloned again', async () => {
+  const view = await t.waitFor('all members settled', (v) => v.members.length === 3 && v.members.every((m) => m.state === 'running' || m.state === 'streaming') ? v : null);
+  const replica = view.members.find((m) => m.name !== view.leader?.name)!.name;
+  const m = t.member(replica);
+  await t.kill(replica, { agent: true, postmaster: true });
+  fs.writeFileSync(`${m.dataDir}.clone-in-progress`, 'simulated crash during pg_basebackup\n');
+  fs.writeFileSync(path.join(m.dataDir, 'leftover-from-interrupted-clone'), 'x');
+  t.startAgent(replica);
+  await t.waitFor('the member streams again', (v) => v.members.find((x) => x.name === replica && x.state === 'streaming'), 90_000);
+  assert.equal(fs.existsSync(path.join(m.dataDir, 'leftover-from-interrupted-clone')), false, 'the partial copy was replaced');
+  assert.equal(fs.existsSync(`${m.dataDir}.clone-in-progress`), false, 'the marker is gone after the clone');
+});
+
 test('pause prevents automatic failover; resume lets it happen', async () => {
   await updateConfig(t.store, (c) => ({ ...c, paused: true }));
   await t.waitFor('every member to see the pause', (v) => v.config.paused);

@@ -2,10 +2,13 @@
 // then failover after max_restarts). Synchronous mode: no acknowledged row may be lost.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { startCluster, Writer, type TestCluster } from '../helpers/cluster.js';
 import { connectMultiHost, parseMultiHostUri } from '../../src/verify/multihost.js';
 import { connectionUris } from '../../src/cli/local-cluster.js';
 
+const run = promisify(execFile);
 let t: TestCluster;
 
 before(async () => {
@@ -85,4 +88,39 @@ test('postmaster crash: restarted in place without failover; after max_restarts,
   const last = v3.history.at(-1)!;
   assert.equal(last.leader, v3.leader?.name);
   await t.waitFor('the crashed member rejoins as a replica', (v) => v.members.find((m) => m.name === leader.name && m.state === 'streaming'), 90_000);
+});
+
+test('only a synchronous standby is promoted automatically; "baton failover --to" forces the rest', async () => {
+  const view = await t.waitFor('a leader with a synchronous standby and all streaming', (v) =>
+    v.sync?.leader === v.leader?.name && (v.sync?.members.length ?? 0) > 0 && v.members.every((m) => m.state === 'running' || m.state === 'streaming') && v.members.length === 3 ? v : null,
+  60_000);
+  const leader = view.leader!.name;
+  const syncStandby = view.sync!.members[0]!;
+  const async = t.c.members.find((m) => m.name !== leader && m.name !== syncStandby)!.name;
+
+  const refused = await run(process.execPath, ['bin/baton.js', 'failover', '--to', async, '--dir', t.c.dir]).catch((e: { code: number; stderr: string }) => e);
+  assert.equal((refused as { code: number }).code, 1);
+  assert.match((refused as { stderr: string }).stderr, /healthy leader/);
+
+  await t.kill(leader, { agent: true, postmaster: true });
+  await t.kill(syncStandby, { agent: true, postmaster: true });
+  await t.waitFor('leader key expired', (v) => v.leader === null, 15_000);
+  await new Promise((r) => setTimeout(r, 3000));
+  const stuck = await t.view();
+  assert.equal(stuck.leader, null, `the asynchronous replica ${async} must not promote itself`);
+  assert.match(stuck.members.find((m) => m.name === async)?.problem ?? '', /not a synchronous standby/);
+
+  const forced = await run(process.execPath, ['bin/baton.js', 'failover', '--to', async, '--dir', t.c.dir]);
+  assert.match(forced.stdout, new RegExp(`failed over to ${async}`));
+  const after = await t.leader();
+  assert.equal(after.name, async);
+  const db = await t.client(async);
+  await db.query('INSERT INTO acked(id) VALUES (-2)');
+  await db.end();
+  assert.match((await t.view()).history.at(-1)!.reason, /forced failover/);
+
+  t.startAgent(leader);
+  t.startAgent(syncStandby);
+  await t.waitFor('both crashed members rejoin', (v) =>
+    [leader, syncStandby].every((n) => v.members.find((m) => m.name === n && m.state === 'streaming')), 90_000);
 });
