@@ -37,7 +37,7 @@ test('a row written on the leader is read on both replicas', async () => {
     assert.deepEqual(rows, [{ v: 'hello' }], `row on ${m.name}`);
     assert.equal(ro.rows[0]?.ro, true, `${m.name} is a replica`);
   }
-  const view = await t.view();
+  const view = await t.waitFor('a confirmed synchronous standby', (v) => (v.sync?.members.length ? v : null));
   assert.equal(view.sync?.leader, leader.name);
   assert.equal(view.sync?.members.length, 1, 'one synchronous standby');
 });
@@ -131,7 +131,8 @@ test('a data directory left by an interrupted clone is discarded and cloned agai
   fs.writeFileSync(`${m.dataDir}.clone-in-progress`, 'simulated crash during pg_basebackup\n');
   fs.writeFileSync(path.join(m.dataDir, 'leftover-from-interrupted-clone'), 'x');
   t.startAgent(replica);
-  await t.waitFor('the member streams again', (v) => v.members.find((x) => x.name === replica && x.state === 'streaming'), 90_000);
+  const pid = t.member(replica).agentPid;
+  await t.waitFor('the new agent streams', (v) => v.members.find((x) => x.name === replica && x.agentPid === pid && x.state === 'streaming'), 90_000);
   assert.equal(fs.existsSync(path.join(m.dataDir, 'leftover-from-interrupted-clone')), false, 'the partial copy was replaced');
   assert.equal(fs.existsSync(`${m.dataDir}.clone-in-progress`), false, 'the marker is gone after the clone');
 });
