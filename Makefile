@@ -26,6 +26,7 @@ demo-down:
 	node bin/baton.js down --dir $(DEMO_DIR)
 
 test: build
+	npx tsc -p tsconfig.check.json
 	npm test
 
 test-unit: build

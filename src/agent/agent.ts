@@ -218,7 +218,7 @@ export class Agent {
       apiUrl: this.apiUrl,
       timeline: o?.pg.timeline ?? null,
       receivedLsn,
-      replayedLsn: null,
+      replayedLsn: o?.pg.replayedLsn ?? null,
       lagBytes: role === 'replica' && this.mem.lastLeaderLsn !== null && receivedLsn !== null
         ? Math.max(0, this.mem.lastLeaderLsn - receivedLsn)
         : role === 'primary' ? 0 : null,

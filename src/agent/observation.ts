@@ -10,6 +10,7 @@ export interface LocalPostgres {
   inRecovery: boolean | null;
   timeline: number | null;
   receivedLsn: number | null;
+  replayedLsn: number | null;
   streaming: boolean;
   /** host:port the walreceiver streams from, if any. */
   upstream: string | null;

@@ -96,6 +96,7 @@ export function replicaPg(over: Partial<LocalPostgres> = {}): LocalPostgres {
     inRecovery: true,
     timeline: 1,
     receivedLsn: 1000,
+    replayedLsn: 1000,
     streaming: true,
     upstream: null,
     systemId: SYSTEM_ID,
