@@ -152,7 +152,7 @@ export class PostgresInstance {
 
   /**
    * Starts the postmaster directly (detached, output appended to logFile), as a standby or not, and waits until
-   * it accepts connections. Retries once when the old shared memory is still held by a killed postmaster's backends.
+   * it accepts connections. Retries (every 100 ms, up to 5 s) while the old shared memory is still held by a killed postmaster's backends.
    */
   async start(opts: { standby: boolean; timeoutMs?: number }): Promise<void> {
     if (!this.hasDataDir()) throw new PostgresError(`no data directory in ${this.opts.dataDir}`);
@@ -176,9 +176,10 @@ export class PostgresInstance {
         this.log.info({ pid, standby: opts.standby, ms: res.ms }, 'PostgreSQL accepts connections');
         return;
       }
-      if (res.shmemInUse && attempt === 1) {
-        this.log.warn('shared memory still in use by an old postmaster; retrying in 1 s');
-        await sleep(1000);
+      // The backends of a killed postmaster exit within moments of noticing; retry briskly until they have.
+      if (res.shmemInUse && attempt <= 50 && Date.now() < deadline) {
+        if (attempt === 1) this.log.warn('shared memory still in use by an old postmaster; retrying every 100 ms');
+        await sleep(100);
         continue;
       }
       throw new PostgresError(
