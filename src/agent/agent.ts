@@ -33,6 +33,7 @@ export class Agent {
   private closeWatch: (() => void) | null = null;
   private closeApi: (() => Promise<void>) | null = null;
   private record: MemberRecord | null = null;
+  private lastPublished = '';
   private readonly ctx: ExecutorContext;
 
   constructor(
@@ -79,7 +80,12 @@ export class Agent {
       this.trigger();
     });
     const watch = this.store.watch(
-      () => this.trigger(),
+      (change) => {
+        // Members publish every loop; reacting to each other's records would make every publish
+        // wake every agent, which publishes again. The loop reads them; only their departure is urgent.
+        if (change.kind === 'member' && !change.deleted) return;
+        this.trigger();
+      },
       (err) => this.log.warn({ err: err.message }, 'etcd watch interrupted; reconnecting'),
     );
     this.closeWatch = () => watch.close();
@@ -231,8 +237,13 @@ export class Agent {
       problem: this.mem.problem,
     };
     if (!this.mem.lease) return;
+    // Skip a write that would change nothing but the timestamp (the lease shows liveness);
+    // a new lease always needs one.
+    const fingerprint = JSON.stringify({ ...this.record, updatedAt: null, lease: this.mem.lease });
+    if (fingerprint === this.lastPublished) return;
     try {
       await this.store.putMember(this.record, this.mem.lease);
+      this.lastPublished = fingerprint;
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'cannot publish member state');
     }

@@ -22,6 +22,18 @@ export interface LocalCluster {
   replication: { username: string; password: string };
   apiToken: string;
   members: LocalMember[];
+  /** Absent in clusters created before the proxy existed. */
+  proxy?: LocalProxy;
+}
+
+export interface LocalProxy {
+  configFile: string;
+  log: string;
+  readWritePort: number;
+  readOnlyPort: number;
+  adminPort: number;
+  adminPassword: string;
+  pid: number | null;
 }
 
 export const DEFAULT_DIR = '.baton';
@@ -48,6 +60,17 @@ export function writeLocalCluster(c: LocalCluster): void {
 
 export function etcdEndpoint(c: LocalCluster): string {
   return `http://${c.host}:${c.etcd.clientPort}`;
+}
+
+/** URIs of the proxy's listeners: clients need not know which member is the primary. */
+export function proxyUris(c: LocalCluster): { readWrite: string; readOnly: string; admin: string } | null {
+  if (!c.proxy) return null;
+  const u = c.superuser.username;
+  return {
+    readWrite: `postgresql://${u}@${c.host}:${c.proxy.readWritePort}/postgres`,
+    readOnly: `postgresql://${u}@${c.host}:${c.proxy.readOnlyPort}/postgres`,
+    admin: `postgresql://admin@${c.host}:${c.proxy.adminPort}/baton`,
+  };
 }
 
 /** libpq URIs: read-write goes to whichever host is primary; read-only prefers replicas. */

@@ -3,10 +3,12 @@ import { Command, InvalidArgumentError } from 'commander';
 import fs from 'node:fs';
 import path from 'node:path';
 import { failover, setStandby, switchover, updateConfig } from '../agent/requests.js';
-import { BatonError, errorMessage } from '../util/errors.js';
+import { BatonError, errorMessage, UsageError } from '../util/errors.js';
 import { formatLsn } from '../util/lsn.js';
 import { runAgent } from './agent-cmd.js';
-import { DEFAULT_DIR, connectionUris } from './local-cluster.js';
+import { DEFAULT_DIR, connectionUris, proxyUris, readLocalCluster } from './local-cluster.js';
+import { printPoolNodes, runProxy } from './proxy-cmd.js';
+import { splitHostPort } from '../config/load.js';
 import { statusJson, statusText } from './status.js';
 import { renderTable } from './table.js';
 import { resolveTarget, type TargetOptions } from './target.js';
@@ -53,6 +55,28 @@ export function buildProgram(): Command {
     .action(async (o: { config: string }) => runAgent(o.config));
 
   program
+    .command('proxy')
+    .description('run a proxy: one address for writes (the leader), one for balanced reads, an admin console')
+    .requiredOption('-c, --config <file>', 'proxy configuration (YAML)')
+    .action(async (o: { config: string }) => runProxy(o.config));
+
+  program
+    .command('pool')
+    .description("the proxy's SHOW POOL_NODES: members, roles, weights, select counts, replication delay")
+    .option('--dir <dir>', 'local cluster directory (from "baton up")')
+    .option('--admin <host:port>', "a proxy's admin console")
+    .option('--password <password>', 'admin console password (or BATON_ADMIN_PASSWORD)')
+    .action(async (o: { dir?: string; admin?: string; password?: string }) => {
+      if (o.admin) {
+        const { host, port } = splitHostPort(o.admin);
+        return printPoolNodes({ host, port, password: o.password ?? process.env.BATON_ADMIN_PASSWORD ?? null }, out);
+      }
+      const local = readLocalCluster(o.dir ?? process.env.BATON_DIR ?? DEFAULT_DIR);
+      if (!local?.proxy) throw new UsageError('no local cluster with a proxy here', 'pass --dir DIR, or --admin HOST:PORT');
+      return printPoolNodes({ host: local.host, port: local.proxy.adminPort, password: local.proxy.adminPassword }, out);
+    });
+
+  program
     .command('up')
     .description('start a local cluster: etcd and N agents as separate processes')
     .option('--dir <dir>', 'where data and logs go', DEFAULT_DIR)
@@ -67,13 +91,19 @@ export function buildProgram(): Command {
       fs.writeFileSync(passfile, `${c.host}:*:*:${c.superuser.username}:${c.superuser.password}\n`, { mode: 0o600 });
       const uris = connectionUris(c.members.map((m) => ({ host: c.host, port: m.pgPort })), c.superuser.username);
       const dirArg = path.relative(process.cwd(), c.dir) === DEFAULT_DIR ? '' : ` --dir ${c.dir}`;
+      const viaProxy = proxyUris(c);
       out('');
       out('Cluster is up.');
-      out(`  connect (read-write): PGPASSFILE=${passfile} psql '${uris.readWrite}'`);
-      out(`  connect (read-only):  PGPASSFILE=${passfile} psql '${uris.readOnly}'`);
-      out(`  status:               npx baton status${dirArg}`);
-      out(`  switch over:          npx baton switchover${dirArg}`);
-      out(`  stop:                 npx baton down${dirArg}`);
+      if (viaProxy) {
+        out(`  connect (read-write, through the proxy): PGPASSFILE=${passfile} psql '${viaProxy.readWrite}'`);
+        out(`  connect (read-only, balanced):           PGPASSFILE=${passfile} psql '${viaProxy.readOnly}'`);
+        out(`  pool nodes:                              npx baton pool${dirArg}`);
+      }
+      out(`  connect (read-write, multi-host URI):    PGPASSFILE=${passfile} psql '${uris.readWrite}'`);
+      out(`  connect (read-only, multi-host URI):     PGPASSFILE=${passfile} psql '${uris.readOnly}'`);
+      out(`  status:                                  npx baton status${dirArg}`);
+      out(`  switch over:                             npx baton switchover${dirArg}`);
+      out(`  stop:                                    npx baton down${dirArg}`);
     });
 
   program
@@ -89,7 +119,7 @@ export function buildProgram(): Command {
       withTarget(o, async ({ store, local }) => {
         const view = await store.read();
         if (o.json) out(JSON.stringify(statusJson(view, local), null, 2));
-        else out(statusText(view, store.cluster));
+        else out(statusText(view, store.cluster, local));
       }),
     );
 

@@ -1,7 +1,7 @@
 // `baton status`: the cluster at a glance, like `pcs status` or `patronictl list`.
 import type { ClusterView, MemberRecord } from '../dcs/types.js';
 import { formatBytes, formatLsn } from '../util/lsn.js';
-import { connectionUris, type LocalCluster } from './local-cluster.js';
+import { connectionUris, proxyUris, type LocalCluster } from './local-cluster.js';
 import { renderTable } from './table.js';
 
 function roleOf(view: ClusterView, m: MemberRecord): string {
@@ -36,11 +36,12 @@ export function statusJson(view: ClusterView, local: LocalCluster | null) {
       problem: m.problem,
     })),
     uris: hosts.length ? connectionUris(hosts, local?.superuser.username ?? 'postgres') : null,
+    proxy: local ? proxyUris(local) : null,
     ...(local && { dir: local.dir, passfile: `${local.dir}/pgpass` }),
   };
 }
 
-export function statusText(view: ClusterView, clusterName: string): string {
+export function statusText(view: ClusterView, clusterName: string, local: LocalCluster | null = null): string {
   const rows = view.members.map((m) => [
     m.name,
     `${m.host}:${m.port}`,
@@ -63,6 +64,8 @@ export function statusText(view: ClusterView, clusterName: string): string {
         : 'No synchronous standby: commits are asynchronous, and no member may take over automatically',
     );
   }
+  const proxy = local ? proxyUris(local) : null;
+  if (proxy) notes.push(`Proxy: read-write ${proxy.readWrite}  read-only ${proxy.readOnly}`);
   if (view.switchover) notes.push(`Switchover in progress: ${view.switchover.from ?? '?'} -> ${view.switchover.to ?? 'best'} (${view.switchover.phase})`);
   return [head, renderTable(['Member', 'Host', 'Role', 'State', 'TL', 'Lag', 'Notes'], rows), ...notes].join('\n');
 }

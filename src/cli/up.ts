@@ -20,6 +20,7 @@ import {
   writeLocalCluster,
   type LocalCluster,
   type LocalMember,
+  type LocalProxy,
 } from './local-cluster.js';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/baton.js');
@@ -71,7 +72,50 @@ function plan(o: UpOptions): LocalCluster {
     replication: { username: 'replicator', password: secret() },
     apiToken: secret(),
     members,
+    proxy: {
+      configFile: path.join(dir, 'proxy', 'proxy.yml'),
+      log: path.join(dir, 'proxy', 'proxy.log'),
+      readWritePort: o.basePort + 300,
+      readOnlyPort: o.basePort + 301,
+      adminPort: o.basePort + 302,
+      adminPassword: secret(),
+      pid: null,
+    },
   };
+}
+
+function proxyConfig(c: LocalCluster, p: LocalProxy): string {
+  return toYaml({
+    cluster: c.cluster,
+    etcd: { hosts: [`${c.host}:${c.etcd.clientPort}`] },
+    listen: {
+      read_write: `${c.host}:${p.readWritePort}`,
+      read_only: `${c.host}:${p.readOnlyPort}`,
+      admin: `${c.host}:${p.adminPort}`,
+    },
+    admin_password: p.adminPassword,
+  });
+}
+
+function startProxyProcess(p: LocalProxy): number {
+  const log = fs.openSync(p.log, 'a');
+  const child = spawn(process.execPath, ['--enable-source-maps', BIN, 'proxy', '--config', p.configFile], {
+    detached: true,
+    stdio: ['ignore', log, log],
+  });
+  fs.closeSync(log);
+  child.unref();
+  if (!child.pid) throw new UsageError('could not start the proxy');
+  return child.pid;
+}
+
+async function waitPortOpen(host: string, port: number, pid: number, what: string, logFile: string): Promise<void> {
+  const t0 = Date.now();
+  while (!(await portInUse(host, port))) {
+    if (!pidAlive(pid)) throw new UsageError(`${what} exited`, `read its log: ${logFile}`);
+    if (Date.now() - t0 > 15_000) throw new UsageError(`${what} did not listen on ${host}:${port} within 15 s`, `read its log: ${logFile}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 function memberConfig(c: LocalCluster, m: LocalMember, dcs: Record<string, unknown>): string {
@@ -92,6 +136,7 @@ function memberConfig(c: LocalCluster, m: LocalMember, dcs: Record<string, unkno
 
 async function checkPortsFree(c: LocalCluster): Promise<void> {
   const ports = [c.etcd.clientPort, c.etcd.peerPort, ...c.members.flatMap((m) => [m.pgPort, m.apiPort])];
+  if (c.proxy) ports.push(c.proxy.readWritePort, c.proxy.readOnlyPort, c.proxy.adminPort);
   for (const port of ports) {
     if (await portInUse(c.host, port)) {
       throw new UsageError(`port ${c.host}:${port} is already in use`, 'choose other ports with --base-port P, or stop what uses it');
@@ -114,7 +159,7 @@ export function startAgentProcess(m: LocalMember): number {
 
 export async function up(o: UpOptions): Promise<LocalCluster> {
   const existing = readLocalCluster(o.dir);
-  if (existing && (pidAlive(existing.etcd.pid) || existing.members.some((m) => pidAlive(m.agentPid)))) {
+  if (existing && (pidAlive(existing.etcd.pid) || pidAlive(existing.proxy?.pid ?? null) || existing.members.some((m) => pidAlive(m.agentPid)))) {
     throw new UsageError(`a cluster is already running from ${existing.dir}`, `see "baton status --dir ${o.dir}", or stop it with "baton down --dir ${o.dir}"`);
   }
   if (o.nodes < 1 || o.nodes > 9) throw new UsageError(`--nodes must be between 1 and 9 (got ${o.nodes})`);
@@ -149,6 +194,14 @@ export async function up(o: UpOptions): Promise<LocalCluster> {
     writeLocalCluster(c);
   }
   await waitUntilHealthy(c, o.timeoutMs, o.out);
+  if (c.proxy) {
+    fs.mkdirSync(path.dirname(c.proxy.configFile), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(c.proxy.configFile, proxyConfig(c, c.proxy), { mode: 0o600 });
+    c.proxy.pid = startProxyProcess(c.proxy);
+    writeLocalCluster(c);
+    await waitPortOpen(c.host, c.proxy.adminPort, c.proxy.pid, 'the proxy', c.proxy.log);
+    o.out(`proxy started (pid ${c.proxy.pid}): read-write ${c.host}:${c.proxy.readWritePort}, read-only ${c.host}:${c.proxy.readOnlyPort}, admin ${c.host}:${c.proxy.adminPort}`);
+  }
   return c;
 }
 
@@ -229,6 +282,12 @@ export async function down(dir: string, purge: boolean, out: (l: string) => void
   const store = new EtcdStore({ endpoints: [etcdEndpoint(c)], cluster: c.cluster, requestTimeoutMs: 1000 });
   const leader = await store.read().then((v) => v.leader?.name ?? null).catch(() => null);
   await store.close();
+  if (c.proxy && pidAlive(c.proxy.pid)) {
+    kill(c.proxy.pid, 'SIGTERM');
+    if (!(await waitExit(c.proxy.pid!, 10_000))) kill(c.proxy.pid, 'SIGKILL');
+    out('stopped the proxy');
+  }
+  if (c.proxy) c.proxy.pid = null;
   const ordered = [...c.members].sort((a, b) => Number(a.name === leader) - Number(b.name === leader));
   for (const m of ordered) {
     if (!pidAlive(m.agentPid)) continue;

@@ -28,12 +28,12 @@ export async function portInUse(host: string, port: number): Promise<boolean> {
   });
 }
 
-/** A base port P such that P..P+4, P+100..P+104 and P+200..P+201 are all free on host: the
- * layout `baton up --base-port P` uses (PostgreSQL, REST APIs, etcd). */
+/** A base port P such that P..P+4, P+100..P+104, P+200..P+201 and P+300..P+302 are all free on
+ * host: the layout `baton up --base-port P` uses (PostgreSQL, REST APIs, etcd, proxy). */
 export async function freePortBlock(host = '127.0.0.1'): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const base = 20000 + Math.floor(Math.random() * 20000);
-    const ports = [0, 1, 2, 3, 4, 100, 101, 102, 103, 104, 200, 201].map((d) => base + d);
+    const ports = [0, 1, 2, 3, 4, 100, 101, 102, 103, 104, 200, 201, 300, 301, 302].map((d) => base + d);
     let free = true;
     for (const p of ports) if (await portInUse(host, p)) free = false;
     if (free) return base;

@@ -1,0 +1,54 @@
+// `baton proxy --config FILE` runs a proxy until SIGTERM; `baton pool` prints SHOW POOL_NODES.
+import pg from 'pg';
+import { EtcdStore } from '../dcs/etcd-store.js';
+import { loadProxyConfig } from '../proxy/config.js';
+import { BatonProxy } from '../proxy/proxy.js';
+import { errorMessage, UsageError } from '../util/errors.js';
+import { createLogger } from '../util/log.js';
+import { renderTable } from './table.js';
+
+export async function runProxy(configFile: string): Promise<void> {
+  const cfg = loadProxyConfig(configFile);
+  const log = createLogger({ cluster: cfg.cluster, component: 'proxy' });
+  const store = new EtcdStore({ endpoints: cfg.etcdEndpoints, cluster: cfg.cluster, logger: log.child({ subsystem: 'etcd' }) });
+  const proxy = new BatonProxy(cfg, store, log);
+  const shutdown = (signal: string) => {
+    log.info({ signal }, 'stopping');
+    proxy.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  try {
+    await proxy.start();
+  } catch (err) {
+    log.fatal({ err: errorMessage(err) }, 'proxy refused to start');
+    await store.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+export async function printPoolNodes(admin: { host: string; port: number; password: string | null }, out: (l: string) => void): Promise<void> {
+  const client = new pg.Client({
+    host: admin.host,
+    port: admin.port,
+    user: 'admin',
+    database: 'baton',
+    password: admin.password ?? undefined,
+    connectionTimeoutMillis: 3000,
+  });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (err) {
+    throw new UsageError(`cannot reach the proxy's admin console at ${admin.host}:${admin.port}: ${(err as Error).message}`, 'is "baton proxy" running? pass --admin HOST:PORT');
+  }
+  try {
+    const r = await client.query({ text: 'SHOW POOL_NODES', rowMode: 'array' });
+    out(renderTable(r.fields.map((f) => f.name), r.rows.map((row: unknown[]) => row.map((v) => String(v ?? '')))));
+  } finally {
+    await client.end();
+  }
+}

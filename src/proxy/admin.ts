@@ -1,0 +1,240 @@
+// The admin console: a tiny PostgreSQL server on its own port that psql can talk to (simple query
+// protocol only). Commands and rendering are in admin-commands.ts.
+import { createHash, randomInt, timingSafeEqual } from 'node:crypto';
+import net from 'node:net';
+import type { Logger } from '../util/log.js';
+import { executeAdminQuery, type AdminBackend } from './admin-commands.js';
+import {
+  MessageReader,
+  ProtocolError,
+  StartupReader,
+  encodeAuthentication,
+  encodeAuthenticationOk,
+  encodeBackendKeyData,
+  encodeErrorResponse,
+  encodeParameterStatus,
+  encodeReadyForQuery,
+  parsePassword,
+  parseQuery,
+  type Message,
+} from './protocol.js';
+
+export type { AdminBackend, AdminRow, PoolNodeRow } from './admin-commands.js';
+export { CLIENT_COLUMNS, POOL_NODES_COLUMNS, SERVER_COLUMNS, STATS_COLUMNS } from './admin-commands.js';
+
+export interface AdminConsoleOptions {
+  host: string;
+  port: number;
+  /** Cleartext password clients must give; null accepts anyone. */
+  password: string | null;
+  backend: AdminBackend;
+  logger: Logger;
+  cluster: string;
+}
+
+export interface AdminConsole {
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Time a client has to complete startup and authentication (PostgreSQL's authentication_timeout). */
+const AUTH_TIMEOUT_MS = 30_000;
+/** Queries to the console are short; anything larger is a broken or hostile client. */
+const MAX_ADMIN_MESSAGE = 1024 * 1024;
+
+const SERVER_PARAMS: [string, string][] = [
+  ['server_version', '15.0 (baton admin)'],
+  ['server_encoding', 'UTF8'],
+  ['client_encoding', 'UTF8'],
+  ['DateStyle', 'ISO'],
+  ['integer_datetimes', 'on'],
+  ['standard_conforming_strings', 'on'],
+];
+
+/** Extended-query and copy messages: answered with one error, then ignored until Sync. */
+const EXTENDED = new Set(['P', 'B', 'E', 'D', 'C', 'H', 'd', 'c', 'f'].map((c) => c.charCodeAt(0)));
+const T_QUERY = 0x51; // Q
+const T_TERMINATE = 0x58; // X
+const T_SYNC = 0x53; // S
+const T_FUNCTION_CALL = 0x46; // F
+const T_PASSWORD = 0x70; // p
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s, 'utf8').digest();
+}
+
+export function startAdminConsole(opts: AdminConsoleOptions): Promise<AdminConsole> {
+  const log = opts.logger.child({ component: 'proxy-admin' });
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    serveConnection(socket, opts, log);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off('error', reject);
+      server.on('error', (err) => log.error({ err }, 'admin console listener error'));
+      const address = server.address() as net.AddressInfo;
+      log.info({ cluster: opts.cluster, host: opts.host, port: address.port }, 'admin console listening');
+      resolve({
+        port: address.port,
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            for (const s of sockets) s.destroy();
+          }),
+      });
+    });
+  });
+}
+
+type Phase = 'startup' | 'password' | 'ready' | 'closed';
+
+function serveConnection(socket: net.Socket, opts: AdminConsoleOptions, parentLog: Logger): void {
+  const log = parentLog.child({ client: `${socket.remoteAddress}:${socket.remotePort}` });
+  const startup = new StartupReader();
+  const reader = new MessageReader(MAX_ADMIN_MESSAGE);
+  let phase: Phase = 'startup';
+  let user = '';
+  let busy = false; // a message is being handled (commands may be async)
+  let skipToSync = false; // an extended-protocol error was sent; discard until Sync
+
+  socket.setNoDelay(true);
+  const authTimer = setTimeout(() => fatal('08P01', 'authentication timed out'), AUTH_TIMEOUT_MS);
+  authTimer.unref();
+
+  socket.on('error', (err) => log.debug({ err }, 'admin client socket error'));
+  socket.on('close', () => {
+    phase = 'closed';
+    clearTimeout(authTimer);
+  });
+
+  function send(...bufs: Buffer[]): void {
+    if (phase !== 'closed' && !socket.destroyed) socket.write(bufs.length === 1 ? (bufs[0] as Buffer) : Buffer.concat(bufs));
+  }
+
+  function fatal(code: string, message: string): void {
+    if (phase === 'closed') return;
+    log.info({ code, reason: message }, 'admin client refused');
+    send(encodeErrorResponse({ severity: 'FATAL', code, message: message.replaceAll('\0', '') }));
+    close();
+  }
+
+  function close(): void {
+    phase = 'closed';
+    clearTimeout(authTimer);
+    socket.end();
+    // Do not wait forever for a peer that keeps its side open.
+    setTimeout(() => socket.destroy(), 1000).unref();
+  }
+
+  function ready(): void {
+    clearTimeout(authTimer);
+    phase = 'ready';
+    const msgs = [encodeAuthenticationOk()];
+    for (const [name, value] of SERVER_PARAMS) msgs.push(encodeParameterStatus(name, value));
+    msgs.push(encodeBackendKeyData(randomInt(1, 2 ** 31 - 1), randomInt(0, 2 ** 31 - 1)));
+    msgs.push(encodeReadyForQuery('I'));
+    send(...msgs);
+    log.debug({ user }, 'admin client connected');
+  }
+
+  function onStartupData(chunk: Buffer): void {
+    const got = startup.push(chunk);
+    if (!got) return;
+    const { packet, rest } = got;
+    switch (packet.kind) {
+      case 'ssl':
+      case 'gssenc':
+        send(Buffer.from('N'));
+        if (rest.length > 0) onStartupData(rest);
+        return;
+      case 'cancel':
+        close(); // nothing here runs long enough to cancel
+        return;
+      case 'startup':
+        user = packet.params.user ?? '';
+        if (opts.password === null) ready();
+        else {
+          phase = 'password';
+          send(encodeAuthentication(3)); // AuthenticationCleartextPassword
+        }
+        if (rest.length > 0) reader.push(rest);
+        return;
+    }
+  }
+
+  async function handle(msg: Message): Promise<void> {
+    if (phase === 'password') {
+      if (msg.type !== T_PASSWORD) return fatal('08P01', `expected a password message, got '${String.fromCharCode(msg.type)}'`);
+      const given = parsePassword(msg.frame);
+      if (!timingSafeEqual(digest(given), digest(opts.password ?? ''))) {
+        return fatal('28P01', `password authentication failed for user "${user}"`);
+      }
+      return ready();
+    }
+    if (skipToSync && msg.type !== T_SYNC && msg.type !== T_TERMINATE) return;
+    switch (msg.type) {
+      case T_QUERY: {
+        const replies = await executeAdminQuery(parseQuery(msg.frame), opts.backend);
+        return send(...replies, encodeReadyForQuery('I'));
+      }
+      case T_SYNC:
+        skipToSync = false;
+        return send(encodeReadyForQuery('I'));
+      case T_TERMINATE:
+        return close();
+      case T_FUNCTION_CALL:
+        return send(extendedError(), encodeReadyForQuery('I'));
+      default:
+        if (EXTENDED.has(msg.type)) {
+          skipToSync = true;
+          return send(extendedError());
+        }
+        return fatal('08P01', `invalid frontend message type ${msg.type} ('${String.fromCharCode(msg.type)}')`);
+    }
+  }
+
+  async function drain(): Promise<void> {
+    if (busy) return;
+    busy = true;
+    try {
+      while (phase === 'password' || phase === 'ready') {
+        const msg = reader.next();
+        if (!msg) break;
+        await handle(msg);
+      }
+    } catch (err) {
+      if (err instanceof ProtocolError) fatal(err.code, err.message);
+      else {
+        log.error({ err }, 'admin console failure');
+        fatal('XX000', err instanceof Error ? err.message : String(err));
+      }
+    } finally {
+      busy = false;
+    }
+  }
+
+  socket.on('data', (chunk: Buffer) => {
+    if (phase === 'closed') return;
+    try {
+      if (phase === 'startup') onStartupData(chunk);
+      else reader.push(chunk);
+    } catch (err) {
+      if (err instanceof ProtocolError) return fatal(err.code, err.message);
+      throw err;
+    }
+    void drain();
+  });
+}
+
+function extendedError(): Buffer {
+  return encodeErrorResponse({
+    severity: 'ERROR',
+    code: '0A000',
+    message: 'the admin console speaks the simple query protocol only',
+    hint: 'use psql, or a client in simple query mode',
+  });
+}

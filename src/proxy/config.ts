@@ -1,0 +1,81 @@
+// The proxy's configuration file (YAML), validated strictly like the member config.
+import fs from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { splitHostPort, type HostPort } from '../config/load.js';
+import { ConfigError } from '../util/errors.js';
+
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:6432');
+
+const schema = z
+  .object({
+    cluster: z.string().min(1),
+    etcd: z.object({ hosts: z.array(hostPort).min(1) }).strict(),
+    listen: z
+      .object({ read_write: hostPort, read_only: hostPort, admin: hostPort })
+      .strict(),
+    admin_password: z.string().min(8, 'use at least 8 characters').nullable().default(null),
+    max_replication_lag: z.number().int().nonnegative().default(1024 * 1024),
+    read_only_fallback_to_leader: z.boolean().default(true),
+    pause_timeout: z.number().positive().max(600).default(10),
+    connect_timeout: z.number().positive().max(60).default(3),
+    max_message_length: z.number().int().min(1024).default(256 * 1024 * 1024),
+    tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict().optional(),
+  })
+  .strict();
+
+export interface ProxyConfig {
+  cluster: string;
+  etcdEndpoints: string[];
+  readWrite: HostPort;
+  readOnly: HostPort;
+  admin: HostPort;
+  adminPassword: string | null;
+  maxReplicationLag: number;
+  readOnlyFallbackToLeader: boolean;
+  pauseTimeoutMs: number;
+  connectTimeoutMs: number;
+  maxMessageLength: number;
+  tls: { cert: string; key: string } | null;
+}
+
+export function parseProxyConfig(raw: unknown, file: string): ProxyConfig {
+  const r = schema.safeParse(raw ?? {});
+  if (!r.success) {
+    const lines = r.error.issues.map((i) => {
+      const where = i.path.length ? i.path.join('.') : '(top level)';
+      return i.code === 'unrecognized_keys' ? `${file}: ${where}: unknown key(s) ${i.keys.map((k) => `"${k}"`).join(', ')}` : `${file}: ${where}: ${i.message}`;
+    });
+    throw new ConfigError(`invalid proxy configuration\n${lines.join('\n')}`, 'fix the fields named above and start again');
+  }
+  const c = r.data;
+  return {
+    cluster: c.cluster,
+    etcdEndpoints: c.etcd.hosts.map((h) => `http://${h}`),
+    readWrite: splitHostPort(c.listen.read_write),
+    readOnly: splitHostPort(c.listen.read_only),
+    admin: splitHostPort(c.listen.admin),
+    adminPassword: c.admin_password,
+    maxReplicationLag: c.max_replication_lag,
+    readOnlyFallbackToLeader: c.read_only_fallback_to_leader,
+    pauseTimeoutMs: c.pause_timeout * 1000,
+    connectTimeoutMs: c.connect_timeout * 1000,
+    maxMessageLength: c.max_message_length,
+    tls: c.tls ?? null,
+  };
+}
+
+export function loadProxyConfig(file: string): ProxyConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read proxy config ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, 'check the path given with --config');
+  }
+  try {
+    return parseProxyConfig(parseYaml(text), file);
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(`${file}: not valid YAML: ${(err as Error).message.split('\n')[0]}`, 'fix the YAML syntax');
+  }
+}

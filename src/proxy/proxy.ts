@@ -1,0 +1,287 @@
+// `baton proxy`: listeners for read-write and read-only sessions, routing from etcd watch events,
+// new sessions held (bounded) while a switchover or failover is under way, routed cancels.
+import net from 'node:net';
+import fs from 'node:fs';
+import tls from 'node:tls';
+import crypto from 'node:crypto';
+import type { ClusterStore } from '../dcs/store.js';
+import type { ClusterView, MemberRecord } from '../dcs/types.js';
+import { BatonError } from '../util/errors.js';
+import type { Logger } from '../util/log.js';
+import type { ProxyConfig } from './config.js';
+import { readCandidates, readTarget, replayLag, writeTarget, type Target } from './router.js';
+import { RouteRefused, Session, type ListenerKind, type SessionHooks } from './session.js';
+import { startAdminConsole, type AdminBackend, type PoolNodeRow } from './admin.js';
+
+const SAFETY_POLL_MS = 1000;
+
+export class BatonProxy {
+  view: ClusterView | null = null;
+  readonly sessions = new Set<Session>();
+  private readonly byKey = new Map<string, Session>();
+  private readonly selectCount = new Map<string, number>();
+  private paused = false;
+  private changeWaiters: (() => void)[] = [];
+  private servers: net.Server[] = [];
+  private closeAdmin: (() => Promise<void>) | null = null;
+  private closeWatch: (() => void) | null = null;
+  private poll: NodeJS.Timeout | null = null;
+  private refreshing: Promise<void> | null = null;
+  private refreshAgain = false;
+  private readonly hooks: SessionHooks;
+  ports = { readWrite: 0, readOnly: 0, admin: 0 };
+
+  constructor(
+    readonly cfg: ProxyConfig,
+    private readonly store: ClusterStore,
+    private readonly log: Logger,
+  ) {
+    this.hooks = {
+      route: (kind) => this.route(kind),
+      register: (s) => this.register(s),
+      unregister: (s) => this.unregister(s),
+      cancel: (pid, secret) => this.cancel(pid, secret),
+      tls: cfg.tls ? tls.createSecureContext({ cert: fs.readFileSync(cfg.tls.cert), key: fs.readFileSync(cfg.tls.key) }) : null,
+      maxMessageLength: cfg.maxMessageLength,
+      connectTimeoutMs: cfg.connectTimeoutMs,
+      log,
+    };
+  }
+
+  async start(): Promise<void> {
+    await this.refresh();
+    const watch = this.store.watch(
+      () => void this.refresh(),
+      (err) => this.log.warn({ err: err.message }, 'etcd watch interrupted; reconnecting'),
+    );
+    this.closeWatch = () => watch.close();
+    this.poll = setInterval(() => void this.refresh(), SAFETY_POLL_MS);
+    this.ports.readWrite = await this.listen('rw', this.cfg.readWrite.host, this.cfg.readWrite.port);
+    this.ports.readOnly = await this.listen('ro', this.cfg.readOnly.host, this.cfg.readOnly.port);
+    const admin = await startAdminConsole({
+      host: this.cfg.admin.host,
+      port: this.cfg.admin.port,
+      password: this.cfg.adminPassword,
+      backend: this.adminBackend(),
+      logger: this.log,
+      cluster: this.cfg.cluster,
+    });
+    this.ports.admin = admin.port;
+    this.closeAdmin = admin.close;
+    this.log.info({ ports: this.ports }, 'proxy listening');
+  }
+
+  private listen(kind: ListenerKind, host: string, port: number): Promise<number> {
+    const server = net.createServer((socket) => {
+      const s = new Session(socket, kind, this.hooks);
+      this.sessions.add(s);
+      s.start();
+    });
+    this.servers.push(server);
+    return new Promise((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(
+          err.code === 'EADDRINUSE'
+            ? new BatonError(`proxy ${kind === 'rw' ? 'read-write' : 'read-only'} port ${host}:${port} is already in use`, 'change listen in the proxy config')
+            : err,
+        ),
+      );
+      server.listen(port, host, () => {
+        const a = server.address();
+        resolve(typeof a === 'object' && a ? a.port : port);
+      });
+    });
+  }
+
+  /** Re-reads the view (coalescing bursts of watch events) and closes sessions on a demoted leader. */
+  refresh(): Promise<void> {
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return this.refreshing;
+    }
+    this.refreshing = (async () => {
+      do {
+        this.refreshAgain = false;
+        try {
+          this.apply(await this.store.read());
+        } catch (err) {
+          this.log.warn({ err: (err as Error).message }, 'cannot read the cluster state from etcd; routing on the last view');
+        }
+      } while (this.refreshAgain);
+    })().finally(() => {
+      this.refreshing = null;
+    });
+    return this.refreshing;
+  }
+
+  private apply(view: ClusterView): void {
+    const before = this.view?.leader?.name ?? null;
+    this.view = view;
+    const leader = view.leader?.name ?? null;
+    if (before !== leader) this.log.info({ from: before, to: leader }, 'leader changed');
+    for (const s of this.sessions) {
+      if (s.kind !== 'rw' || !s.member || s.state === 'closed') continue;
+      // Invariant 4: read-write sessions stay only on the member holding the leader key.
+      if (leader !== null && s.member.name !== leader) {
+        s.fail('57P01', `baton proxy: ${s.member.name} is no longer the leader (now ${leader}); reconnect to continue`);
+      }
+    }
+    this.wake();
+  }
+
+  /** Lets sessions waiting for a route look again. */
+  private wake(): void {
+    const waiters = this.changeWaiters;
+    this.changeWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  private waitForChange(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, ms);
+      this.changeWaiters.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  private target(kind: ListenerKind): Target {
+    if (this.paused) return { wait: 'the proxy is paused (RESUME on the admin console)' };
+    if (kind === 'rw') return writeTarget(this.view);
+    return readTarget(this.view, this.cfg, (n) => this.selectCount.get(n) ?? 0);
+  }
+
+  async route(kind: ListenerKind): Promise<MemberRecord> {
+    const deadline = Date.now() + this.cfg.pauseTimeoutMs;
+    for (;;) {
+      const t = this.target(kind);
+      if ('member' in t) {
+        if (kind === 'ro') this.selectCount.set(t.member.name, (this.selectCount.get(t.member.name) ?? 0) + 1);
+        return t.member;
+      }
+      if ('refuse' in t) throw new RouteRefused(t.refuse);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new RouteRefused(`${t.wait}; gave up after ${this.cfg.pauseTimeoutMs / 1000} s (pause_timeout)`);
+      await this.waitForChange(Math.min(left, 250));
+    }
+  }
+
+  private register(s: Session): { pid: number; secret: number } {
+    for (;;) {
+      const key = { pid: crypto.randomInt(1, 2 ** 31 - 1), secret: crypto.randomInt(-(2 ** 31), 2 ** 31 - 1) };
+      const k = `${key.pid}:${key.secret}`;
+      if (!this.byKey.has(k)) {
+        this.byKey.set(k, s);
+        return key;
+      }
+    }
+  }
+
+  private unregister(s: Session): void {
+    this.sessions.delete(s);
+    if (s.proxyKey) this.byKey.delete(`${s.proxyKey.pid}:${s.proxyKey.secret}`);
+  }
+
+  private async cancel(pid: number, secret: number): Promise<void> {
+    const s = this.byKey.get(`${pid}:${secret}`);
+    if (!s) {
+      this.log.info({ pid }, 'cancel request with an unknown key ignored');
+      return;
+    }
+    await s.cancelOnServer();
+  }
+
+  adminBackend(): AdminBackend {
+    return {
+      poolNodes: () => this.poolNodes(),
+      clients: () =>
+        [...this.sessions].map((s) => ({
+          id: s.id,
+          listener: s.kind === 'rw' ? 'read-write' : 'read-only',
+          client: s.clientAddress,
+          user: s.user,
+          database: s.database,
+          member: s.member?.name ?? null,
+          state: s.state,
+          tx_status: s.txStatus,
+          queries: s.queries,
+          connected_at: new Date(s.startedAt).toISOString(),
+        })),
+      servers: () =>
+        [...this.sessions]
+          .filter((s) => s.member)
+          .map((s) => ({
+            session: s.id,
+            member: s.member!.name,
+            address: `${s.member!.host}:${s.member!.port}`,
+            state: s.state,
+            tx_status: s.txStatus,
+            bytes_to_server: s.bytesToServer,
+            bytes_to_client: s.bytesToClient,
+          })),
+      stats: () => this.stats(),
+      pause: () => {
+        this.paused = true;
+        this.log.warn('paused by the admin console: new sessions wait');
+      },
+      resume: () => {
+        this.paused = false;
+        this.wake();
+        this.log.warn('resumed by the admin console');
+      },
+    };
+  }
+
+  private poolNodes(): PoolNodeRow[] {
+    const v = this.view;
+    if (!v) return [];
+    const members = [...v.members].sort((a, b) => (a.name < b.name ? -1 : 1));
+    const eligible = new Set(readCandidates(v, this.cfg).map((m) => m.name));
+    const totalWeight = members.filter((m) => !m.tags.noloadbalance).reduce((n, m) => n + m.tags.weight, 0) || 1;
+    const next = readTarget(v, this.cfg, (n) => this.selectCount.get(n) ?? 0);
+    return members.map((m, i) => ({
+      node_id: i,
+      hostname: m.host,
+      port: m.port,
+      status: m.state === 'running' || m.state === 'streaming' ? 'up' : 'down',
+      lb_weight: m.tags.noloadbalance ? 0 : m.tags.weight / totalWeight,
+      role: m.name === v.leader?.name ? 'primary' : 'standby',
+      select_cnt: this.selectCount.get(m.name) ?? 0,
+      load_balance_node: 'member' in next && next.member.name === m.name && (eligible.has(m.name) || m.name === v.leader?.name),
+      replication_delay: m.name === v.leader?.name ? 0 : (replayLag(v, m) ?? 0),
+    }));
+  }
+
+  private stats(): Record<string, string | number | null>[] {
+    const rows = new Map<string, { sessions: number; active: number; queries: number; in: number; out: number }>();
+    for (const s of this.sessions) {
+      const name = s.member?.name ?? '(routing)';
+      const r = rows.get(name) ?? { sessions: 0, active: 0, queries: 0, in: 0, out: 0 };
+      r.sessions++;
+      if (s.busy) r.active++;
+      r.queries += s.queries;
+      r.in += s.bytesToServer;
+      r.out += s.bytesToClient;
+      rows.set(name, r);
+    }
+    return [...rows].map(([member, r]) => ({
+      member,
+      sessions: r.sessions,
+      active: r.active,
+      queries: r.queries,
+      bytes_to_server: r.in,
+      bytes_to_client: r.out,
+      select_cnt: this.selectCount.get(member) ?? 0,
+    }));
+  }
+
+  async stop(): Promise<void> {
+    if (this.poll) clearInterval(this.poll);
+    this.closeWatch?.();
+    for (const s of [...this.sessions]) s.fail('57P01', 'baton proxy is shutting down');
+    await Promise.all(this.servers.map((srv) => new Promise((r) => srv.close(() => r(undefined)))));
+    await this.closeAdmin?.();
+    await this.store.close();
+  }
+}

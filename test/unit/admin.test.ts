@@ -1,0 +1,251 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { startAdminConsole, type AdminBackend, type PoolNodeRow } from '../../src/proxy/admin.js';
+import { CLIENT_COLUMNS, SERVER_COLUMNS, STATS_COLUMNS } from '../../src/proxy/admin-commands.js';
+import {
+  MessageReader,
+  SSL_REQUEST,
+  encodeCancel,
+  encodePassword,
+  encodeQuery,
+  encodeStartup,
+  parseErrorOrNotice,
+  type Message,
+} from '../../src/proxy/protocol.js';
+import { silentLogger } from '../../src/util/log.js';
+
+const PSQL = '/usr/lib/postgresql/15/bin/psql';
+const PASSWORD = 's3cret';
+
+const NODES: PoolNodeRow[] = [
+  { node_id: 0, hostname: '10.0.0.1', port: 5432, status: 'up', lb_weight: 1 / 3, role: 'primary', select_cnt: 12, load_balance_node: false, replication_delay: 0 },
+  { node_id: 1, hostname: '10.0.0.2', port: 5433, status: 'waiting', lb_weight: 2 / 3, role: 'standby', select_cnt: 7, load_balance_node: true, replication_delay: 1024 },
+];
+
+class TestBackend implements AdminBackend {
+  calls: string[] = [];
+  failStats = false;
+  poolNodes(): PoolNodeRow[] {
+    return NODES;
+  }
+  clients() {
+    return [{ id: 1, listener: 'read-write', client: '127.0.0.1:5000', user: 'app', extra_field: 'x' }];
+  }
+  servers() {
+    return [];
+  }
+  stats() {
+    if (this.failStats) throw new Error('stats are unavailable');
+    return [{ member: 'pg1', sessions: 1, queries: 42 }];
+  }
+  async pause(): Promise<void> {
+    await new Promise((r) => setTimeout(r, 20));
+    this.calls.push('pause');
+  }
+  resume(): void {
+    this.calls.push('resume');
+  }
+}
+
+/** Connects a raw socket, sends the given buffers, and returns the messages received until the server closes. */
+function rawExchange(port: number, ...sends: Buffer[]): Promise<{ bytes: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const got: Buffer[] = [];
+    socket.on('connect', () => {
+      for (const b of sends) socket.write(b);
+    });
+    socket.on('data', (d) => got.push(d));
+    socket.on('error', reject);
+    socket.on('close', () => resolve({ bytes: Buffer.concat(got) }));
+    setTimeout(() => reject(new Error('server did not close the connection')), 5000).unref();
+  });
+}
+
+function messages(bytes: Buffer): Message[] {
+  const r = new MessageReader();
+  r.push(bytes);
+  const out: Message[] = [];
+  for (let m = r.next(); m; m = r.next()) out.push(m);
+  return out;
+}
+
+describe('admin console', () => {
+  const backend = new TestBackend();
+  let consolePort = 0;
+  let close: () => Promise<void> = async () => {};
+  const clients: pg.Client[] = [];
+
+  async function connect(password: string = PASSWORD): Promise<pg.Client> {
+    const c = new pg.Client({ host: '127.0.0.1', port: consolePort, user: 'admin', database: 'baton', password });
+    await c.connect();
+    clients.push(c);
+    return c;
+  }
+
+  before(async () => {
+    const started = await startAdminConsole({ host: '127.0.0.1', port: 0, password: PASSWORD, backend, logger: silentLogger(), cluster: 'test' });
+    consolePort = started.port;
+    close = started.close;
+  });
+
+  after(async () => {
+    await Promise.all(clients.map((c) => c.end().catch(() => {})));
+    await close();
+  });
+
+  it('SHOW POOL_NODES lists the nodes like pgpool-II', async () => {
+    const c = await connect();
+    const res = await c.query('show   pool_nodes ; ');
+    assert.deepEqual(
+      res.fields.map((f) => f.name),
+      ['node_id', 'hostname', 'port', 'status', 'lb_weight', 'role', 'select_cnt', 'load_balance_node', 'replication_delay'],
+    );
+    assert.deepEqual(res.rows, [
+      { node_id: '0', hostname: '10.0.0.1', port: '5432', status: 'up', lb_weight: '0.333333', role: 'primary', select_cnt: '12', load_balance_node: 'false', replication_delay: '0' },
+      { node_id: '1', hostname: '10.0.0.2', port: '5433', status: 'waiting', lb_weight: '0.666667', role: 'standby', select_cnt: '7', load_balance_node: 'true', replication_delay: '1024' },
+    ]);
+    assert.equal(res.rowCount, 2);
+  });
+
+  it('psql can query it (SSLRequest answered N, cleartext password)', { skip: !existsSync(PSQL) && 'psql not installed' }, async () => {
+    const { stdout } = await promisify(execFile)(PSQL, ['-X', '-h', '127.0.0.1', '-p', String(consolePort), '-U', 'admin', '-d', 'baton', '-Atc', 'SHOW POOL_NODES'], {
+      env: { ...process.env, PGPASSWORD: PASSWORD, PGSSLMODE: 'prefer', PGCONNECT_TIMEOUT: '5' },
+      timeout: 10_000,
+    });
+    assert.deepEqual(stdout.trim().split('\n'), [
+      '0|10.0.0.1|5432|up|0.333333|primary|12|false|0',
+      '1|10.0.0.2|5433|waiting|0.666667|standby|7|true|1024',
+    ]);
+  });
+
+  it('SHOW CLIENTS / SERVERS / STATS: fixed columns, NULL for missing keys, extra keys appended', async () => {
+    const c = await connect();
+    const clientsRes = await c.query('SHOW CLIENTS');
+    assert.deepEqual(clientsRes.fields.map((f) => f.name), [...CLIENT_COLUMNS, 'extra_field']);
+    assert.equal(clientsRes.rows[0].id, '1');
+    assert.equal(clientsRes.rows[0].user, 'app');
+    assert.equal(clientsRes.rows[0].database, null);
+    assert.equal(clientsRes.rows[0].extra_field, 'x');
+    const servers = await c.query('show servers');
+    assert.equal(servers.rows.length, 0);
+    assert.deepEqual(servers.fields.map((f) => f.name), [...SERVER_COLUMNS]);
+    const stats = await c.query('Show Stats;');
+    assert.deepEqual(stats.fields.map((f) => f.name), [...STATS_COLUMNS]);
+    assert.equal(stats.rows[0].queries, '42');
+    assert.equal(stats.rows[0].active, null);
+  });
+
+  it('PAUSE and RESUME call the backend, in order, and answer with their tags', async () => {
+    const c = await connect();
+    backend.calls = [];
+    const res = await c.query('pause');
+    assert.equal(res.command, 'PAUSE');
+    assert.deepEqual(backend.calls, ['pause']);
+    const both = await c.query('PAUSE; RESUME;');
+    assert.equal(Array.isArray(both), true);
+    assert.deepEqual(backend.calls, ['pause', 'pause', 'resume']);
+  });
+
+  it('SHOW HELP lists the commands; an empty query gets EmptyQueryResponse', async () => {
+    const c = await connect();
+    const help = await c.query('SHOW HELP');
+    const commands = help.rows.map((r: { command: string }) => r.command);
+    for (const cmd of ['SHOW POOL_NODES', 'SHOW CLIENTS', 'SHOW SERVERS', 'SHOW STATS', 'PAUSE', 'RESUME']) assert.ok(commands.includes(cmd), cmd);
+    const empty = await c.query(' ; ');
+    assert.equal(empty.rows.length, 0);
+    assert.equal(empty.command, null);
+  });
+
+  it('an unknown command is an error and the session goes on', async () => {
+    const c = await connect();
+    await assert.rejects(c.query('SELECT 1'), (err: pg.DatabaseError) => {
+      assert.equal(err.code, '42601');
+      assert.equal(err.message, 'unknown admin command: SELECT 1; try SHOW HELP');
+      return true;
+    });
+    backend.failStats = true;
+    await assert.rejects(c.query('SHOW STATS'), (err: pg.DatabaseError) => err.code === 'XX000' && /unavailable/.test(err.message));
+    backend.failStats = false;
+    assert.equal((await c.query('SHOW POOL_NODES')).rows.length, 2);
+  });
+
+  it('a wrong password is refused with 28P01', async () => {
+    await assert.rejects(connect('wrong'), (err: pg.DatabaseError) => {
+      assert.equal(err.code, '28P01');
+      assert.match(err.message, /password authentication failed for user "admin"/);
+      return true;
+    });
+  });
+
+  it('the extended protocol gets 0A000, then the session works again after Sync', async () => {
+    const c = await connect();
+    await assert.rejects(c.query({ text: 'SHOW POOL_NODES', values: [1] }), (err: pg.DatabaseError) => {
+      assert.equal(err.code, '0A000');
+      assert.match(err.message, /simple query protocol only/);
+      return true;
+    });
+    await assert.rejects(c.query({ name: 'prepared', text: 'SHOW POOL_NODES' }), { code: '0A000' });
+    assert.equal((await c.query('SHOW POOL_NODES')).rows.length, 2);
+  });
+
+  it('garbage on a raw socket gets FATAL 08P01 and a close; other clients are unaffected', async () => {
+    const c = await connect();
+    const fatalOf = (bytes: Buffer) => {
+      const msgs = messages(bytes).filter((m) => m.type === 0x45);
+      assert.equal(msgs.length, 1, 'one ErrorResponse');
+      return parseErrorOrNotice((msgs[0] as Message).frame);
+    };
+    // Not a startup packet at all: the "length" is huge.
+    let f = fatalOf((await rawExchange(consolePort, Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'))).bytes);
+    assert.equal(f.S, 'FATAL');
+    assert.equal(f.C, '08P01');
+    assert.match(f.M ?? '', /startup packet too long/);
+    // A startup packet without a user.
+    f = fatalOf((await rawExchange(consolePort, encodeStartup({ database: 'x' }))).bytes);
+    assert.match(f.M ?? '', /no user/);
+    // After authenticating: a message with an impossible length.
+    const bad = Buffer.from([0x51, 0, 0, 0, 1]);
+    const { bytes } = await rawExchange(consolePort, encodeStartup({ user: 'admin' }), encodePassword(PASSWORD), bad);
+    f = fatalOf(bytes);
+    assert.equal(f.C, '08P01');
+    assert.match(f.M ?? '', /invalid message length 1/);
+    // An unknown message type.
+    const odd = Buffer.from([0x21, 0, 0, 0, 4]);
+    f = fatalOf((await rawExchange(consolePort, encodeStartup({ user: 'admin' }), encodePassword(PASSWORD), odd)).bytes);
+    assert.match(f.M ?? '', /invalid frontend message type 33/);
+    assert.equal((await c.query('SHOW POOL_NODES')).rows.length, 2);
+  });
+
+  it('SSLRequest gets N and the startup may follow in the same write; CancelRequest is just closed', async () => {
+    const ssl = Buffer.alloc(8);
+    ssl.writeInt32BE(8, 0);
+    ssl.writeInt32BE(SSL_REQUEST, 4);
+    const { bytes } = await rawExchange(
+      consolePort,
+      Buffer.concat([ssl, encodeStartup({ user: 'admin' }), encodePassword(PASSWORD), encodeQuery('SHOW STATS'), Buffer.from([0x58, 0, 0, 0, 4])]),
+    );
+    assert.equal(bytes[0], 'N'.charCodeAt(0));
+    const types = messages(bytes.subarray(1)).map((m) => String.fromCharCode(m.type)).join('');
+    assert.equal(types, 'RRSSSSSSKZTDCZ'); // auth request, ok, 6 parameters, key, ready; result set; ready
+    const cancel = await rawExchange(consolePort, encodeCancel(1, 2));
+    assert.equal(cancel.bytes.length, 0);
+  });
+
+  it('without a password configured, anyone may connect', async () => {
+    const open = await startAdminConsole({ host: '127.0.0.1', port: 0, password: null, backend, logger: silentLogger(), cluster: 'test' });
+    try {
+      const c = new pg.Client({ host: '127.0.0.1', port: open.port, user: 'whoever', database: 'x' });
+      await c.connect();
+      assert.equal((await c.query('SHOW POOL_NODES')).rows.length, 2);
+      await c.end();
+    } finally {
+      await open.close();
+    }
+  });
+});
