@@ -224,7 +224,8 @@ function serveConnection(socket: net.Socket, opts: AdminConsoleOptions, parentLo
       else reader.push(chunk);
     } catch (err) {
       if (err instanceof ProtocolError) return fatal(err.code, err.message);
-      throw err;
+      log.error({ err }, 'admin console failure');
+      return fatal('XX000', err instanceof Error ? err.message : String(err));
     }
     void drain();
   });

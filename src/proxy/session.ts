@@ -53,6 +53,7 @@ export class Session {
   queries = 0;
   /** The client sent something the server has not answered with ReadyForQuery yet. */
   busy = false;
+  private terminating = false;
   bytesToServer = 0;
   bytesToClient = 0;
   proxyKey: { pid: number; secret: number } | null = null;
@@ -139,7 +140,11 @@ export class Session {
 
   private relay(): void {
     const server = this.server!;
-    const clientScan = new FrameScanner(this.hooks.maxMessageLength, {});
+    const clientScan = new FrameScanner(this.hooks.maxMessageLength, {
+      onMessage: (type) => {
+        if (type === 0x58 /* X: Terminate */) this.terminating = true;
+      },
+    });
     this.client.on('data', (chunk: Buffer) => {
       try {
         clientScan.scan(chunk);
@@ -228,9 +233,8 @@ export class Session {
 
   private serverLost(reason: string): void {
     if (this.state === 'closed') return;
-    if (this.state === 'active' && !this.busy) {
-      // An idle session whose server went away (client's Terminate, idle timeout, shutdown).
-      this.close();
+    if (this.terminating) {
+      this.close(); // the client said goodbye first
       return;
     }
     this.fail('08006', `baton proxy: lost the connection to ${this.member?.name ?? 'the server'}: ${reason}`);
