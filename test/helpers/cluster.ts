@@ -22,7 +22,7 @@ export interface TestCluster {
   signalAgent(name: string, signal: NodeJS.Signals): void;
   startAgent(name: string): void;
   postmasterPid(name: string): number | null;
-  waitFor<T>(what: string, fn: (v: ClusterView) => T | null | undefined | false, timeoutMs?: number): Promise<T>;
+  waitFor<T>(what: string, fn: (v: ClusterView) => T | null | undefined | false | Promise<T | null | undefined | false>, timeoutMs?: number): Promise<T>;
   logs(): string;
   stop(): Promise<void>;
 }
@@ -107,7 +107,7 @@ export async function startCluster(opts: { nodes?: number; dcs?: Record<string, 
       let last: ClusterView | null = null;
       for (;;) {
         last = await store.read().catch(() => last);
-        const r = last ? fn(last) : null;
+        const r = last ? await fn(last) : null;
         if (r) return r;
         if (Date.now() - t0 > timeoutMs) {
           throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last view: ${JSON.stringify(last?.members.map((m) => [m.name, m.role, m.state, m.problem]))} leader=${last?.leader?.name}\n${t.logs()}`);

@@ -1,0 +1,213 @@
+// baton proxy against a real cluster: routing, following the leader, balanced reads, cancel,
+// protocol features passing through, bad input and dying peers.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { switchover } from '../../src/agent/requests.js';
+import { encodeCancel } from '../../src/proxy/protocol.js';
+
+const run = promisify(execFile);
+let t: TestCluster;
+
+before(async () => {
+  t = await startCluster();
+  const db = await t.client((await t.leader()).name);
+  await db.query('CREATE TABLE p(id serial primary key, v text)');
+  await db.end();
+});
+after(async () => {
+  await t?.stop();
+});
+
+function proxyClient(kind: 'rw' | 'ro', extra: Partial<pg.ClientConfig> = {}): pg.Client {
+  const p = t.c.proxy!;
+  const c = new pg.Client({
+    host: t.c.host,
+    port: kind === 'rw' ? p.readWritePort : p.readOnlyPort,
+    user: t.c.superuser.username,
+    password: t.c.superuser.password,
+    database: 'postgres',
+    connectionTimeoutMillis: 15_000,
+    ...extra,
+  });
+  c.on('error', () => undefined);
+  return c;
+}
+
+async function whereAmI(kind: 'rw' | 'ro'): Promise<{ port: number; recovery: boolean }> {
+  const c = proxyClient(kind);
+  await c.connect();
+  const r = await c.query<{ port: number; recovery: boolean }>('SELECT inet_server_port() AS port, pg_is_in_recovery() AS recovery');
+  await c.end();
+  return r.rows[0]!;
+}
+
+async function poolNodes(): Promise<Record<string, string>[]> {
+  const p = t.c.proxy!;
+  const c = new pg.Client({ host: t.c.host, port: p.adminPort, user: 'admin', database: 'baton', password: p.adminPassword });
+  await c.connect();
+  const r = await c.query<Record<string, string>>('SHOW POOL_NODES');
+  await c.end();
+  return r.rows;
+}
+
+test('writes through the read-write port land on the leader, also after a switchover, with the same connection string', async () => {
+  const leader = await t.leader();
+  assert.deepEqual(await whereAmI('rw'), { port: leader.port, recovery: false });
+  const held = proxyClient('rw');
+  await held.connect();
+  await held.query("INSERT INTO p(v) VALUES ('before')");
+
+  const target = t.c.members.find((m) => m.name !== leader.name)!.name;
+  const sw = switchover(t.store, { to: target });
+  sw.catch(() => undefined);
+  // New sessions opened once the switchover is under way wait for it instead of failing.
+  await t.waitFor('the switchover under way', (v) => v.switchover);
+  const during = await Promise.all([0, 1, 2].map(() => whereAmI('rw')));
+  await sw;
+  const newLeader = await t.leader();
+  assert.equal(newLeader.name, target);
+  for (const d of during) assert.deepEqual(d, { port: newLeader.port, recovery: false });
+  const err = await held.query('SELECT 1').then(() => null, (e: Error) => e);
+  assert.ok(err, 'the session on the old leader is closed');
+  await held.end().catch(() => undefined);
+  const c = proxyClient('rw');
+  await c.connect();
+  await c.query("INSERT INTO p(v) VALUES ('after')");
+  const r = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM p');
+  await c.end();
+  assert.equal(r.rows[0]!.n, 2);
+});
+
+test('read-only sessions spread over the replicas (select_cnt) and avoid one whose replay is paused past the lag limit', async () => {
+  const view = await t.waitFor('all streaming', (v) => (!v.switchover && v.members.filter((m) => m.state === 'streaming').length === 2 ? v : null));
+  const replicas = view.members.filter((m) => m.name !== view.leader?.name);
+  const before = await poolNodes();
+  const counts = new Map<number, number>();
+  for (let i = 0; i < 10; i++) {
+    const w = await whereAmI('ro');
+    assert.equal(w.recovery, true);
+    counts.set(w.port, (counts.get(w.port) ?? 0) + 1);
+  }
+  assert.deepEqual([...counts.values()].sort(), [5, 5], 'equal weights, equal shares');
+  const afterRows = await poolNodes();
+  const delta = (port: number) =>
+    Number(afterRows.find((r) => Number(r.port) === port)!.select_cnt) - Number(before.find((r) => Number(r.port) === port)!.select_cnt);
+  for (const m of replicas) assert.equal(delta(m.port), 5);
+  assert.deepEqual(Object.keys(afterRows[0]!), ['node_id', 'hostname', 'port', 'status', 'lb_weight', 'role', 'select_cnt', 'load_balance_node', 'replication_delay']);
+
+  const [paused, other] = replicas as [typeof replicas[0], typeof replicas[0]];
+  const pdb = await t.client(paused.name);
+  await pdb.query('SELECT pg_wal_replay_pause()');
+  const ldb = await t.client(view.leader!.name);
+  await ldb.query("INSERT INTO p(v) SELECT repeat('x', 1000) FROM generate_series(1, 3000)");
+  await ldb.end();
+  await t.waitFor('the paused replica to report replay lag', (v) => {
+    const top = v.members.find((m) => m.name === v.leader?.name)?.receivedLsn ?? 0;
+    const m = v.members.find((x) => x.name === paused.name);
+    return m && m.replayedLsn !== null && top - m.replayedLsn > 1024 * 1024;
+  }, 20_000);
+  await new Promise((r) => setTimeout(r, 300));
+  for (let i = 0; i < 4; i++) assert.equal((await whereAmI('ro')).port, other.port, 'sessions avoid the lagging replica');
+  const row = (await poolNodes()).find((r) => Number(r.port) === paused.port)!;
+  assert.ok(Number(row.replication_delay) > 1024 * 1024, `replication_delay shown: ${row.replication_delay}`);
+  await pdb.query('SELECT pg_wal_replay_resume()');
+  await pdb.end();
+});
+
+test('cancel through the proxy, extended protocol, COPY in and out, LISTEN/NOTIFY, a large result', async () => {
+  const c = proxyClient('rw');
+  await c.connect();
+  const sleeping = c.query('SELECT pg_sleep(30)').then(() => null, (e: { code?: string }) => e.code);
+  await new Promise((r) => setTimeout(r, 300));
+  const { processID, secretKey } = c as unknown as { processID: number; secretKey: number };
+  await new Promise<void>((resolve, reject) => {
+    const s = net.connect({ host: t.c.host, port: t.c.proxy!.readWritePort }, () => s.end(encodeCancel(processID, secretKey)));
+    s.on('close', () => resolve());
+    s.on('error', reject);
+  });
+  const t0 = Date.now();
+  assert.equal(await sleeping, '57014', 'query_canceled');
+  assert.ok(Date.now() - t0 < 5000);
+
+  const ext = await c.query<{ a: number; b: string }>({ text: 'SELECT $1::int AS a, $2::text AS b', values: [42, 'x'], name: 'named-stmt' });
+  assert.deepEqual(ext.rows, [{ a: 42, b: 'x' }]);
+  const again = await c.query<{ a: number }>({ text: 'SELECT $1::int AS a, $2::text AS b', values: [7, 'y'], name: 'named-stmt' });
+  assert.equal(again.rows[0]!.a, 7);
+
+  const big = await c.query<{ n: number; s: string }>("SELECT g AS n, repeat('y', 1000) AS s FROM generate_series(1, 30000) g");
+  assert.equal(big.rows.length, 30000);
+  assert.equal(big.rows[29999]!.s.length, 1000);
+
+  const listener = proxyClient('rw');
+  await listener.connect();
+  await listener.query('LISTEN baton_test');
+  const got = new Promise<string>((resolve) => listener.on('notification', (n) => resolve(n.payload ?? '')));
+  await c.query("NOTIFY baton_test, 'hello through the proxy'");
+  assert.equal(await got, 'hello through the proxy');
+  await listener.end();
+  await c.end();
+
+  const p = t.c.proxy!;
+  const env = { ...process.env, PGPASSWORD: t.c.superuser.password };
+  const uri = `postgresql://${t.c.superuser.username}@${t.c.host}:${p.readWritePort}/postgres`;
+  const psql = '/usr/lib/postgresql/15/bin/psql';
+  await run(psql, [uri, '-c', 'CREATE TABLE IF NOT EXISTS copied(a int, b text)'], { env });
+  const copyIn = await run('bash', ['-c', `seq 1 5000 | awk '{print $1"\\tline "$1}' | ${psql} '${uri}' -c "\\copy copied FROM stdin"`], { env });
+  assert.match(copyIn.stdout, /COPY 5000/);
+  const copyOut = await run(psql, [uri, '-Atc', 'COPY (SELECT count(*), sum(a) FROM copied) TO STDOUT'], { env });
+  assert.equal(copyOut.stdout.trim(), '5000\t12502500');
+});
+
+test('malformed and oversized packets close only that client, with a protocol error', async () => {
+  const healthy = proxyClient('rw');
+  await healthy.connect();
+  const send = (bytes: Buffer) =>
+    new Promise<Buffer>((resolve) => {
+      const chunks: Buffer[] = [];
+      const s = net.connect({ host: t.c.host, port: t.c.proxy!.readWritePort }, () => s.write(bytes));
+      s.on('data', (d: Buffer) => chunks.push(d));
+      s.on('close', () => resolve(Buffer.concat(chunks)));
+      s.on('error', () => resolve(Buffer.concat(chunks)));
+      s.setTimeout(5000, () => s.destroy());
+    });
+  const garbage = await send(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+  assert.equal(String.fromCharCode(garbage[0]!), 'E');
+  assert.match(garbage.toString('latin1'), /08P01/);
+  const oversized = Buffer.alloc(8);
+  oversized.writeInt32BE(0x7fffffff, 0);
+  const big = await send(oversized);
+  assert.match(big.toString('latin1'), /too long|08P01/);
+  const r = await healthy.query('SELECT 1 AS one');
+  assert.equal(r.rows[0].one, 1, 'other clients unaffected');
+  await healthy.end();
+});
+
+test('a client that disconnects mid-query has its query cancelled; a server that dies mid-query gives the client an error', async () => {
+  const c = proxyClient('rw');
+  await c.connect();
+  void c.query("SELECT pg_sleep(30) /* abandoned */").catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 300));
+  (c as unknown as { connection: { stream: net.Socket } }).connection.stream.destroy();
+  const leader = await t.leader();
+  await t.waitFor('abandoned query gone from the server', async () => {
+    const db = await t.client(leader.name);
+    const r = await db.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%abandoned%' AND pid <> pg_backend_pid()");
+    await db.end();
+    return r.rows[0].n === 0;
+  }, 10_000).catch(async () => assert.fail('the abandoned query still runs on the server'));
+
+  const d = proxyClient('rw');
+  await d.connect();
+  const failing = d.query('SELECT pg_sleep(30)').then(() => null, (e: Error) => e.message);
+  await new Promise((r) => setTimeout(r, 300));
+  await t.kill(leader.name, { agent: false, postmaster: true });
+  const msg = await failing;
+  assert.ok(msg, 'the client got an error');
+  await d.end().catch(() => undefined);
+  await t.waitFor('leader running again', (v) => v.members.find((m) => m.name === v.leader?.name && m.state === 'running'), 30_000);
+});
