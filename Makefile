@@ -33,7 +33,9 @@ test-unit: build
 	npm run test:unit
 
 bench: build
+	@./scripts/install-bench-deps.sh
 	node --import tsx bench/failover.ts
+	node --import tsx bench/proxy.ts
 
 clean:
 	rm -rf dist .deps-system

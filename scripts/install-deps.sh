@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the system packages Baton needs on Debian 12: PostgreSQL 15 and etcd-server.
+# Installs the system packages Baton needs on Debian 12: PostgreSQL 15, etcd-server, and the tools
+# the tests use (openssl for a test certificate, iproute2).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -7,6 +8,7 @@ missing=()
 [ -x "$PG_BIN/postgres" ] || missing+=(postgresql-15 postgresql-client-15)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

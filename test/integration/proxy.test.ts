@@ -9,6 +9,14 @@ import pg from 'pg';
 import { startCluster, type TestCluster } from '../helpers/cluster.js';
 import { switchover } from '../../src/agent/requests.js';
 import { encodeCancel } from '../../src/proxy/protocol.js';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { parseProxyConfig } from '../../src/proxy/config.js';
+import { BatonProxy } from '../../src/proxy/proxy.js';
+import { EtcdStore } from '../../src/dcs/etcd-store.js';
+import { silentLogger } from '../../src/util/log.js';
 
 const run = promisify(execFile);
 let t: TestCluster;
@@ -210,4 +218,68 @@ test('a client that disconnects mid-query has its query cancelled; a server that
   assert.ok(msg, 'the client got an error');
   await d.end().catch(() => undefined);
   await t.waitFor('leader running again', (v) => v.members.find((m) => m.name === v.leader?.name && m.state === 'running'), 30_000);
+});
+
+test('TLS is terminated at the proxy when it has a certificate; GSSENC is refused', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-tls-'));
+  await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-keyout', `${dir}/key.pem`, '-out', `${dir}/cert.pem`]);
+  const cfg = parseProxyConfig(
+    {
+      cluster: t.c.cluster,
+      etcd: { hosts: [`${t.c.host}:${t.c.etcd.clientPort}`] },
+      listen: { read_write: '127.0.0.1:0', read_only: '127.0.0.1:0', admin: '127.0.0.1:0' },
+      tls: { cert: `${dir}/cert.pem`, key: `${dir}/key.pem` },
+    },
+    'test',
+  );
+  const proxy = new BatonProxy(cfg, new EtcdStore({ endpoints: cfg.etcdEndpoints, cluster: cfg.cluster }), silentLogger());
+  await proxy.start();
+  try {
+    const c = new pg.Client({
+      host: '127.0.0.1',
+      port: proxy.ports.readWrite,
+      user: t.c.superuser.username,
+      password: t.c.superuser.password,
+      database: 'postgres',
+      ssl: { rejectUnauthorized: false },
+    });
+    await c.connect();
+    const r = await c.query<{ ro: boolean }>('SELECT pg_is_in_recovery() AS ro');
+    assert.equal(r.rows[0]!.ro, false);
+    const stream = (c as unknown as { connection: { stream: object } }).connection.stream;
+    assert.ok(stream instanceof tls.TLSSocket, 'the client talks TLS to the proxy');
+    await c.end();
+    const gss = await new Promise<string>((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port: proxy.ports.readWrite }, () => {
+        const b = Buffer.alloc(8);
+        b.writeInt32BE(8, 0);
+        b.writeInt32BE(80877104, 4);
+        s.write(b);
+      });
+      s.once('data', (d: Buffer) => {
+        resolve(d.toString('latin1', 0, 1));
+        s.destroy();
+      });
+    });
+    assert.equal(gss, 'N');
+  } finally {
+    await proxy.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('host crash: read-write sessions reach the new leader through the same proxy address', async () => {
+  const old = await t.leader();
+  await t.waitFor('a synchronous standby', (v) => (v.sync?.members.length ?? 0) > 0);
+  await t.kill(old.name, { agent: true, postmaster: true });
+  const t0 = Date.now();
+  let landed: { port: number; recovery: boolean } | null = null;
+  while (!landed && Date.now() - t0 < 30_000) {
+    landed = await whereAmI('rw').catch(() => null);
+  }
+  assert.ok(landed, 'a read-write session succeeded after the crash');
+  assert.equal(landed.recovery, false);
+  assert.notEqual(landed.port, old.port);
+  t.startAgent(old.name);
+  await t.waitFor('the old leader rejoins', (v) => v.members.find((m) => m.name === old.name && m.state === 'streaming'), 90_000);
 });
