@@ -1,0 +1,163 @@
+// HAProxy (TCP mode) and PgBouncer (session mode) in front of one PostgreSQL server, for bench/proxy.ts.
+// Each runs in the foreground as a child process with its own config, log and port in its own temp dir;
+// stop() ends it (SIGTERM, then SIGKILL after 5 s) and removes the dir.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pidAlive } from '../../src/cli/local-cluster.js';
+import { freePort, portInUse } from '../../src/util/net.js';
+import { runAsFor } from '../../src/util/os-user.js';
+import { BenchAbort, sleep } from './cluster.js';
+
+export interface Backend {
+  host: string;
+  port: number;
+}
+
+export class Daemon {
+  private stopping: Promise<void> | null = null;
+
+  constructor(
+    readonly name: string,
+    readonly host: string,
+    readonly port: number,
+    readonly dir: string,
+    readonly logFile: string,
+    private readonly child: ChildProcess,
+  ) {}
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null && pidAlive(this.child.pid ?? null);
+  }
+
+  logTail(lines = 15): string {
+    const text = fs.existsSync(this.logFile) ? fs.readFileSync(this.logFile, 'utf8') : '';
+    return text.trimEnd().split('\n').slice(-lines).join('\n');
+  }
+
+  /** Waits until the daemon listens on its port; throws (after stopping it) if it exits or takes over 15 s. */
+  async waitListening(): Promise<void> {
+    const t0 = Date.now();
+    while (!(await portInUse(this.host, this.port))) {
+      const failure = !this.running() ? 'exited' : Date.now() - t0 > 15_000 ? `did not listen on ${this.host}:${this.port} within 15 s` : null;
+      if (failure) {
+        const tail = this.logTail();
+        await this.stop();
+        throw new BenchAbort(`${this.name} ${failure}; its log:\n${tail}`);
+      }
+      await sleep(50);
+    }
+  }
+
+  /** SIGTERM, SIGKILL after 5 s, wait for the exit, remove the temp dir. Safe to call more than once. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      const pid = this.child.pid;
+      if (pid && this.running()) {
+        process.kill(pid, 'SIGTERM');
+        const t0 = Date.now();
+        while (this.running() && Date.now() - t0 < 5000) await sleep(20);
+        if (this.running()) process.kill(pid, 'SIGKILL');
+        while (this.running() && Date.now() - t0 < 10_000) await sleep(20);
+      }
+      fs.rmSync(this.dir, { recursive: true, force: true });
+    })();
+    return this.stopping;
+  }
+}
+
+/** Spawns cmd in its own process group (a Ctrl-C in the terminal reaches only us; we stop it). */
+function launch(name: string, cmd: string, args: string[], dir: string, host: string, port: number, ids?: { uid: number; gid: number }): Daemon {
+  const logFile = path.join(dir, `${name}.out`);
+  const out = fs.openSync(logFile, 'a');
+  if (ids) fs.fchownSync(out, ids.uid, ids.gid);
+  const child = spawn(cmd, args, { cwd: dir, detached: true, stdio: ['ignore', out, out], ...ids });
+  fs.closeSync(out);
+  child.on('error', () => undefined);
+  return new Daemon(name, host, port, dir, logFile, child);
+}
+
+export async function startHaproxy(backend: Backend): Promise<Daemon> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-haproxy-'));
+  const port = await freePort(backend.host);
+  const cfg = path.join(dir, 'haproxy.cfg');
+  fs.writeFileSync(
+    cfg,
+    [
+      'global',
+      '  maxconn 1000',
+      'defaults',
+      '  mode tcp',
+      '  timeout connect 5s',
+      '  timeout client 1h',
+      '  timeout server 1h',
+      'frontend postgres',
+      `  bind ${backend.host}:${port}`,
+      '  default_backend leader',
+      'backend leader',
+      `  server leader ${backend.host}:${backend.port}`,
+      '',
+    ].join('\n'),
+  );
+  const d = launch('haproxy', 'haproxy', ['-f', cfg, '-db'], dir, backend.host, port);
+  await d.waitListening();
+  return d;
+}
+
+/** PgBouncer refuses to run as root: when we are root it runs as the postgres OS user. */
+export async function startPgbouncer(backend: Backend, user: string, password: string, maxClients: number): Promise<Daemon> {
+  const runAs = runAsFor('postgres');
+  const ids = runAs ? { uid: runAs.uid, gid: runAs.gid } : undefined;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-pgbouncer-'));
+  if (ids) fs.chownSync(dir, ids.uid, ids.gid);
+  const port = await freePort(backend.host);
+  const quote = (s: string): string => `"${s.replace(/"/g, '""')}"`;
+  const userlist = path.join(dir, 'userlist.txt');
+  const ini = path.join(dir, 'pgbouncer.ini');
+  fs.writeFileSync(userlist, `${quote(user)} ${quote(password)}\n`, { mode: 0o600 });
+  fs.writeFileSync(
+    ini,
+    [
+      '[databases]',
+      `postgres = host=${backend.host} port=${backend.port} dbname=postgres`,
+      '',
+      '[pgbouncer]',
+      `listen_addr = ${backend.host}`,
+      `listen_port = ${port}`,
+      'unix_socket_dir =',
+      'auth_type = scram-sha-256',
+      `auth_file = ${userlist}`,
+      'pool_mode = session',
+      `max_client_conn = ${Math.max(200, 2 * maxClients)}`,
+      `default_pool_size = ${Math.max(64, maxClients)}`,
+      // Idle server connections go soon after a run, so the next path starts from the same state.
+      'server_idle_timeout = 1',
+      'ignore_startup_parameters = extra_float_digits',
+      `logfile = ${path.join(dir, 'pgbouncer.log')}`,
+      `pidfile = ${path.join(dir, 'pgbouncer.pid')}`,
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
+  if (ids) for (const f of [userlist, ini]) fs.chownSync(f, ids.uid, ids.gid);
+  const d = launch('pgbouncer', 'pgbouncer', [ini], dir, backend.host, port, ids);
+  await d.waitListening();
+  return d;
+}
+
+/** First line of `haproxy -v` and `pgbouncer --version`. */
+export function versions(): { haproxy: string; pgbouncer: string; pgbench: string } {
+  const first = (cmd: string, args: string[]): string => {
+    try {
+      return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0]!.trim();
+    } catch (err) {
+      throw new BenchAbort(`${cmd} is not usable (${(err as Error).message.split('\n')[0]}); run scripts/install-bench-deps.sh`);
+    }
+  };
+  return { haproxy: first('haproxy', ['-v']), pgbouncer: first('pgbouncer', ['--version']), pgbench: first('pgbench', ['--version']) };
+}
