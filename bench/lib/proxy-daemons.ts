@@ -15,6 +15,9 @@ export interface Backend {
   port: number;
 }
 
+/** Every daemon started (stopped or not), so an abort can stop them all. */
+export const daemons = new Set<Daemon>();
+
 export class Daemon {
   private stopping: Promise<void> | null = null;
 
@@ -79,7 +82,9 @@ function launch(name: string, cmd: string, args: string[], dir: string, host: st
   const child = spawn(cmd, args, { cwd: dir, detached: true, stdio: ['ignore', out, out], ...ids });
   fs.closeSync(out);
   child.on('error', () => undefined);
-  return new Daemon(name, host, port, dir, logFile, child);
+  const d = new Daemon(name, host, port, dir, logFile, child);
+  daemons.add(d);
+  return d;
 }
 
 export async function startHaproxy(backend: Backend): Promise<Daemon> {

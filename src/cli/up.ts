@@ -94,6 +94,8 @@ function proxyConfig(c: LocalCluster, p: LocalProxy): string {
       admin: `${c.host}:${p.adminPort}`,
     },
     admin_password: p.adminPassword,
+    // Lets the proxy move idle sessions to a new leader on their user's behalf.
+    auth_users: { [c.superuser.username]: c.superuser.password },
   });
 }
 

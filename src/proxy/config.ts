@@ -21,6 +21,8 @@ const schema = z
     connect_timeout: z.number().positive().max(60).default(3),
     max_message_length: z.number().int().min(1024).default(256 * 1024 * 1024),
     tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict().optional(),
+    /** Passwords the proxy may use to log in as these users when it moves an idle session to a new leader. */
+    auth_users: z.record(z.string().min(1), z.string().min(1)).default({}),
   })
   .strict();
 
@@ -37,6 +39,7 @@ export interface ProxyConfig {
   connectTimeoutMs: number;
   maxMessageLength: number;
   tls: { cert: string; key: string } | null;
+  authUsers: Record<string, string>;
 }
 
 export function parseProxyConfig(raw: unknown, file: string): ProxyConfig {
@@ -62,6 +65,7 @@ export function parseProxyConfig(raw: unknown, file: string): ProxyConfig {
     connectTimeoutMs: c.connect_timeout * 1000,
     maxMessageLength: c.max_message_length,
     tls: c.tls ?? null,
+    authUsers: c.auth_users,
   };
 }
 

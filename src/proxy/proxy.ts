@@ -14,6 +14,8 @@ import { RouteRefused, Session, type ListenerKind, type SessionHooks } from './s
 import { startAdminConsole, type AdminBackend, type PoolNodeRow } from './admin.js';
 
 const SAFETY_POLL_MS = 1000;
+/** After a leader change, unsolicited server messages on idle sessions are taken as the old leader going away. */
+const LEADER_FLUX_MS = 5000;
 
 export class BatonProxy {
   view: ClusterView | null = null;
@@ -21,6 +23,7 @@ export class BatonProxy {
   private readonly byKey = new Map<string, Session>();
   private readonly selectCount = new Map<string, number>();
   private paused = false;
+  private leaderChangedAt = 0;
   private changeWaiters: (() => void)[] = [];
   private servers: net.Server[] = [];
   private closeAdmin: (() => Promise<void>) | null = null;
@@ -41,6 +44,9 @@ export class BatonProxy {
       register: (s) => this.register(s),
       unregister: (s) => this.unregister(s),
       cancel: (pid, secret) => this.cancel(pid, secret),
+      credentials: (user) => cfg.authUsers[user] ?? null,
+      leaderInFlux: () => this.leaderInFlux(),
+      pauseTimeoutMs: cfg.pauseTimeoutMs,
       tls: cfg.tls ? tls.createSecureContext({ cert: fs.readFileSync(cfg.tls.cert), key: fs.readFileSync(cfg.tls.key) }) : null,
       maxMessageLength: cfg.maxMessageLength,
       connectTimeoutMs: cfg.connectTimeoutMs,
@@ -118,15 +124,25 @@ export class BatonProxy {
     const before = this.view?.leader?.name ?? null;
     this.view = view;
     const leader = view.leader?.name ?? null;
-    if (before !== leader) this.log.info({ from: before, to: leader }, 'leader changed');
+    if (before !== leader) {
+      this.log.info({ from: before, to: leader }, 'leader changed');
+      this.leaderChangedAt = Date.now();
+    }
     for (const s of this.sessions) {
-      if (s.kind !== 'rw' || !s.member || s.state === 'closed') continue;
+      if (s.kind !== 'rw' || !s.member || s.state === 'closed' || s.isMoving) continue;
       // Invariant 4: read-write sessions stay only on the member holding the leader key.
       if (leader !== null && s.member.name !== leader) {
-        s.fail('57P01', `baton proxy: ${s.member.name} is no longer the leader (now ${leader}); reconnect to continue`);
+        if (s.canMove()) void s.move(`${leader} is the leader now`);
+        else s.fail('57P01', `baton proxy: ${s.member.name} is no longer the leader (now ${leader}); reconnect to continue${s.pinned ? ` (the session could not move: ${s.pinned})` : ''}`);
       }
     }
     this.wake();
+  }
+
+  /** A switchover or failover is under way or just happened. */
+  private leaderInFlux(): boolean {
+    const v = this.view;
+    return !v || v.switchover !== null || v.leader === null || Date.now() - this.leaderChangedAt < LEADER_FLUX_MS;
   }
 
   /** Lets sessions waiting for a route look again. */
@@ -206,6 +222,8 @@ export class BatonProxy {
           state: s.state,
           tx_status: s.txStatus,
           queries: s.queries,
+          moves: s.moves,
+          pinned: s.pinned,
           connected_at: new Date(s.startedAt).toISOString(),
         })),
       servers: () =>

@@ -4,8 +4,9 @@
 export class FrameError extends Error {}
 
 export interface FrameEvents {
-  /** A message starts: its type byte and its length (including the 4 length bytes). */
-  onMessage?(type: number, length: number): void;
+  /** A message starts: its type byte, its length (including the 4 length bytes), and its body when
+   * the whole body is in the chunk at hand (null when it is split across chunks). */
+  onMessage?(type: number, length: number, body: Buffer | null): void;
   /** A ReadyForQuery arrived with this transaction status ('I', 'T' or 'E'). */
   onReadyForQuery?(status: string): void;
 }
@@ -45,8 +46,8 @@ export class FrameScanner {
       }
       // Read a 5-byte header, possibly split across chunks.
       if (this.headerFill === 0 && n - i >= 5) {
-        this.startMessage(chunk[i]!, chunk.readInt32BE(i + 1));
         i += 5;
+        this.startMessage(chunk[i - 5]!, chunk.readInt32BE(i - 4), chunk, i);
         continue;
       }
       const take = Math.min(5 - this.headerFill, n - i);
@@ -55,17 +56,20 @@ export class FrameScanner {
       i += take;
       if (this.headerFill === 5) {
         this.headerFill = 0;
-        this.startMessage(this.header[0]!, this.header.readInt32BE(1));
+        this.startMessage(this.header[0]!, this.header.readInt32BE(1), chunk, i);
       }
     }
   }
 
-  private startMessage(type: number, length: number): void {
+  private startMessage(type: number, length: number, chunk: Buffer, bodyAt: number): void {
     if (length < 4 || length > this.maxLength) {
       throw new FrameError(`invalid message length ${length} for message type ${JSON.stringify(String.fromCharCode(type))} (limit ${this.maxLength})`);
     }
     this.remaining = length - 4;
-    this.events.onMessage?.(type, length);
+    if (this.events.onMessage) {
+      const whole = bodyAt + this.remaining <= chunk.length;
+      this.events.onMessage(type, length, whole ? chunk.subarray(bodyAt, bodyAt + this.remaining) : null);
+    }
     if (type === READY_FOR_QUERY && this.remaining === 1) this.wantStatus = true;
   }
 }

@@ -2,20 +2,16 @@
 // message (to answer SSL/GSSENC requests, route cancels, and swap the server's BackendKeyData for
 // one the proxy issues); after the first ReadyForQuery bytes are forwarded as they come, with a
 // scanner that only tracks message boundaries and the transaction status.
+// An idle read-write session with no session state can be moved to a new leader: the proxy logs in
+// there on the client's behalf and the client never notices (see move()).
 import net from 'node:net';
 import tls from 'node:tls';
 import type { MemberRecord } from '../dcs/types.js';
 import type { Logger } from '../util/log.js';
-import {
-  encodeBackendKeyData,
-  encodeCancel,
-  encodeErrorResponse,
-  parseBackendKeyData,
-  ProtocolError,
-  StartupReader,
-  type StartupPacket,
-} from './protocol.js';
+import { encodeBackendKeyData, encodeCancel, encodeErrorResponse, parseBackendKeyData, parseErrorOrNotice, StartupReader, type StartupPacket } from './protocol.js';
 import { FrameError, FrameScanner } from './scanner.js';
+import { loginToServer } from './server-login.js';
+import { messagePinReason } from './session-state.js';
 
 export type ListenerKind = 'rw' | 'ro';
 
@@ -34,6 +30,12 @@ export interface SessionHooks {
   register(s: Session): { pid: number; secret: number };
   unregister(s: Session): void;
   cancel(pid: number, secret: number): Promise<void>;
+  /** The password the proxy may use to log in as `user` when moving a session; null: cannot move. */
+  credentials(user: string): string | null;
+  /** A switchover runs or the leader just changed: unsolicited server messages on idle sessions are the old leader going away. */
+  leaderInFlux(): boolean;
+  /** How long a session may wait for a leader (new sessions and moving ones). */
+  pauseTimeoutMs: number;
   tls: tls.SecureContext | null;
   maxMessageLength: number;
   connectTimeoutMs: number;
@@ -51,12 +53,18 @@ export class Session {
   txStatus: 'I' | 'T' | 'E' | null = null;
   state: 'startup' | 'active' | 'closed' = 'startup';
   queries = 0;
+  moves = 0;
   /** The client sent something the server has not answered with ReadyForQuery yet. */
   busy = false;
-  private terminating = false;
+  /** Why this session cannot be moved to another server, once it did something that ties it to one. */
+  pinned: string | null = null;
   bytesToServer = 0;
   bytesToClient = 0;
   proxyKey: { pid: number; secret: number } | null = null;
+  private params: Record<string, string> = {};
+  private terminating = false;
+  private moving = false;
+  private held: Buffer[] = [];
   private serverKey: { pid: number; secret: number } | null = null;
   private server: net.Socket | null = null;
   private serverScan: FrameScanner | null = null;
@@ -112,6 +120,7 @@ export class Session {
       this.client.destroy();
       return;
     }
+    this.params = p.params;
     this.user = p.params.user ?? '';
     this.database = p.params.database ?? this.user;
     try {
@@ -123,47 +132,80 @@ export class Session {
     if (this.state === 'closed') return;
     this.proxyKey = this.hooks.register(this);
     const server = net.connect({ host: this.member.host, port: this.member.port });
+    this.server = server;
     server.setNoDelay(true);
     server.setTimeout(this.hooks.connectTimeoutMs, () => {
       this.fail('08006', `baton proxy: connecting to ${this.member?.name} (${this.member?.host}:${this.member?.port}) timed out`);
     });
-    this.server = server;
-    server.on('connect', () => {
+    server.once('connect', () => {
       server.setTimeout(0);
       server.write(p.raw);
-      if (rest.length) this.toServer(rest);
-      this.relay();
+      this.attachServer(server, true);
+      this.attachClient();
+      if (rest.length) this.fromClient(rest);
+      this.client.resume();
     });
-    server.on('error', (err) => this.serverLost(err.message));
-    server.on('close', () => this.serverLost('server closed the connection'));
+    server.on('error', (err) => this.serverLost(server, err.message));
   }
 
-  private relay(): void {
-    const server = this.server!;
-    const clientScan = new FrameScanner(this.hooks.maxMessageLength, {
-      onMessage: (type) => {
+  private attachClient(): void {
+    const scan = new FrameScanner(this.hooks.maxMessageLength, {
+      onMessage: (type, _length, body) => {
         if (type === 0x58 /* X: Terminate */) this.terminating = true;
+        if (this.kind === 'rw' && !this.pinned) this.pinned = messagePinReason(type, body);
       },
     });
     this.client.on('data', (chunk: Buffer) => {
       try {
-        clientScan.scan(chunk);
+        scan.scan(chunk);
       } catch (err) {
         if (err instanceof FrameError) return this.fail('08P01', `baton proxy: ${err.message}`);
         throw err;
       }
-      if (this.state === 'active') this.busy = true;
-      this.toServer(chunk);
+      this.fromClient(chunk);
     });
-    this.client.on('drain', () => server.resume());
+    this.client.on('drain', () => this.server?.resume());
+  }
+
+  private fromClient(chunk: Buffer): void {
+    if (this.state === 'active') this.busy = true;
+    if (this.moving) {
+      this.held.push(chunk);
+      return;
+    }
+    this.bytesToServer += chunk.length;
+    if (this.server && !this.server.write(chunk)) this.client.pause();
+  }
+
+  /** Wires a server connection: `startup` when the server has yet to answer the client's startup. */
+  private attachServer(server: net.Socket, startup: boolean): void {
+    this.server = server;
     server.on('drain', () => this.client.resume());
+    server.on('close', () => this.serverLost(server, 'server closed the connection'));
     let startupBuf: Buffer = Buffer.alloc(0);
+    if (!startup) this.beginActive();
     server.on('data', (chunk: Buffer) => {
-      if (this.state === 'active') return this.toClient(chunk);
+      if (server !== this.server) return;
+      if (this.state === 'active') {
+        // Unsolicited data on an idle movable session is the server saying goodbye when it is a
+        // FATAL error, or while the leader changes: keep it from the client, whose session will move.
+        if (!this.busy && this.canMove() && (isFatal(chunk) || this.hooks.leaderInFlux())) return;
+        return this.toClient(chunk);
+      }
       startupBuf = startupBuf.length ? Buffer.concat([startupBuf, chunk]) : chunk;
       startupBuf = this.startupFromServer(startupBuf);
     });
-    this.client.resume();
+  }
+
+  private beginActive(): void {
+    this.state = 'active';
+    this.serverScan = new FrameScanner(Number.MAX_SAFE_INTEGER, {
+      onReadyForQuery: (s) => {
+        this.txStatus = s as 'I' | 'T' | 'E';
+        this.busy = false;
+        this.queries++;
+      },
+    });
   }
 
   /** Forwards complete startup-phase messages, swapping BackendKeyData; returns what is left over. */
@@ -186,14 +228,7 @@ export class Session {
         this.toClient(frame);
         if (type === 0x5a /* Z */) {
           this.txStatus = String.fromCharCode(frame[5]!) as 'I' | 'T' | 'E';
-          this.state = 'active';
-          this.serverScan = new FrameScanner(Number.MAX_SAFE_INTEGER, {
-            onReadyForQuery: (s) => {
-              this.txStatus = s as 'I' | 'T' | 'E';
-              this.busy = false;
-              this.queries++;
-            },
-          });
+          this.beginActive();
         }
       }
     }
@@ -203,11 +238,6 @@ export class Session {
       return Buffer.alloc(0);
     }
     return rest;
-  }
-
-  private toServer(chunk: Buffer): void {
-    this.bytesToServer += chunk.length;
-    if (this.server && !this.server.write(chunk)) this.client.pause();
   }
 
   private toClient(chunk: Buffer): void {
@@ -222,22 +252,91 @@ export class Session {
     if (!this.client.write(chunk)) this.server?.pause();
   }
 
+  /** Idle, outside a transaction, with no session state, and the proxy may log in as this user. */
+  canMove(): boolean {
+    return (
+      this.kind === 'rw' &&
+      this.state === 'active' &&
+      !this.busy &&
+      !this.moving &&
+      !this.terminating &&
+      this.txStatus === 'I' &&
+      this.pinned === null &&
+      this.hooks.credentials(this.user) !== null
+    );
+  }
+
+  /** Re-attaches this idle session to the current leader; the client sees nothing but a pause. */
+  async move(reason: string): Promise<void> {
+    if (!this.canMove()) return;
+    this.moving = true;
+    const old = this.server;
+    this.server = null;
+    old?.destroy();
+    const from = this.member?.name;
+    const deadline = Date.now() + this.hooks.pauseTimeoutMs;
+    let lastError = 'no attempt';
+    // The leader may be restarting in place or still being elected: try until the pause timeout.
+    while (!this.isClosed() && Date.now() < deadline) {
+      try {
+        const target = await this.hooks.route('rw');
+        const login = await loginToServer({
+          host: target.host,
+          port: target.port,
+          params: this.params,
+          password: this.hooks.credentials(this.user) ?? '',
+          timeoutMs: this.hooks.connectTimeoutMs,
+        });
+        if (this.isClosed()) {
+          login.socket.destroy();
+          return;
+        }
+        this.member = target;
+        this.serverKey = login.key;
+        this.moves++;
+        login.socket.on('error', (err) => this.serverLost(login.socket, err.message));
+        this.attachServer(login.socket, false);
+        this.moving = false;
+        const held = this.held;
+        this.held = [];
+        for (const chunk of held) this.fromClient(chunk);
+        this.hooks.log.info({ session: this.id, from, to: target.name, reason, heldBytes: held.reduce((n, c) => n + c.length, 0) }, 'session moved to the leader');
+        return;
+      } catch (err) {
+        lastError = (err as Error).message;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    this.moving = false;
+    this.fail('08006', `baton proxy: the leader changed (${reason}) and the session could not follow: ${lastError}`);
+  }
+
+  /** On its way to a new leader (waiting for it, or logging in). */
+  get isMoving(): boolean {
+    return this.moving;
+  }
+
+  private isClosed(): boolean {
+    return this.state === 'closed';
+  }
+
   /** Ends the session with an error the client can read (when the stream is at a message boundary). */
   fail(code: string, message: string, severity: 'FATAL' | 'ERROR' = 'FATAL'): void {
     if (this.state === 'closed') return;
     const clean = !this.serverScan || this.serverScan.atBoundary();
     if (clean && this.client.writable) this.client.write(encodeErrorResponse({ severity, code, message }));
-    this.hooks.log.info({ session: this.id, member: this.member?.name, code, reason: message }, 'closing client session');
+    this.hooks.log.info({ session: this.id, member: this.member?.name, code, reason: message, pinned: this.pinned }, 'closing client session');
     this.close();
   }
 
-  private serverLost(reason: string): void {
-    if (this.state === 'closed') return;
-    if (this.terminating) {
-      this.close(); // the client said goodbye first
+  private serverLost(server: net.Socket, reason: string): void {
+    if (this.state === 'closed' || server !== this.server) return;
+    if (this.terminating) return this.close(); // the client said goodbye first
+    if (this.canMove()) {
+      void this.move(`lost ${this.member?.name ?? 'the server'}: ${reason}`);
       return;
     }
-    this.fail('08006', `baton proxy: lost the connection to ${this.member?.name ?? 'the server'}: ${reason}`);
+    this.fail('08006', `baton proxy: lost the connection to ${this.member?.name ?? 'the server'}: ${reason}${this.pinned ? ` (the session could not move to another member: ${this.pinned})` : ''}`);
   }
 
   /** Cancels the running query on the server, as a client's CancelRequest would. */
@@ -255,7 +354,7 @@ export class Session {
 
   close(): void {
     if (this.state === 'closed') return;
-    const wasBusy = this.state === 'active' && this.busy;
+    const wasBusy = this.state === 'active' && this.busy && !this.moving;
     this.state = 'closed';
     // A client that vanished mid-query would otherwise leave the query running on the server.
     if (wasBusy) void this.cancelOnServer();
@@ -266,4 +365,16 @@ export class Session {
   }
 }
 
-export { ProtocolError };
+/** A chunk that starts with a whole ErrorResponse of severity FATAL or PANIC (the server is closing). */
+function isFatal(chunk: Buffer): boolean {
+  if (chunk.length < 5 || chunk[0] !== 0x45 /* E */) return false;
+  const len = chunk.readInt32BE(1);
+  if (chunk.length < len + 1) return false;
+  try {
+    const f = parseErrorOrNotice(chunk.subarray(0, len + 1));
+    const severity = f.V ?? f.S;
+    return severity === 'FATAL' || severity === 'PANIC';
+  } catch {
+    return false;
+  }
+}

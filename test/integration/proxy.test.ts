@@ -63,12 +63,15 @@ async function poolNodes(): Promise<Record<string, string>[]> {
   return r.rows;
 }
 
-test('writes through the read-write port land on the leader, also after a switchover, with the same connection string', async () => {
+test('writes through the read-write port land on the leader, also after a switchover, with the same connection string; idle sessions follow', async () => {
   const leader = await t.leader();
   assert.deepEqual(await whereAmI('rw'), { port: leader.port, recovery: false });
-  const held = proxyClient('rw');
-  await held.connect();
-  await held.query("INSERT INTO p(v) VALUES ('before')");
+  const idle = proxyClient('rw');
+  await idle.connect();
+  await idle.query("INSERT INTO p(v) VALUES ('before')");
+  const pinned = proxyClient('rw');
+  await pinned.connect();
+  await pinned.query("SET application_name = 'pinned by a setting'");
 
   const target = t.c.members.find((m) => m.name !== leader.name)!.name;
   const sw = switchover(t.store, { to: target });
@@ -80,15 +83,23 @@ test('writes through the read-write port land on the leader, also after a switch
   const newLeader = await t.leader();
   assert.equal(newLeader.name, target);
   for (const d of during) assert.deepEqual(d, { port: newLeader.port, recovery: false });
-  const err = await held.query('SELECT 1').then(() => null, (e: Error) => e);
-  assert.ok(err, 'the session on the old leader is closed');
-  await held.end().catch(() => undefined);
+
+  // The idle session moved to the new leader without the client noticing.
+  await idle.query("INSERT INTO p(v) VALUES ('after, same session')");
+  const where = await idle.query<{ port: number; ro: boolean }>('SELECT inet_server_port() AS port, pg_is_in_recovery() AS ro');
+  assert.deepEqual(where.rows[0], { port: newLeader.port, ro: false });
+  await idle.end();
+  // A session holding session state cannot move: it is closed with a reason.
+  const err = await pinned.query('SELECT 1').then(() => null, (e: Error) => e.message);
+  assert.ok(err, 'the pinned session on the old leader is closed');
+  await pinned.end().catch(() => undefined);
+
   const c = proxyClient('rw');
   await c.connect();
   await c.query("INSERT INTO p(v) VALUES ('after')");
   const r = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM p');
   await c.end();
-  assert.equal(r.rows[0]!.n, 2);
+  assert.equal(r.rows[0]!.n, 3);
 });
 
 test('read-only sessions spread over the replicas (select_cnt) and avoid one whose replay is paused past the lag limit', async () => {
@@ -268,18 +279,26 @@ test('TLS is terminated at the proxy when it has a certificate; GSSENC is refuse
   }
 });
 
-test('host crash: read-write sessions reach the new leader through the same proxy address', async () => {
+test('host crash: read-write sessions reach the new leader through the same proxy address; an idle session follows', async () => {
   const old = await t.leader();
   await t.waitFor('a synchronous standby', (v) => (v.sync?.members.length ?? 0) > 0);
+  const idle = proxyClient('rw');
+  await idle.connect();
+  await idle.query('SELECT 1');
   await t.kill(old.name, { agent: true, postmaster: true });
   const t0 = Date.now();
   let landed: { port: number; recovery: boolean } | null = null;
   while (!landed && Date.now() - t0 < 30_000) {
     landed = await whereAmI('rw').catch(() => null);
+    if (!landed) await new Promise((r) => setTimeout(r, 50));
   }
   assert.ok(landed, 'a read-write session succeeded after the crash');
   assert.equal(landed.recovery, false);
   assert.notEqual(landed.port, old.port);
+  // An idle session from before the crash carries on with the new leader.
+  const after = await idle.query<{ port: number }>('SELECT inet_server_port() AS port');
+  assert.equal(after.rows[0]!.port, landed.port);
+  await idle.end();
   t.startAgent(old.name);
   await t.waitFor('the old leader rejoins', (v) => v.members.find((m) => m.name === old.name && m.state === 'streaming'), 90_000);
 });

@@ -65,3 +65,13 @@ test('lengths below 4 or over the limit are refused', () => {
   const huge = Buffer.from([0x44, 0x7f, 0xff, 0xff, 0xff]);
   assert.throws(() => new FrameScanner(1000, {}).scan(huge), /invalid message length 2147483647/);
 });
+
+test('bodies are handed over when they arrive in one piece', () => {
+  const bodies: (string | null)[] = [];
+  const s = new FrameScanner(1000, { onMessage: (_t, _l, body) => bodies.push(body ? body.toString() : null) });
+  const a = message('Q', Buffer.from('SELECT 1\0'));
+  const b = message('Q', Buffer.from('SELECT 2\0'));
+  s.scan(Buffer.concat([a, b.subarray(0, 7)]));
+  s.scan(b.subarray(7));
+  assert.deepEqual(bodies, ['SELECT 1\0', null]);
+});

@@ -1,0 +1,123 @@
+// pgbench runs for bench/proxy.ts: tps from pgbench's summary, p50/p99 latency from its
+// per-transaction logs (`--log`: one file per thread, the 3rd column is the latency in µs).
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BenchAbort } from './cluster.js';
+
+export const WORKLOADS = ['select-only', 'simple-update'] as const;
+export type Workload = (typeof WORKLOADS)[number];
+const FLAG: Record<Workload, string> = { 'select-only': '-S', 'simple-update': '-N' };
+
+export const PATHS = ['direct', 'baton', 'haproxy', 'pgbouncer'] as const;
+export type PathName = (typeof PATHS)[number];
+
+export interface Target {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+}
+
+export interface PgbenchResult {
+  workload: Workload;
+  clients: number;
+  path: PathName;
+  startedAt: string;
+  tps: number;
+  transactions: number;
+  failed: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+/** pgbench children still running, so an abort can stop them. */
+export const running = new Set<ChildProcess>();
+
+function env(t: Target): NodeJS.ProcessEnv {
+  // sslmode=disable everywhere: no SSLRequest round trip, the same handshake on every path.
+  return { ...process.env, PGHOST: t.host, PGPORT: String(t.port), PGUSER: t.user, PGPASSWORD: t.password, PGDATABASE: 'postgres', PGSSLMODE: 'disable' };
+}
+
+function run(args: string[], t: Target): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('pgbench', args, { env: env(t), stdio: ['ignore', 'pipe', 'pipe'] });
+    running.add(child);
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    child.on('error', (e) => {
+      running.delete(child);
+      reject(new BenchAbort(`could not run pgbench: ${e.message}`));
+    });
+    child.on('close', (code, signal) => {
+      running.delete(child);
+      if (code === 0) return resolve(out);
+      const tail = (err + out).trimEnd().split('\n').slice(-10).join('\n');
+      reject(new BenchAbort(`pgbench ${args.join(' ')} against ${t.host}:${t.port} failed (${signal ?? `exit ${code}`}):\n${tail}`));
+    });
+  });
+}
+
+export async function pgbenchInit(t: Target, scale: number): Promise<void> {
+  await run(['-i', '-s', String(scale), '-q'], t);
+}
+
+/** Nearest-rank percentile of sorted values. */
+export function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+/** Latencies (ms, sorted) from every `prefix.<pid>[.<thread>]` file in dir; failed/skipped lines are left out. */
+export function readLatencies(dir: string): Float64Array {
+  const values: number[] = [];
+  for (const f of fs.readdirSync(dir)) {
+    for (const line of fs.readFileSync(path.join(dir, f), 'utf8').split('\n')) {
+      const us = Number(line.split(' ')[2]);
+      if (line && Number.isFinite(us)) values.push(us / 1000);
+    }
+  }
+  return Float64Array.from(values).sort();
+}
+
+function field(out: string, re: RegExp, what: string): number {
+  const m = re.exec(out);
+  if (!m) throw new BenchAbort(`pgbench printed no ${what}:\n${out}`);
+  return Number(m[1]);
+}
+
+export interface RunSpec {
+  workload: Workload;
+  clients: number;
+  path: PathName;
+  seconds: number;
+  threads: number;
+}
+
+export async function pgbench(t: Target, s: RunSpec): Promise<PgbenchResult> {
+  const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-pgbench-'));
+  const startedAt = new Date().toISOString();
+  try {
+    // -n: the caller vacuums and truncates pgbench_history directly before every run.
+    const args = [FLAG[s.workload], '-n', '-j', String(s.threads), '-c', String(s.clients), '-T', String(s.seconds)];
+    const out = await run([...args, '--log', `--log-prefix=${path.join(logDir, 'tx')}`], t);
+    const lat = readLatencies(logDir);
+    const failedMatch = /number of failed transactions: (\d+)/.exec(out);
+    return {
+      workload: s.workload,
+      clients: s.clients,
+      path: s.path,
+      startedAt,
+      tps: field(out, /tps = ([\d.]+) \(without initial connection time\)/, 'tps'),
+      transactions: field(out, /number of transactions actually processed: (\d+)/, 'transaction count'),
+      failed: failedMatch ? Number(failedMatch[1]) : 0,
+      p50Ms: percentile(lat, 50),
+      p99Ms: percentile(lat, 99),
+    };
+  } finally {
+    fs.rmSync(logDir, { recursive: true, force: true });
+  }
+}

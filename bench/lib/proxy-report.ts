@@ -1,0 +1,61 @@
+// Tables and verdicts for bench/proxy.ts: every path compared with the direct connection
+// measured in the same round (same workload and client count).
+import { renderTable } from '../../src/cli/table.js';
+import type { PgbenchResult, Workload } from './proxy-pgbench.js';
+
+export interface Row extends PgbenchResult {
+  /** tps / direct tps. */
+  tpsRatio: number;
+  /** p99 - direct p99, in ms. */
+  p99OverheadMs: number;
+}
+
+export function compare(results: PgbenchResult[]): Row[] {
+  return results.map((r) => {
+    const d = results.find((x) => x.path === 'direct' && x.workload === r.workload && x.clients === r.clients);
+    return { ...r, tpsRatio: d ? r.tps / d.tps : NaN, p99OverheadMs: d ? r.p99Ms - d.p99Ms : NaN };
+  });
+}
+
+const f = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : '-');
+const signed = (x: number, digits: number): string => (Number.isFinite(x) && x >= 0 ? '+' : '') + f(x, digits);
+
+const HEADERS = ['workload', 'clients', 'path', 'tps', 'p50 ms', 'p99 ms', 'tps ratio to direct', 'p99 overhead vs direct (ms)'];
+
+function cells(r: Row): string[] {
+  return [r.workload, String(r.clients), r.path, f(r.tps, 0), f(r.p50Ms, 3), f(r.p99Ms, 3), f(r.tpsRatio, 3), r.path === 'direct' ? '' : signed(r.p99OverheadMs, 3)];
+}
+
+export function table(rows: Row[]): string {
+  return renderTable(HEADERS, rows.map(cells));
+}
+
+export function markdownTable(rows: Row[]): string {
+  return [`| ${HEADERS.join(' | ')} |`, `|${HEADERS.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${cells(r).join(' | ')} |`)].join('\n');
+}
+
+export interface Verdict {
+  workload: Workload;
+  pass: boolean;
+  line: string;
+}
+
+/** Target, per workload and for every client count: baton's tps ratio >= pgbouncer's and baton's p99 overhead < 1 ms. */
+export function verdicts(rows: Row[], workloads: readonly Workload[], clients: readonly number[]): Verdict[] {
+  return workloads.map((w) => {
+    let pass = true;
+    const parts = clients.map((c) => {
+      const b = rows.find((r) => r.workload === w && r.clients === c && r.path === 'baton');
+      const p = rows.find((r) => r.workload === w && r.clients === c && r.path === 'pgbouncer');
+      if (!b || !p) {
+        pass = false;
+        return `${c} clients: not measured`;
+      }
+      const ok = b.tpsRatio >= p.tpsRatio && b.p99OverheadMs < 1;
+      pass &&= ok;
+      return `${c} clients ${ok ? 'ok' : 'MISSED'} (tps ratio baton ${f(b.tpsRatio, 3)} vs pgbouncer ${f(p.tpsRatio, 3)}, baton p99 overhead ${signed(b.p99OverheadMs, 3)} ms)`;
+    });
+    const line = `verdict ${w}: ${pass ? 'PASS' : 'FAIL'} — target "baton tps ratio >= pgbouncer's and p99 overhead < 1 ms": ${parts.join('; ')}`;
+    return { workload: w, pass, line };
+  });
+}

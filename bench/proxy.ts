@@ -1,0 +1,204 @@
+// Proxy benchmark: pgbench against the leader of one local cluster through four paths, in one run:
+// direct to PostgreSQL, Baton's proxy (read-write port), HAProxy (TCP mode) and PgBouncer (session mode).
+//
+//   node --import tsx bench/proxy.ts [--seconds S] [--clients 8,32] [--json FILE]
+//
+// For each client count, for select-only (-S) then simple-update (-N), the four paths run back to back
+// (direct, baton, haproxy, pgbouncer) so that drift affects them all alike. Before every run, over a
+// direct connection: the leader is checked unchanged, pgbench's tables vacuumed, its history truncated,
+// a CHECKPOINT taken, and the previous run's connections waited out.
+// The cluster, HAProxy and PgBouncer are always stopped (also on SIGINT/SIGTERM or an error).
+import fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { BenchAbort, BenchCluster, runningLeader, sleep } from './lib/cluster.js';
+import { daemons, startHaproxy, startPgbouncer, versions } from './lib/proxy-daemons.js';
+import { PATHS, pgbench, pgbenchInit, running, WORKLOADS, type PathName, type PgbenchResult, type RunSpec, type Target } from './lib/proxy-pgbench.js';
+import { compare, markdownTable, table, verdicts } from './lib/proxy-report.js';
+import { machine } from './lib/report.js';
+
+const NODES = 3;
+const SCALE = 10;
+const THREADS = 2;
+const WARMUP_SECONDS = 2;
+const log = (line: string): void => console.log(line);
+
+function options(): { seconds: number; clients: number[]; json: string | null } {
+  const { values } = parseArgs({
+    options: { seconds: { type: 'string', default: '15' }, clients: { type: 'string', default: '8,32' }, json: { type: 'string' } },
+    strict: true,
+  });
+  const seconds = Number(values.seconds);
+  if (!Number.isInteger(seconds) || seconds < 1) throw new BenchAbort(`--seconds must be a positive integer (got ${values.seconds})`);
+  const clients = values.clients.split(',').map((s) => Number(s.trim()));
+  // PostgreSQL runs with max_connections = 100; Baton's agents and this benchmark need a few.
+  if (clients.length === 0 || clients.some((c) => !Number.isInteger(c) || c < 1 || c > 90)) {
+    throw new BenchAbort(`--clients must be a comma-separated list of integers in 1..90 (got ${values.clients})`);
+  }
+  return { seconds, clients, json: values.json ?? null };
+}
+
+let cluster: BenchCluster | null = null;
+let starting: Promise<BenchCluster> | null = null;
+let stopping: Promise<void> | null = null;
+
+function killPgbench(): void {
+  for (const child of running) child.kill('SIGTERM');
+}
+
+/** Stops pgbench, HAProxy, PgBouncer and the cluster (once); waits for a cluster still starting. */
+function stopAll(): Promise<void> {
+  stopping ??= (async () => {
+    killPgbench();
+    for (const d of daemons) {
+      log(`stopping ${d.name} (pid ${d.pid ?? '?'})`);
+      await d.stop();
+    }
+    const c = cluster ?? (await starting?.catch(() => null)) ?? null;
+    if (c) {
+      log('stopping the cluster');
+      await c.stop(log);
+    }
+    killPgbench();
+  })();
+  return stopping;
+}
+
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(sig, () => {
+    if (stopping) return log(`${sig}: already stopping`);
+    log(`${sig}: aborting the benchmark`);
+    void stopAll().finally(() => process.exit(130));
+  });
+}
+
+/** Client backends other than Baton's own and ours. */
+async function otherBackends(db: pg.Client): Promise<number> {
+  const r = await db.query<{ n: string }>(
+    `SELECT count(*) AS n FROM pg_stat_activity
+      WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND application_name NOT IN ('baton', 'baton-bench')`,
+  );
+  return Number(r.rows[0]?.n ?? 0);
+}
+
+/** Before every run, directly on the leader: what pgbench itself would do without -n, a checkpoint,
+ * and a wait (up to 15 s) until the connections of the previous run are gone. */
+async function prepare(bc: BenchCluster, db: pg.Client, leader: string, baseline: number): Promise<void> {
+  const now = runningLeader(await bc.store.read());
+  if (now?.name !== leader) throw new BenchAbort(`the leader changed from ${leader} to ${now?.name ?? 'none'}: the numbers would not compare`);
+  for (const d of daemons) if (!d.running()) throw new BenchAbort(`${d.name} exited; its log:\n${d.logTail()}`);
+  await db.query('VACUUM pgbench_branches, pgbench_tellers');
+  await db.query('TRUNCATE pgbench_history');
+  await db.query('CHECKPOINT');
+  const t0 = Date.now();
+  let n = await otherBackends(db);
+  while (n > baseline && Date.now() - t0 < 15_000) {
+    await sleep(100);
+    n = await otherBackends(db);
+  }
+  if (n > baseline) log(`  warning: ${n - baseline} connection(s) of the previous run still open`);
+}
+
+async function main(): Promise<number> {
+  const o = options();
+  const m = machine();
+  const v = versions();
+  log(`baton proxy benchmark: pgbench -s ${SCALE}, ${o.seconds} s per run, clients ${o.clients.join(', ')}, -j ${THREADS}`);
+  log(`machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB memory, ${m.os}, node ${m.node}; ${m.date}`);
+  log(`versions: ${v.haproxy}; ${v.pgbouncer}; ${v.pgbench}`);
+
+  starting = BenchCluster.start(NODES, log);
+  const bc = (cluster = await starting);
+  if (stopping) return 130;
+  const leaderRec = runningLeader(await bc.waitHealthy());
+  if (!leaderRec) throw new BenchAbort('no running leader');
+  const leader = bc.member(leaderRec.name);
+  const proxy = bc.c.proxy;
+  if (!proxy) throw new BenchAbort(`${bc.dir}/cluster.json has no proxy`);
+  const { username: user, password } = bc.c.superuser;
+  const host = bc.c.host;
+  const direct: Target = { host, port: leader.pgPort, user, password };
+
+  log(`leader ${leader.name} on ${host}:${leader.pgPort}; initialising pgbench (scale ${SCALE}) directly`);
+  await pgbenchInit(direct, SCALE);
+  await bc.waitHealthy();
+  const db = await bc.client(leader.name);
+  try {
+    await db.query("SET application_name = 'baton-bench'");
+    const baseline = await otherBackends(db);
+
+    const backend = { host, port: leader.pgPort };
+    const haproxy = await startHaproxy(backend);
+    if (stopping) return 130;
+    log(`haproxy (pid ${haproxy.pid ?? '?'}) on ${host}:${haproxy.port} -> ${host}:${leader.pgPort}`);
+    const pgbouncer = await startPgbouncer(backend, user, password, Math.max(...o.clients));
+    if (stopping) return 130;
+    log(`pgbouncer (pid ${pgbouncer.pid ?? '?'}) on ${host}:${pgbouncer.port} -> ${host}:${leader.pgPort}`);
+    const targets: Record<PathName, Target> = {
+      direct,
+      baton: { ...direct, port: proxy.readWritePort },
+      haproxy: { ...direct, port: haproxy.port },
+      pgbouncer: { ...direct, port: pgbouncer.port },
+    };
+
+    const runOne = async (spec: RunSpec): Promise<PgbenchResult> => {
+      await prepare(bc, db, leader.name, baseline);
+      if (stopping) throw new BenchAbort('stopping');
+      return pgbench(targets[spec.path], spec);
+    };
+
+    const maxClients = Math.max(...o.clients);
+    // Also checks every path works before the long runs, and touches the freshly loaded tables once.
+    log(`warm-up: ${WARMUP_SECONDS} s of each workload with ${maxClients} clients through each path (not reported)`);
+    for (const workload of WORKLOADS) {
+      for (const path of PATHS) {
+        const r = await runOne({ workload, clients: maxClients, path, seconds: WARMUP_SECONDS, threads: Math.min(THREADS, maxClients) });
+        log(`  ${workload} ${path}: ${r.tps.toFixed(0)} tps`);
+      }
+    }
+
+    const results: PgbenchResult[] = [];
+    for (const clients of o.clients) {
+      for (const workload of WORKLOADS) {
+        for (const path of PATHS) {
+          if (stopping) return 130;
+          const r = await runOne({ workload, clients, path, seconds: o.seconds, threads: Math.min(THREADS, clients) });
+          results.push(r);
+          const failed = r.failed > 0 ? `, ${r.failed} FAILED transactions` : '';
+          log(`${workload} ${clients} clients ${path}: ${r.tps.toFixed(0)} tps, p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms${failed}`);
+        }
+      }
+    }
+
+    const rows = compare(results);
+    const vs = verdicts(rows, WORKLOADS, o.clients);
+    log('');
+    log(table(rows));
+    log('');
+    for (const x of vs) log(x.line);
+    log('');
+    log(`Machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB memory, ${m.os}, Node ${m.node}. Date: ${m.date}.`);
+    log(`Versions: ${v.haproxy}; ${v.pgbouncer}; ${v.pgbench}. pgbench -s ${SCALE}, ${o.seconds} s per run, -j ${THREADS}, simple protocol.`);
+    log('');
+    log(markdownTable(rows));
+    if (o.json) {
+      const doc = { machine: m, versions: v, scale: SCALE, seconds: o.seconds, clients: o.clients, leader: leader.name, results: rows, verdicts: vs };
+      fs.writeFileSync(o.json, JSON.stringify(doc, null, 2) + '\n');
+      log(`\nraw results written to ${o.json}`);
+    }
+    return results.some((r) => r.failed > 0) ? 2 : 0;
+  } finally {
+    await db.end().catch(() => undefined);
+  }
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (err) {
+  console.error(`benchmark aborted: ${err instanceof Error ? err.message : String(err)}`);
+  code = 1;
+} finally {
+  await stopAll();
+}
+process.exit(code);

@@ -1,0 +1,127 @@
+// The proxy logging in to a server on a client's behalf (to move an idle session to a new leader):
+// StartupMessage, then SCRAM-SHA-256 (or MD5 / cleartext), up to the first ReadyForQuery.
+import crypto from 'node:crypto';
+import net from 'node:net';
+import { encodeStartup, MessageReader, parseBackendKeyData, parseAuthentication, parseErrorOrNotice, ProtocolError } from './protocol.js';
+
+export interface ServerLogin {
+  socket: net.Socket;
+  key: { pid: number; secret: number };
+}
+
+function message(type: string, body: Buffer): Buffer {
+  const b = Buffer.alloc(5 + body.length);
+  b.write(type, 0, 'latin1');
+  b.writeInt32BE(4 + body.length, 1);
+  body.copy(b, 5);
+  return b;
+}
+
+function cstr(s: string): Buffer {
+  return Buffer.concat([Buffer.from(s, 'utf8'), Buffer.from([0])]);
+}
+
+const hmac = (key: Buffer, data: string | Buffer) => crypto.createHmac('sha256', key).update(data).digest();
+
+/** SCRAM-SHA-256 client (RFC 5802/7677, no channel binding). */
+class Scram {
+  private readonly nonce = crypto.randomBytes(18).toString('base64');
+  private readonly clientFirstBare = `n=*,r=${this.nonce}`;
+  private serverSignature: Buffer | null = null;
+
+  constructor(private readonly password: string) {}
+
+  initial(): Buffer {
+    const data = Buffer.from(`n,,${this.clientFirstBare}`);
+    const len = Buffer.alloc(4);
+    len.writeInt32BE(data.length);
+    return message('p', Buffer.concat([cstr('SCRAM-SHA-256'), len, data]));
+  }
+
+  respond(serverFirst: string): Buffer {
+    const attrs = new Map(serverFirst.split(',').map((kv) => [kv[0], kv.slice(2)] as const));
+    const nonce = attrs.get('r');
+    const salt = attrs.get('s');
+    const iterations = Number(attrs.get('i'));
+    if (!nonce?.startsWith(this.nonce) || !salt || !Number.isInteger(iterations) || iterations < 1) {
+      throw new ProtocolError('server sent an invalid SCRAM challenge');
+    }
+    const salted = crypto.pbkdf2Sync(this.password.normalize('NFKC'), Buffer.from(salt, 'base64'), iterations, 32, 'sha256');
+    const clientKey = hmac(salted, 'Client Key');
+    const storedKey = crypto.createHash('sha256').update(clientKey).digest();
+    const finalWithoutProof = `c=biws,r=${nonce}`;
+    const authMessage = `${this.clientFirstBare},${serverFirst},${finalWithoutProof}`;
+    const signature = hmac(storedKey, authMessage);
+    const proof = Buffer.from(clientKey.map((b, i) => b ^ signature[i]!));
+    this.serverSignature = hmac(hmac(salted, 'Server Key'), authMessage);
+    return message('p', Buffer.from(`${finalWithoutProof},p=${proof.toString('base64')}`));
+  }
+
+  verify(serverFinal: string): void {
+    const v = serverFinal.split(',').find((a) => a.startsWith('v='))?.slice(2);
+    if (!v || !this.serverSignature || !crypto.timingSafeEqual(Buffer.from(v, 'base64'), this.serverSignature)) {
+      throw new ProtocolError('the server could not prove it knows the password (SCRAM server signature mismatch)');
+    }
+  }
+}
+
+export function loginToServer(opts: {
+  host: string;
+  port: number;
+  params: Record<string, string>;
+  password: string;
+  timeoutMs: number;
+}): Promise<ServerLogin> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: opts.host, port: opts.port });
+    socket.setNoDelay(true);
+    const reader = new MessageReader();
+    let scram: Scram | null = null;
+    let key: { pid: number; secret: number } | null = null;
+    const done = (err: Error | null) => {
+      socket.setTimeout(0);
+      socket.removeAllListeners('data');
+      socket.removeAllListeners('error');
+      socket.removeAllListeners('timeout');
+      if (err) {
+        socket.destroy();
+        reject(err);
+      } else resolve({ socket, key: key ?? { pid: 0, secret: 0 } });
+    };
+    socket.setTimeout(opts.timeoutMs, () => done(new Error(`login to ${opts.host}:${opts.port} timed out`)));
+    socket.on('error', (err) => done(err));
+    socket.on('connect', () => socket.write(encodeStartup(opts.params)));
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        reader.push(chunk);
+        for (let m = reader.next(); m; m = reader.next()) {
+          const type = String.fromCharCode(m.type);
+          if (type === 'E') {
+            const f = parseErrorOrNotice(m.frame);
+            return done(new Error(`${f.C ?? ''} ${f.M ?? 'login refused'}`.trim()));
+          }
+          if (type === 'K') key = parseBackendKeyData(m.frame);
+          if (type === 'Z') return done(null);
+          if (type !== 'R') continue;
+          const code = parseAuthentication(m.frame);
+          const data = m.frame.subarray(9).toString('utf8');
+          if (code === 0) continue;
+          if (code === 3) socket.write(message('p', cstr(opts.password)));
+          else if (code === 5) {
+            const user = opts.params.user ?? '';
+            const inner = crypto.createHash('md5').update(opts.password + user).digest('hex');
+            const outer = crypto.createHash('md5').update(Buffer.concat([Buffer.from(inner), m.frame.subarray(9, 13)])).digest('hex');
+            socket.write(message('p', cstr(`md5${outer}`)));
+          } else if (code === 10) {
+            scram = new Scram(opts.password);
+            socket.write(scram.initial());
+          } else if (code === 11 && scram) socket.write(scram.respond(data));
+          else if (code === 12 && scram) scram.verify(data);
+          else return done(new Error(`unsupported authentication request ${code}`));
+        }
+      } catch (err) {
+        done(err as Error);
+      }
+    });
+  });
+}

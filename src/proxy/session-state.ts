@@ -1,0 +1,58 @@
+// Whether a session holds state that a new server connection would not have (prepared statements,
+// settings, temporary tables, LISTEN, advisory locks, cursors). Such a session is "pinned": it cannot
+// be moved to a new leader and is closed instead. The rule is a whitelist: anything not understood pins.
+
+const SAFE_FIRST_WORDS = new Set([
+  'SELECT', 'INSERT', 'UPDATE', 'DELETE', 'MERGE', 'WITH', 'VALUES', 'TABLE', 'COPY', 'SHOW', 'EXPLAIN',
+  'BEGIN', 'START', 'COMMIT', 'END', 'ROLLBACK', 'ABORT', 'SAVEPOINT', 'RELEASE',
+  'CREATE', 'ALTER', 'DROP', 'TRUNCATE', 'GRANT', 'REVOKE', 'COMMENT', 'VACUUM', 'ANALYZE', 'REINDEX', 'CLUSTER',
+]);
+
+/** Substrings (lower case) that suggest session state even inside an otherwise safe statement. */
+const RISKY = ['temp', 'set_config', 'advisory', 'listen', 'dblink', 'declare', 'prepare'];
+
+function stripComments(sql: string): string {
+  return sql.replace(/\/\*[\s\S]*?\*\//g, ' ').replace(/--[^\n]*/g, ' ');
+}
+
+/** Why this SQL text pins a session, or null when it leaves no session state behind. */
+export function sqlPinReason(sql: string): string | null {
+  const text = stripComments(sql);
+  const lower = text.toLowerCase();
+  const risky = RISKY.find((w) => lower.includes(w));
+  if (risky) return `statement mentions "${risky}"`;
+  for (const statement of text.split(';')) {
+    const word = /^\s*([A-Za-z]+)/.exec(statement)?.[1]?.toUpperCase();
+    if (word && !SAFE_FIRST_WORDS.has(word)) return `${word} changes session state`;
+  }
+  return null;
+}
+
+function cstring(body: Buffer, from: number): { text: string; next: number } | null {
+  const end = body.indexOf(0, from);
+  if (end < 0) return null;
+  return { text: body.toString('utf8', from, end), next: end + 1 };
+}
+
+/** Why a frontend message pins the session, or null. `body` is the message body after the length,
+ * or null when it was not available in one piece (then Query and Parse pin, to be safe). */
+export function messagePinReason(type: number, body: Buffer | null): string | null {
+  switch (String.fromCharCode(type)) {
+    case 'Q': {
+      if (!body) return 'a query too large to inspect';
+      return sqlPinReason(body.toString('utf8', 0, Math.max(0, body.length - 1)));
+    }
+    case 'P': {
+      if (!body) return 'a statement too large to inspect';
+      const name = cstring(body, 0);
+      if (!name) return 'malformed Parse message';
+      if (name.text !== '') return `named prepared statement "${name.text}"`;
+      const sql = cstring(body, name.next);
+      return sql ? sqlPinReason(sql.text) : 'malformed Parse message';
+    }
+    case 'F':
+      return 'function call';
+    default:
+      return null;
+  }
+}
