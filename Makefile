@@ -33,7 +33,7 @@ test-unit: build
 	npm run test:unit
 
 bench: build
-	@./scripts/install-bench-deps.sh
+	@./scripts/install-deps.sh --bench
 	node --import tsx bench/failover.ts
 	node --import tsx bench/proxy.ts
 

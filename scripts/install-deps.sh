@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages Baton needs on Debian 12: PostgreSQL 15, etcd-server, and the tools
 # the tests use (openssl for a test certificate, iproute2).
+# With --bench, also what bench/proxy.ts compares Baton's proxy with: HAProxy and PgBouncer (the
+# benchmark runs its own instances, with their own config files and ports).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -9,6 +11,10 @@ missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ "${1:-}" = "--bench" ]; then
+  command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+  command -v pgbouncer >/dev/null 2>&1 || missing+=(pgbouncer)
+fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

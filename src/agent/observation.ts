@@ -1,20 +1,10 @@
 // What decide() looks at: the local PostgreSQL, the etcd view, and the agent's own memory.
 import type { ClusterView, MemberTags } from '../dcs/types.js';
+import type { LocalStatus } from '../postgres/types.js';
 
-export interface LocalPostgres {
+export interface LocalPostgres extends LocalStatus {
   /** A data directory exists (PG_VERSION). */
   hasData: boolean;
-  running: boolean;
-  /** Accepts connections and answered the status queries. */
-  accepting: boolean;
-  inRecovery: boolean | null;
-  timeline: number | null;
-  receivedLsn: number | null;
-  replayedLsn: number | null;
-  streaming: boolean;
-  /** host:port the walreceiver streams from, if any. */
-  upstream: string | null;
-  systemId: string | null;
   /** From pg_controldata when stopped: the last state was a primary ("in production" or "shut down"). */
   stoppedAsPrimary: boolean;
 }

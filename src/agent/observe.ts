@@ -4,6 +4,7 @@ import type { ClusterView } from '../dcs/types.js';
 import { cloneMarker } from './executor.js';
 import type { ClusterStore } from '../dcs/store.js';
 import type { PostgresInstance } from '../postgres/instance.js';
+import { notRunningStatus } from '../postgres/queries.js';
 import type { MemberConfig } from '../config/load.js';
 import type { Logger } from '../util/log.js';
 import type { LocalPostgres, Observation, ReplicaSeen } from './observation.js';
@@ -22,35 +23,8 @@ export async function readCluster(store: ClusterStore, log: Logger): Promise<Clu
 export async function observeLocal(pg: PostgresInstance, cloneInterrupted = false): Promise<LocalPostgres> {
   // A data directory left by an interrupted clone is no data: the next clone replaces it.
   const hasData = pg.hasDataDir() && !cloneInterrupted;
-  if (hasData && pg.isRunning()) {
-    const s = await pg.status();
-    return {
-      hasData,
-      running: s.running,
-      accepting: s.accepting,
-      inRecovery: s.inRecovery,
-      timeline: s.timeline,
-      receivedLsn: s.receivedLsn,
-      replayedLsn: s.replayedLsn,
-      streaming: s.streaming,
-      upstream: s.upstream,
-      systemId: s.systemId,
-      stoppedAsPrimary: false,
-    };
-  }
-  const stopped: LocalPostgres = {
-    hasData,
-    running: false,
-    accepting: false,
-    inRecovery: null,
-    timeline: null,
-    receivedLsn: null,
-    replayedLsn: null,
-    streaming: false,
-    upstream: null,
-    systemId: null,
-    stoppedAsPrimary: false,
-  };
+  if (hasData && pg.isRunning()) return { ...(await pg.status()), hasData, stoppedAsPrimary: false };
+  const stopped: LocalPostgres = { ...notRunningStatus(false), hasData, stoppedAsPrimary: false };
   if (!hasData) return stopped;
   try {
     const cd = await pg.controlData();

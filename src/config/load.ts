@@ -41,7 +41,8 @@ export function splitHostPort(s: string): HostPort {
   return { host, port: Number(s.slice(i + 1)) };
 }
 
-function describeIssues(file: string, error: z.ZodError): string {
+/** One line per problem: the file, the field's path, and what is wrong with it. */
+export function describeIssues(file: string, error: z.ZodError): string {
   return error.issues
     .map((issue) => {
       const where = issue.path.length ? issue.path.join('.') : '(top level)';

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { splitHostPort, type HostPort } from '../config/load.js';
+import { describeIssues, splitHostPort, type HostPort } from '../config/load.js';
 import { ConfigError } from '../util/errors.js';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:6432');
@@ -45,11 +45,7 @@ export interface ProxyConfig {
 export function parseProxyConfig(raw: unknown, file: string): ProxyConfig {
   const r = schema.safeParse(raw ?? {});
   if (!r.success) {
-    const lines = r.error.issues.map((i) => {
-      const where = i.path.length ? i.path.join('.') : '(top level)';
-      return i.code === 'unrecognized_keys' ? `${file}: ${where}: unknown key(s) ${i.keys.map((k) => `"${k}"`).join(', ')}` : `${file}: ${where}: ${i.message}`;
-    });
-    throw new ConfigError(`invalid proxy configuration\n${lines.join('\n')}`, 'fix the fields named above and start again');
+    throw new ConfigError(`invalid proxy configuration\n${describeIssues(file, r.error)}`, 'fix the fields named above and start again');
   }
   const c = r.data;
   return {
