@@ -1,7 +1,10 @@
 // Failover benchmark: what a client writing one row per transaction sees when the leader's host
 // crashes, when only its postmaster crashes, and during a planned switchover.
 //
-//   node --import tsx bench/failover.ts [--runs N] [--scenario host-crash|postmaster-crash|switchover|all] [--json FILE]
+//   node --import tsx bench/failover.ts [--runs N] [--scenario host-crash|postmaster-crash|switchover|all] [--via multihost|proxy] [--json FILE]
+//
+// --via proxy: the writer keeps one connection to baton proxy's read-write port (reconnecting only
+// after an error) instead of a libpq multi-host URI.
 //
 // Starts one local 3-node cluster (etcd + 3 agents) in a temp dir and always stops it (and purges it),
 // also on SIGINT/SIGTERM or when a wait times out (every wait gives up after 60 s).
@@ -14,12 +17,13 @@ import { restore, runScenario, SCENARIOS, type RunResult, type Scenario } from '
 const NODES = 3;
 const log = (line: string): void => console.log(line);
 
-function options(): { runs: number; scenarios: Scenario[]; json: string | null } {
+function options(): { runs: number; scenarios: Scenario[]; json: string | null; via: 'multihost' | 'proxy' } {
   const { values } = parseArgs({
     options: {
       runs: { type: 'string', default: '5' },
       scenario: { type: 'string', default: 'all' },
       json: { type: 'string' },
+      via: { type: 'string', default: 'multihost' },
     },
     strict: true,
   });
@@ -28,7 +32,9 @@ function options(): { runs: number; scenarios: Scenario[]; json: string | null }
   const sc = values.scenario;
   const scenarios = sc === 'all' ? [...SCENARIOS] : SCENARIOS.filter((s) => s === sc);
   if (scenarios.length === 0) throw new BenchAbort(`--scenario must be one of ${SCENARIOS.join(', ')}, all (got ${sc})`);
-  return { runs, scenarios, json: values.json ?? null };
+  const via = values.via;
+  if (via !== 'multihost' && via !== 'proxy') throw new BenchAbort(`--via must be multihost or proxy (got ${via})`);
+  return { runs, scenarios, json: values.json ?? null, via };
 }
 
 let cluster: BenchCluster | null = null;
@@ -63,6 +69,7 @@ async function main(): Promise<number> {
 
   starting = BenchCluster.start(NODES, log);
   const bc = (cluster = await starting);
+  bc.via = o.via;
   if (stopping) return 130;
   const view = await bc.waitHealthy();
   const leader = runningLeader(view);

@@ -60,8 +60,15 @@ export class BenchCluster {
     return new BenchCluster(dir, c, new EtcdStore({ endpoints: [etcdEndpoint(c)], cluster: c.cluster, requestTimeoutMs: 2000 }));
   }
 
-  /** The read-write multi-host URI (libpq style) with connect_timeout=1. */
+  /** How the writer reaches the leader: libpq-style multi-host URI, or baton proxy's read-write port. */
+  via: 'multihost' | 'proxy' = 'multihost';
+
+  /** The writer's read-write URI, with connect_timeout=1. */
   readWriteUri(): string {
+    if (this.via === 'proxy') {
+      if (!this.c.proxy) throw new BenchAbort('the cluster has no proxy');
+      return `postgresql://${this.c.superuser.username}@${this.c.host}:${this.c.proxy.readWritePort}/postgres?connect_timeout=1`;
+    }
     const uri = connectionUris(this.c.members.map((m) => ({ host: this.c.host, port: m.pgPort })), this.c.superuser.username).readWrite;
     return uri.replace(/connect_timeout=\d+/, 'connect_timeout=1');
   }

@@ -129,7 +129,8 @@ export class BatonProxy {
       this.leaderChangedAt = Date.now();
     }
     for (const s of this.sessions) {
-      if (s.kind !== 'rw' || !s.member || s.state === 'closed' || s.isMoving) continue;
+      // Sessions still starting route again by themselves if their member turns them away.
+      if (s.kind !== 'rw' || !s.member || s.state !== 'active' || s.isMoving) continue;
       // Invariant 4: read-write sessions stay only on the member holding the leader key.
       if (leader !== null && s.member.name !== leader) {
         if (s.canMove()) void s.move(`${leader} is the leader now`);

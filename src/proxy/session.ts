@@ -64,6 +64,8 @@ export class Session {
   private params: Record<string, string> = {};
   private terminating = false;
   private moving = false;
+  private connecting = false;
+  private startupBuf: Buffer = Buffer.alloc(0);
   private held: Buffer[] = [];
   private serverKey: { pid: number; secret: number } | null = null;
   private server: net.Socket | null = null;
@@ -131,21 +133,43 @@ export class Session {
     }
     if (this.state === 'closed') return;
     this.proxyKey = this.hooks.register(this);
-    const server = net.connect({ host: this.member.host, port: this.member.port });
-    this.server = server;
-    server.setNoDelay(true);
-    server.setTimeout(this.hooks.connectTimeoutMs, () => {
-      this.fail('08006', `baton proxy: connecting to ${this.member?.name} (${this.member?.host}:${this.member?.port}) timed out`);
-    });
-    server.once('connect', () => {
-      server.setTimeout(0);
-      server.write(p.raw);
-      this.attachServer(server, true);
-      this.attachClient();
-      if (rest.length) this.fromClient(rest);
-      this.client.resume();
-    });
-    server.on('error', (err) => this.serverLost(server, err.message));
+    this.attachClient();
+    this.connecting = true; // client bytes are held until a server has taken the startup
+    if (rest.length) this.fromClient(rest);
+    this.client.resume();
+    await this.connectFirst(p.raw, Date.now() + this.hooks.pauseTimeoutMs);
+  }
+
+  /** Connects to the routed member and hands it the client's startup. A member that refuses (down,
+   * starting up, shutting down) is not the client's problem while the pause lasts: route again. */
+  private async connectFirst(startup: Buffer, deadline: number): Promise<void> {
+    for (;;) {
+      const m = this.member!;
+      const r = await connectServer(m, startup, this.hooks.connectTimeoutMs);
+      if (this.isClosed()) {
+        if ('server' in r) r.server.destroy();
+        return;
+      }
+      if ('server' in r) {
+        r.server.on('error', (err) => this.serverLost(r.server, err.message));
+        this.attachServer(r.server, true);
+        this.onServerData(r.server, r.first);
+        this.connecting = false;
+        const held = this.held;
+        this.held = [];
+        for (const chunk of held) this.fromClient(chunk);
+        return;
+      }
+      if (Date.now() >= deadline) {
+        return this.fail('08006', `baton proxy: ${r.retry}; gave up after ${this.hooks.pauseTimeoutMs / 1000} s (pause_timeout)`);
+      }
+      await new Promise((res) => setTimeout(res, 100));
+      try {
+        this.member = await this.hooks.route(this.kind);
+      } catch (err) {
+        return this.fail(err instanceof RouteRefused ? err.code : '57P03', `baton proxy: ${(err as Error).message}`);
+      }
+    }
   }
 
   private attachClient(): void {
@@ -169,7 +193,7 @@ export class Session {
 
   private fromClient(chunk: Buffer): void {
     if (this.state === 'active') this.busy = true;
-    if (this.moving) {
+    if (this.moving || this.connecting) {
       this.held.push(chunk);
       return;
     }
@@ -182,19 +206,19 @@ export class Session {
     this.server = server;
     server.on('drain', () => this.client.resume());
     server.on('close', () => this.serverLost(server, 'server closed the connection'));
-    let startupBuf: Buffer = Buffer.alloc(0);
-    if (!startup) this.beginActive();
-    server.on('data', (chunk: Buffer) => {
-      if (server !== this.server) return;
-      if (this.state === 'active') {
-        // Unsolicited data on an idle movable session is the server saying goodbye when it is a
-        // FATAL error, or while the leader changes: keep it from the client, whose session will move.
-        if (!this.busy && this.canMove() && (isFatal(chunk) || this.hooks.leaderInFlux())) return;
-        return this.toClient(chunk);
-      }
-      startupBuf = startupBuf.length ? Buffer.concat([startupBuf, chunk]) : chunk;
-      startupBuf = this.startupFromServer(startupBuf);
-    });
+    server.on('data', (chunk: Buffer) => this.onServerData(server, chunk));
+  }
+
+  private onServerData(server: net.Socket, chunk: Buffer): void {
+    if (server !== this.server) return;
+    if (this.state === 'active') {
+      // Unsolicited data on an idle movable session is the server saying goodbye when it is a
+      // FATAL error, or while the leader changes: keep it from the client, whose session will move.
+      if (!this.busy && this.canMove() && (isFatal(chunk) || this.hooks.leaderInFlux())) return;
+      return this.toClient(chunk);
+    }
+    this.startupBuf = this.startupBuf.length ? Buffer.concat([this.startupBuf, chunk]) : chunk;
+    this.startupBuf = this.startupFromServer(this.startupBuf);
   }
 
   private beginActive(): void {
@@ -376,5 +400,53 @@ function isFatal(chunk: Buffer): boolean {
     return severity === 'FATAL' || severity === 'PANIC';
   } catch {
     return false;
+  }
+}
+
+/** SQLSTATEs with which a server refuses a new connection for a moment: starting up, shutting down, crashed. */
+const TRY_AGAIN = new Set(['57P03', '57P01', '57P02']);
+
+/** Opens a server connection and sends the startup; resolves with the first bytes the server
+ * answers, or with why another attempt is worth making. */
+function connectServer(
+  m: MemberRecord,
+  startup: Buffer,
+  timeoutMs: number,
+): Promise<{ server: net.Socket; first: Buffer } | { retry: string }> {
+  return new Promise((resolve) => {
+    const server = net.connect({ host: m.host, port: m.port });
+    server.setNoDelay(true);
+    const finish = (r: { server: net.Socket; first: Buffer } | { retry: string }) => {
+      server.off('data', onData);
+      server.off('error', onError);
+      server.off('close', onClose);
+      server.setTimeout(0);
+      if ('retry' in r) server.destroy();
+      resolve(r);
+    };
+    const onData = (chunk: Buffer) => {
+      const code = errorCode(chunk);
+      if (code && TRY_AGAIN.has(code)) return finish({ retry: `${m.name} refused the connection (${code})` });
+      finish({ server, first: chunk });
+    };
+    const onError = (err: Error) => finish({ retry: `${m.name} (${m.host}:${m.port}): ${err.message}` });
+    const onClose = () => finish({ retry: `${m.name} closed the connection` });
+    server.setTimeout(timeoutMs, () => finish({ retry: `connecting to ${m.name} (${m.host}:${m.port}) timed out` }));
+    server.on('data', onData);
+    server.on('error', onError);
+    server.on('close', onClose);
+    server.once('connect', () => server.write(startup));
+  });
+}
+
+/** The SQLSTATE of a chunk that starts with a whole ErrorResponse, else null. */
+function errorCode(chunk: Buffer): string | null {
+  if (chunk.length < 5 || chunk[0] !== 0x45 /* E */) return null;
+  const len = chunk.readInt32BE(1);
+  if (chunk.length < len + 1) return null;
+  try {
+    return parseErrorOrNotice(chunk.subarray(0, len + 1)).C ?? null;
+  } catch {
+    return null;
   }
 }
