@@ -7,6 +7,7 @@ import { DEFAULT_DYNAMIC_CONFIG } from '../dcs/types.js';
 import type { PostgresInstance } from '../postgres/instance.js';
 import type { Logger } from '../util/log.js';
 import { decide } from './decide.js';
+import type { Action } from './actions.js';
 import { AbortPlan, execute, type ExecutorContext } from './executor.js';
 import type { Observation } from './observation.js';
 import { observe } from './observe.js';
@@ -15,6 +16,10 @@ import { startApi } from './api.js';
 import type { HealthSnapshot } from './health.js';
 import { apiActions } from './api-actions.js';
 import { preflight } from './preflight.js';
+
+const STATE_CHANGING = new Set<Action['type']>([
+  'bootstrap', 'clone', 'start_primary', 'start_replica', 'stop', 'acquire_leader', 'release_leader', 'promote', 'demote_for_switchover',
+]);
 
 /** Renewals are confirmed this long before the lease could expire on the server. */
 const FENCE_MARGIN_MS = 500;
@@ -136,6 +141,9 @@ export class Agent {
         this.lastSummary = decision.summary;
       }
       await execute(this.ctx, decision.actions);
+      // The observation predates these actions: look again at once, so what is published (and what
+      // proxies route on) is the new state rather than the old one for a whole loop_wait.
+      if (decision.actions.some((a) => STATE_CHANGING.has(a.type))) this.rerun = true;
     } catch (err) {
       if (err instanceof AbortPlan) this.log.warn({ reason: err.message }, 'plan stopped');
       else this.log.error({ err }, 'HA loop step failed');
