@@ -121,6 +121,11 @@ function decideStopped(o: Observation, c: ClusterView, leaseValid: boolean): Dec
     });
   }
   if (c.config.paused) return wait('paused: no leader and PostgreSQL down; not starting it');
+  // Like Pacemaker's migration-threshold: a member that gave leadership up after repeated failures
+  // stays down (and so out of the election) for restart_window, unless a new leader appears first.
+  if (o.handedOverAt !== null && o.now - o.handedOverAt < c.config.restartWindow * 1000) {
+    return wait('handed leadership over after repeated failures: waiting for another member to lead', 'failed repeatedly; sitting out the election for restart_window');
+  }
   const sw = activeSwitchover(o, c);
   if (sw?.phase === 'handover' && sw.to !== o.self.name) return wait(`waiting for ${sw.to} to take over`);
   // No leader: start in recovery without an upstream, so this member can replay its WAL and stand in the election.

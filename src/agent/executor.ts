@@ -121,6 +121,7 @@ async function run(ctx: ExecutorContext, a: Action): Promise<void> {
     case 'release_leader':
       log.warn({ reason: a.reason }, 'releasing the leader key');
       await store.releaseLeader(cfg.name);
+      mem.handedOverAt = Date.now();
       return;
     case 'promote':
       return promote(ctx, a.reason, a.previousLeader);

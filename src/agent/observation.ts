@@ -42,6 +42,10 @@ export interface Observation {
   pendingSync: { member: string; sinceLsn: number } | null;
   /** The leader's last published WAL position (kept after the leader's own keys expire). */
   lastLeaderLsn: number | null;
+  /** Leader: since when the synchronous standby named in `sync` has not been streaming. */
+  syncMissingSince: number | null;
+  /** When this member last handed leadership over after max_restarts, if it did. */
+  handedOverAt: number | null;
   /** Positions of peers, gathered only when the leader key is absent. */
   peers: PeerPosition[];
   /** The leader we last followed had a higher timeline than ours and we do not stream: rewind needed. */

@@ -59,6 +59,9 @@ export async function observe(
       flushLsn: r.flushLsn,
     }));
   }
+  const syncStandby = isLeader && cluster?.sync?.leader === cfg.name ? (cluster.sync.members[0] ?? null) : null;
+  if (syncStandby && !replicas.some((r) => r.name === syncStandby && r.state === 'streaming')) mem.syncMissingSince ??= now;
+  else mem.syncMissingSince = null;
   if (cluster) {
     const leaderRec = cluster.members.find((m) => m.name === cluster.leader?.name);
     if (leaderRec?.receivedLsn != null) mem.lastLeaderLsn = leaderRec.receivedLsn;
@@ -78,6 +81,8 @@ export async function observe(
     appliedSyncNames: mem.appliedSyncNames,
     pendingSync: mem.pendingSync,
     lastLeaderLsn: mem.lastLeaderLsn,
+    handedOverAt: mem.handedOverAt,
+    syncMissingSince: mem.syncMissingSince,
     peers: electing ? await peerPositions(cluster.members, cfg.name) : [],
     notStreamingSince: mem.notStreamingSince,
   };

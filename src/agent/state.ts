@@ -17,6 +17,10 @@ export interface AgentMemory {
   lastLoopAt: number | null;
   /** Set by an operator's restart request, so it does not count towards max_restarts. */
   manualRestart: boolean;
+  /** When this member last handed leadership over after max_restarts (it then sits out an election). */
+  handedOverAt: number | null;
+  /** Leader: since when the synchronous standby in `sync` has been missing from pg_stat_replication. */
+  syncMissingSince: number | null;
 }
 
 export function freshMemory(): AgentMemory {
@@ -32,5 +36,7 @@ export function freshMemory(): AgentMemory {
     cloning: false,
     lastLoopAt: null,
     manualRestart: false,
+    handedOverAt: null,
+    syncMissingSince: null,
   };
 }

@@ -8,6 +8,9 @@ import type { Action } from './actions.js';
 import { compareCandidates, findMember, quoteSyncName } from './candidates.js';
 import type { Observation, ReplicaSeen } from './observation.js';
 
+/** How long a live synchronous standby may be disconnected before another replaces it. */
+export const SYNC_RECONNECT_GRACE_MS = 5000;
+
 export function decideSync(o: Observation, c: ClusterView): Action[] {
   const me = o.self.name;
   const strict = c.config.synchronousModeStrict;
@@ -34,6 +37,12 @@ export function decideSync(o: Observation, c: ClusterView): Action[] {
       if (o.appliedSyncNames !== wanted) actions.push({ type: 'set_sync_names', names: wanted, pendingMember: null });
       return actions;
     }
+    // Not streaming right now. A live standby gets a moment to reconnect (after a restart of this
+    // primary, say): keeping it in `sync` is safe, as commits wait for it meanwhile, and dropping it
+    // at once would leave no member that may take over should this primary fail again.
+    const missingFor = o.syncMissingSince === null ? 0 : o.now - o.syncMissingSince;
+    const rec = findMember(c, current);
+    if (rec && isCandidate(c, current) && rec.state !== 'stopped' && missingFor < SYNC_RECONNECT_GRACE_MS) return actions;
     // The synchronous standby is gone: take it out of `sync` first, then out of synchronous_standby_names.
     actions.push({ type: 'put_sync', members: [] });
   }

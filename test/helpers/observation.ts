@@ -133,6 +133,8 @@ export function observation(over: ObservationOverrides = {}): Observation {
     appliedSyncNames: '',
     pendingSync: null,
     lastLeaderLsn: null,
+    handedOverAt: null,
+    syncMissingSince: null,
     peers: [],
     notStreamingSince: null,
     ...rest,

@@ -256,6 +256,21 @@ describe('decide: PostgreSQL stopped, another member leads', () => {
 });
 
 describe('decide: PostgreSQL stopped, no leader', () => {
+  test('a member that handed leadership over after max_restarts sits out the election for restart_window', () => {
+    const c = cluster({ members: [member('b')], config: { restartWindow: 60 } });
+    const recent = decide(observation({ cluster: c, pg: stoppedPg({ stoppedAsPrimary: true }), handedOverAt: NOW - 10_000 }));
+    assert.deepEqual(types(recent), ['report']);
+    assert.match(recent.summary, /handed leadership over/);
+    const later = decide(observation({ cluster: c, pg: stoppedPg({ stoppedAsPrimary: true }), handedOverAt: NOW - 61_000 }));
+    assert.deepEqual(types(later), ['start_replica']);
+  });
+
+  test('it rejoins a new leader at once, window or not', () => {
+    const c = cluster({ leader: 'b', members: [primary('b', { timeline: 2 })], config: { restartWindow: 60 } });
+    const d = decide(observation({ cluster: c, pg: stoppedPg({ stoppedAsPrimary: true }), handedOverAt: NOW - 1000 }));
+    assert.deepEqual(types(d), ['start_replica']);
+  });
+
   const c = (over: Parameters<typeof cluster>[0] = {}) => cluster({ members: [member('a', { state: 'stopped' }), member('b')], ...over });
 
   test('paused: not started', () => {

@@ -6,9 +6,9 @@ import fc from 'fast-check';
 import type { Action } from '../../src/agent/actions.js';
 import { quoteSyncName } from '../../src/agent/candidates.js';
 import type { Observation, ReplicaSeen } from '../../src/agent/observation.js';
-import { decideSync } from '../../src/agent/sync.js';
+import { decideSync, SYNC_RECONNECT_GRACE_MS } from '../../src/agent/sync.js';
 import type { ClusterView, MemberRecord, SyncState } from '../../src/dcs/types.js';
-import { cluster, member, observation, primary, primaryPg, types } from '../helpers/observation.js';
+import { cluster, member, NOW, observation, primary, primaryPg, types } from '../helpers/observation.js';
 
 const q = quoteSyncName;
 
@@ -80,7 +80,8 @@ describe('decideSync', () => {
     ['put in standby', [row('b', 1000, 'sync'), row('c', 1000)], { config: { standbyMembers: ['b'] } }],
   ] as [string, ReplicaSeen[], Parameters<typeof cluster>[0]][]) {
     test(`current synchronous standby ${label}: out of sync before out of synchronous_standby_names`, () => {
-      const a = run({ replicas, cluster: clusterOver });
+      // Missing for longer than the reconnect grace (the grace itself is tested below).
+      const a = run({ replicas, cluster: clusterOver, syncMissingSince: NOW - SYNC_RECONNECT_GRACE_MS - 1 });
       assert.deepEqual(a, [
         { type: 'put_sync', members: [] },
         { type: 'set_sync_names', names: q('c'), pendingMember: 'c' },
@@ -88,8 +89,26 @@ describe('decideSync', () => {
     });
   }
 
+  test('a live synchronous standby that stopped streaming a moment ago keeps its place (commits wait for it)', () => {
+    for (const since of [NOW, NOW - SYNC_RECONNECT_GRACE_MS + 1]) {
+      assert.deepEqual(run({ replicas: [row('c', 1000)], syncMissingSince: since }), []);
+    }
+  });
+
+  test('no grace for a standby whose agent is gone or whose PostgreSQL is stopped', () => {
+    const replaced = [
+      { type: 'put_sync', members: [] },
+      { type: 'set_sync_names', names: q('c'), pendingMember: 'c' },
+    ];
+    assert.deepEqual(run({ replicas: [row('c', 1000)], syncMissingSince: NOW, cluster: { members: [primary('a'), member('c')] } }), replaced);
+    assert.deepEqual(
+      run({ replicas: [row('c', 1000)], syncMissingSince: NOW, cluster: { members: [primary('a'), member('b', { state: 'stopped' }), member('c')] } }),
+      replaced,
+    );
+  });
+
   test('current synchronous standby gone, no candidate: out of sync, then clear names', () => {
-    assert.deepEqual(run({ replicas: [] }), [
+    assert.deepEqual(run({ replicas: [], syncMissingSince: NOW - SYNC_RECONNECT_GRACE_MS }), [
       { type: 'put_sync', members: [] },
       { type: 'set_sync_names', names: '', pendingMember: null },
     ]);
