@@ -1,12 +1,6 @@
 // The admin console's commands: parse a simple-query string, ask the backend, render result sets as
 // protocol messages (text columns). Kept apart from the connection handling in admin.ts.
-import {
-  encodeCommandComplete,
-  encodeDataRow,
-  encodeEmptyQueryResponse,
-  encodeErrorResponse,
-  encodeRowDescription,
-} from './protocol.js';
+import { encodeCommandComplete, encodeDataRow, encodeEmptyQueryResponse, encodeErrorResponse, encodeRowDescription } from './protocol-encode.js';
 
 export interface PoolNodeRow {
   node_id: number;

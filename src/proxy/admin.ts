@@ -4,20 +4,8 @@ import { createHash, randomInt, timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
 import type { Logger } from '../util/log.js';
 import { executeAdminQuery, type AdminBackend } from './admin-commands.js';
-import {
-  MessageReader,
-  ProtocolError,
-  StartupReader,
-  encodeAuthentication,
-  encodeAuthenticationOk,
-  encodeBackendKeyData,
-  encodeErrorResponse,
-  encodeParameterStatus,
-  encodeReadyForQuery,
-  parsePassword,
-  parseQuery,
-  type Message,
-} from './protocol.js';
+import { MessageReader, ProtocolError, StartupReader, parsePassword, parseQuery, type Message } from './protocol.js';
+import { encodeAuthentication, encodeAuthenticationOk, encodeBackendKeyData, encodeErrorResponse, encodeParameterStatus, encodeReadyForQuery } from './protocol-encode.js';
 
 export type { AdminBackend, AdminRow, PoolNodeRow } from './admin-commands.js';
 export { CLIENT_COLUMNS, POOL_NODES_COLUMNS, SERVER_COLUMNS, STATS_COLUMNS } from './admin-commands.js';

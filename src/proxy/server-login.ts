@@ -2,7 +2,8 @@
 // StartupMessage, then SCRAM-SHA-256 (or MD5 / cleartext), up to the first ReadyForQuery.
 import crypto from 'node:crypto';
 import net from 'node:net';
-import { encodeStartup, MessageReader, parseBackendKeyData, parseAuthentication, parseErrorOrNotice, ProtocolError } from './protocol.js';
+import { MessageReader, parseBackendKeyData, parseAuthentication, parseErrorOrNotice, ProtocolError } from './protocol.js';
+import { encodeStartup } from './protocol-encode.js';
 
 export interface ServerLogin {
   socket: net.Socket;

@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { startCluster, type TestCluster } from '../helpers/cluster.js';
 import { switchover } from '../../src/agent/requests.js';
-import { encodeCancel } from '../../src/proxy/protocol.js';
+import { encodeCancel } from '../../src/proxy/protocol-encode.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';

@@ -7,16 +7,8 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { startAdminConsole, type AdminBackend, type PoolNodeRow } from '../../src/proxy/admin.js';
 import { CLIENT_COLUMNS, SERVER_COLUMNS, STATS_COLUMNS } from '../../src/proxy/admin-commands.js';
-import {
-  MessageReader,
-  SSL_REQUEST,
-  encodeCancel,
-  encodePassword,
-  encodeQuery,
-  encodeStartup,
-  parseErrorOrNotice,
-  type Message,
-} from '../../src/proxy/protocol.js';
+import { MessageReader, SSL_REQUEST, parseErrorOrNotice, type Message } from '../../src/proxy/protocol.js';
+import { encodeCancel, encodePassword, encodeQuery, encodeStartup } from '../../src/proxy/protocol-encode.js';
 import { silentLogger } from '../../src/util/log.js';
 
 const PSQL = '/usr/lib/postgresql/15/bin/psql';

@@ -1,44 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import {
-  CANCEL_REQUEST,
-  GSSENC_REQUEST,
-  MAX_STARTUP_LENGTH,
-  MessageReader,
-  PROTOCOL_3,
-  ProtocolError,
-  SSL_REQUEST,
-  StartupReader,
-  encodeAuthentication,
-  encodeAuthenticationOk,
-  encodeBackendKeyData,
-  encodeCancel,
-  encodeCommandComplete,
-  encodeDataRow,
-  encodeEmptyQueryResponse,
-  encodeErrorResponse,
-  encodeNotice,
-  encodeParameterStatus,
-  encodePassword,
-  encodeQuery,
-  encodeReadyForQuery,
-  encodeRowDescription,
-  encodeStartup,
-  encodeTerminate,
-  parseAuthentication,
-  parseBackendKeyData,
-  parseCommandComplete,
-  parseDataRow,
-  parseErrorOrNotice,
-  parseParameterStatus,
-  parsePassword,
-  parseQuery,
-  parseReadyForQuery,
-  parseRowDescription,
-  type Message,
-  type StartupPacket,
-} from '../../src/proxy/protocol.js';
+import { CANCEL_REQUEST, GSSENC_REQUEST, MAX_STARTUP_LENGTH, MessageReader, PROTOCOL_3, ProtocolError, SSL_REQUEST, StartupReader, parseAuthentication, parseBackendKeyData, parseCommandComplete, parseDataRow, parseErrorOrNotice, parseParameterStatus, parsePassword, parseQuery, parseReadyForQuery, parseRowDescription, type Message, type StartupPacket } from '../../src/proxy/protocol.js';
+import { encodeAuthentication, encodeAuthenticationOk, encodeBackendKeyData, encodeCancel, encodeCommandComplete, encodeDataRow, encodeEmptyQueryResponse, encodeErrorResponse, encodeNotice, encodeParameterStatus, encodePassword, encodeQuery, encodeReadyForQuery, encodeRowDescription, encodeStartup, encodeTerminate } from '../../src/proxy/protocol-encode.js';
 
 // Strings without NUL (C strings on the wire), including multi-byte characters.
 const cstr = fc.string({ unit: 'grapheme', maxLength: 40 }).filter((s) => !s.includes('\0'));
