@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { BenchAbort, BenchCluster, runningLeader } from './lib/cluster.js';
 import { machine, markdown, scenarioTable } from './lib/report.js';
 import { restore, runScenario, SCENARIOS, type RunResult, type Scenario } from './lib/scenarios.js';
+import { runBenchmark } from './lib/run.js';
 
 const NODES = 3;
 const log = (line: string): void => console.log(line);
@@ -109,13 +110,4 @@ async function main(): Promise<number> {
   return results.some((r) => r.lostAckedRows > 0) ? 2 : 0;
 }
 
-let code = 1;
-try {
-  code = await main();
-} catch (err) {
-  console.error(`benchmark aborted: ${err instanceof Error ? err.message : String(err)}`);
-  code = 1;
-} finally {
-  await stopCluster();
-}
-process.exit(code);
+await runBenchmark(main, stopCluster);

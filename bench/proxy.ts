@@ -16,6 +16,7 @@ import { daemons, startHaproxy, startPgbouncer, versions } from './lib/proxy-dae
 import { PATHS, pgbench, pgbenchInit, running, WORKLOADS, type PathName, type PgbenchResult, type RunSpec, type Target } from './lib/proxy-pgbench.js';
 import { compare, markdownTable, table, verdicts } from './lib/proxy-report.js';
 import { machine } from './lib/report.js';
+import { runBenchmark } from './lib/run.js';
 
 const NODES = 3;
 const SCALE = 10;
@@ -192,13 +193,4 @@ async function main(): Promise<number> {
   }
 }
 
-let code = 1;
-try {
-  code = await main();
-} catch (err) {
-  console.error(`benchmark aborted: ${err instanceof Error ? err.message : String(err)}`);
-  code = 1;
-} finally {
-  await stopAll();
-}
-process.exit(code);
+await runBenchmark(main, stopAll);

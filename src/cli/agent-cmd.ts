@@ -3,8 +3,8 @@ import { Agent } from '../agent/agent.js';
 import { loadMemberConfig } from '../config/load.js';
 import { EtcdStore } from '../dcs/etcd-store.js';
 import { PostgresInstance } from '../postgres/instance.js';
-import { errorMessage } from '../util/errors.js';
 import { createLogger } from '../util/log.js';
+import { runUntilSignalled } from './service.js';
 
 export async function runAgent(configFile: string): Promise<void> {
   const cfg = loadMemberConfig(configFile);
@@ -32,27 +32,12 @@ export async function runAgent(configFile: string): Promise<void> {
     log.child({ subsystem: 'postgres' }),
   );
   const agent = new Agent(cfg, store, pg, log);
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'stopping');
-    agent.stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, 'error while stopping');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
-  try {
-    await agent.start();
-  } catch (err) {
-    log.fatal({ err: errorMessage(err) }, 'agent refused to start');
-    await pg.close().catch(() => undefined);
-    await store.close().catch(() => undefined);
-    throw err;
-  }
+  await runUntilSignalled('agent', log, {
+    start: () => agent.start(),
+    stop: () => agent.stop(),
+    cleanup: async () => {
+      await pg.close();
+      await store.close();
+    },
+  });
 }

@@ -3,7 +3,8 @@ import pg from 'pg';
 import { EtcdStore } from '../dcs/etcd-store.js';
 import { loadProxyConfig } from '../proxy/config.js';
 import { BatonProxy } from '../proxy/proxy.js';
-import { errorMessage, UsageError } from '../util/errors.js';
+import { UsageError } from '../util/errors.js';
+import { runUntilSignalled } from './service.js';
 import { createLogger } from '../util/log.js';
 import { renderTable } from './table.js';
 
@@ -12,22 +13,11 @@ export async function runProxy(configFile: string): Promise<void> {
   const log = createLogger({ cluster: cfg.cluster, component: 'proxy' });
   const store = new EtcdStore({ endpoints: cfg.etcdEndpoints, cluster: cfg.cluster, logger: log.child({ subsystem: 'etcd' }) });
   const proxy = new BatonProxy(cfg, store, log);
-  const shutdown = (signal: string) => {
-    log.info({ signal }, 'stopping');
-    proxy.stop().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
-  try {
-    await proxy.start();
-  } catch (err) {
-    log.fatal({ err: errorMessage(err) }, 'proxy refused to start');
-    await store.close().catch(() => undefined);
-    throw err;
-  }
+  await runUntilSignalled('proxy', log, {
+    start: () => proxy.start(),
+    stop: () => proxy.stop(),
+    cleanup: () => store.close(),
+  });
 }
 
 export async function printPoolNodes(admin: { host: string; port: number; password: string | null }, out: (l: string) => void): Promise<void> {
