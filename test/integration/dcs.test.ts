@@ -11,6 +11,7 @@ import type { MemberRecord, SwitchoverRequest } from '../../src/dcs/types.js';
 import { StoreUnavailableError } from '../../src/util/errors.js';
 import { freePort } from '../../src/util/net.js';
 import { startEtcd, type TestEtcd } from '../helpers/etcd.js';
+import { member as sharedMember } from '../helpers/observation.js';
 
 let etcd: TestEtcd;
 let clusterSeq = 0;
@@ -30,25 +31,17 @@ function newStore(t: { after(fn: () => Promise<void>): void }, endpoints = [etcd
 }
 
 function member(name: string): MemberRecord {
-  return {
-    name,
-    role: 'replica',
-    state: 'streaming',
+  return sharedMember(name, {
     host: '127.0.0.1',
-    port: 5432,
     apiUrl: 'http://127.0.0.1:8008',
-    timeline: 1,
     receivedLsn: 100,
     replayedLsn: 90,
-    lagBytes: 0,
-    tags: { nofailover: false, noloadbalance: false, weight: 1, priority: 1, clonefrom: false },
+    tags: { priority: 1 },
     agentPid: 1,
     postmasterPid: null,
     upstream: 'a',
     systemId: '7',
-    updatedAt: new Date().toISOString(),
-    problem: null,
-  };
+  });
 }
 
 async function until(cond: () => boolean, timeoutMs: number): Promise<number> {

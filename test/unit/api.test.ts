@@ -9,30 +9,26 @@ import type { HealthSnapshot } from '../../src/agent/health.js';
 import { DEFAULT_DYNAMIC_CONFIG, type ClusterView, type MemberRecord } from '../../src/dcs/types.js';
 import { BatonError } from '../../src/util/errors.js';
 import { silentLogger } from '../../src/util/log.js';
+import { member as sharedMember } from '../helpers/observation.js';
 
 const TOKEN = 's3cret-token';
 
 function member(name: string, over: Partial<MemberRecord> = {}): MemberRecord {
-  return {
-    name,
-    role: 'replica',
-    state: 'streaming',
+  return sharedMember(name, {
     host: '127.0.0.1',
-    port: 5432,
     apiUrl: `http://127.0.0.1:8008/${name}`,
     timeline: 2,
     receivedLsn: 4000,
     replayedLsn: 3900,
     lagBytes: 96,
-    tags: { nofailover: false, noloadbalance: false, weight: 1, priority: 100, clonefrom: false },
+    tags: { priority: 100 },
     agentPid: 1,
     postmasterPid: 2,
     upstream: 'pg0',
     systemId: '1',
     updatedAt: '2024-01-01T00:00:00.000Z',
-    problem: null,
     ...over,
-  };
+  });
 }
 
 const VIEW: ClusterView = {
