@@ -8,22 +8,30 @@ const SAFE_FIRST_WORDS = new Set([
   'CREATE', 'ALTER', 'DROP', 'TRUNCATE', 'GRANT', 'REVOKE', 'COMMENT', 'VACUUM', 'ANALYZE', 'REINDEX', 'CLUSTER',
 ]);
 
-/** Substrings (lower case) that suggest session state even inside an otherwise safe statement. */
-const RISKY = ['temp', 'set_config', 'advisory', 'listen', 'dblink', 'declare', 'prepare'];
+/** Substrings that suggest session state even inside an otherwise safe statement (any case). */
+const RISKY = /temp|set_config|advisory|listen|dblink|declare|prepare/i;
+const FIRST_WORD = /^\s*([A-Za-z]+)/;
 
 function stripComments(sql: string): string {
   return sql.replace(/\/\*[\s\S]*?\*\//g, ' ').replace(/--[^\n]*/g, ' ');
 }
 
-/** Why this SQL text pins a session, or null when it leaves no session state behind. */
+function statementPinReason(statement: string): string | null {
+  const word = FIRST_WORD.exec(statement)?.[1]?.toUpperCase();
+  return word && !SAFE_FIRST_WORDS.has(word) ? `${word} changes session state` : null;
+}
+
+/** Why this SQL text pins a session, or null when it leaves no session state behind. It runs on every
+ * query of an unpinned read-write session, so the common case (no comment, one statement) skips the
+ * comment stripping and the split. */
 export function sqlPinReason(sql: string): string | null {
-  const text = stripComments(sql);
-  const lower = text.toLowerCase();
-  const risky = RISKY.find((w) => lower.includes(w));
-  if (risky) return `statement mentions "${risky}"`;
+  const text = sql.includes('--') || sql.includes('/*') ? stripComments(sql) : sql;
+  const risky = RISKY.exec(text);
+  if (risky) return `statement mentions "${risky[0].toLowerCase()}"`;
+  if (!text.includes(';')) return statementPinReason(text);
   for (const statement of text.split(';')) {
-    const word = /^\s*([A-Za-z]+)/.exec(statement)?.[1]?.toUpperCase();
-    if (word && !SAFE_FIRST_WORDS.has(word)) return `${word} changes session state`;
+    const reason = statementPinReason(statement);
+    if (reason) return reason;
   }
   return null;
 }
@@ -37,12 +45,12 @@ function cstring(body: Buffer, from: number): { text: string; next: number } | n
 /** Why a frontend message pins the session, or null. `body` is the message body after the length,
  * or null when it was not available in one piece (then Query and Parse pin, to be safe). */
 export function messagePinReason(type: number, body: Buffer | null): string | null {
-  switch (String.fromCharCode(type)) {
-    case 'Q': {
+  switch (type) {
+    case 0x51 /* Q: Query */: {
       if (!body) return 'a query too large to inspect';
       return sqlPinReason(body.toString('utf8', 0, Math.max(0, body.length - 1)));
     }
-    case 'P': {
+    case 0x50 /* P: Parse */: {
       if (!body) return 'a statement too large to inspect';
       const name = cstring(body, 0);
       if (!name) return 'malformed Parse message';
@@ -50,7 +58,7 @@ export function messagePinReason(type: number, body: Buffer | null): string | nu
       const sql = cstring(body, name.next);
       return sql ? sqlPinReason(sql.text) : 'malformed Parse message';
     }
-    case 'F':
+    case 0x46 /* F: FunctionCall */:
       return 'function call';
     default:
       return null;
