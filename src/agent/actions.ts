@@ -19,6 +19,8 @@ export type Action =
   | { type: 'set_sync_names'; names: string; pendingMember: string | null }
   | { type: 'put_sync'; members: string[] }
   | { type: 'ensure_slots'; names: string[] }
+  /** Slots on this replica that nobody streams through any more (a finished clone's, a former leader's). */
+  | { type: 'drop_slots'; names: string[] }
   | { type: 'demote_for_switchover'; target: UpstreamRef }
   | { type: 'start_switchover'; target: string; reason: string }
   | { type: 'clear_switchover'; reason: string }

@@ -212,7 +212,7 @@ export class Agent {
 
   memberState(o: Observation | null, override?: MemberState): MemberState {
     if (override) return override;
-    if (this.mem.cloning) return 'creating replica';
+    if (this.mem.clone) return 'creating replica';
     if (!o || !o.pg.running) return 'stopped';
     if (!o.pg.accepting) return 'starting';
     if (o.pg.inRecovery === false) return 'running';
@@ -243,6 +243,7 @@ export class Agent {
       systemId: o?.pg.systemId ?? null,
       updatedAt: new Date().toISOString(),
       problem: this.mem.problem,
+      ...(this.mem.clone ? { clone: { ...this.mem.clone } } : {}),
     };
     if (!this.mem.lease) return;
     // Skip a write that would change nothing but the timestamp (the lease shows liveness);

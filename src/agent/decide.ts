@@ -1,6 +1,7 @@
 // The HA decision: a pure function of an observation. Every branch is a row of the decision table
 // in docs/architecture.md and has a unit test in test/unit/decide.test.ts.
 import type { ClusterView } from '../dcs/types.js';
+import { slotName } from '../postgres/conf.js';
 import type { Action, Decision, UpstreamRef } from './actions.js';
 import {
   compareCandidates,
@@ -82,6 +83,16 @@ function decideUninitialized(o: Observation, c: ClusterView): Decision {
 function decideClone(o: Observation, c: ClusterView): Decision {
   const leader = findMember(c, c.leader?.name);
   if (!leader || leader.state !== 'running') return wait('no running leader to clone from yet');
+  const named = o.self.cloneFrom;
+  if (named !== null && named !== o.self.name) {
+    // The operator chose the source to spare the leader: wait for it rather than copy from the leader.
+    const m = findMember(c, named);
+    if (!m) return wait(`clone source ${named} is not a member`, `clone_from names ${named}, which is not a member of the cluster`);
+    if (m.state !== 'streaming' && m.state !== 'running') {
+      return wait(`clone source ${named} is ${m.state}`, `clone_from names ${named}, which is ${m.state}: waiting for it to stream`);
+    }
+    return plan(`cloning from ${named} (clone_from)`, { type: 'clone', from: memberRef(m) });
+  }
   const source =
     c.members.find((m) => m.tags.clonefrom && m.state === 'streaming' && m.name !== o.self.name) ?? leader;
   return plan(`cloning from ${source.name}`, { type: 'clone', from: memberRef(source) });
@@ -227,7 +238,28 @@ function decideFollower(o: Observation, c: ClusterView, leader: string): Decisio
       reason: 'timeline behind the leader and not streaming',
     });
   }
-  return plan(`replica of ${leader}`, { type: 'follow', upstream: up }, { type: 'report', problem: null });
+  const stale = staleReplicaSlots(o, c);
+  return plan(
+    `replica of ${leader}`,
+    { type: 'follow', upstream: up },
+    ...(stale.length ? [{ type: 'drop_slots' as const, names: stale }] : []),
+    { type: 'report', problem: null },
+  );
+}
+
+/**
+ * Slots on this replica that hold WAL for nobody: the slot of a member cloned from here that now streams
+ * from elsewhere, or one this member made while it led. Only slots named after a current member that
+ * streams from another upstream, and not in use, are dropped; other slots may be an operator's own.
+ */
+export function staleReplicaSlots(o: Observation, c: ClusterView): string[] {
+  const here = `${o.self.host}:${o.self.port}`;
+  return o.pg.slots
+    .filter((s) => !s.active)
+    .filter((s) =>
+      c.members.some((m) => m.name !== o.self.name && slotName(m.name) === s.name && m.state === 'streaming' && m.upstream !== null && m.upstream !== here),
+    )
+    .map((s) => s.name);
 }
 
 function decideNoLeader(o: Observation, c: ClusterView): Decision {

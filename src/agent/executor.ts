@@ -51,32 +51,8 @@ async function run(ctx: ExecutorContext, a: Action): Promise<void> {
       return;
     case 'bootstrap':
       return bootstrap(ctx);
-    case 'clone': {
-      mem.cloning = true;
-      // An agent killed mid-copy leaves a partial data directory: the marker says to discard it.
-      const marker = cloneMarker(cfg);
-      if (fs.existsSync(marker)) pg.removeDataDir();
-      fs.writeFileSync(marker, `${new Date().toISOString()} from ${a.from.name}\n`);
-      try {
-        await ctx.publish('creating replica');
-        log.info({ from: a.from.name }, 'cloning with pg_basebackup');
-        let lastLog = 0;
-        await pg.cloneFrom({ host: a.from.host, port: a.from.port }, slotName(cfg.name), (p) => {
-          if (Date.now() - lastLog > 2000) {
-            lastLog = Date.now();
-            log.info({ doneBytes: p.doneBytes, totalBytes: p.totalBytes }, 'clone progress');
-          }
-        });
-      } finally {
-        mem.cloning = false;
-      }
-      fs.rmSync(marker, { force: true });
-      pg.writeConfig(settings(ctx, a.from, ''));
-      mem.appliedSyncNames = '';
-      await pg.start({ standby: true });
-      log.info({ upstream: a.from.name }, 'clone started as a replica');
-      return;
-    }
+    case 'clone':
+      return clone(ctx, a.from);
     case 'start_primary':
       log.warn({ reason: a.reason }, 'starting PostgreSQL as primary');
       if (!mem.manualRestart) mem.restarts.push(Date.now());
@@ -150,6 +126,15 @@ async function run(ctx: ExecutorContext, a: Action): Promise<void> {
       if (a.members.length) {
         mem.pendingSync = null;
         log.info({ sync: a.members }, 'synchronous standby confirmed');
+      }
+      return;
+    case 'drop_slots':
+      for (const name of a.names) {
+        try {
+          await pg.dropSlot(name);
+        } catch (err) {
+          log.warn({ slot: name, err: (err as Error).message }, 'could not drop replication slot');
+        }
       }
       return;
     case 'ensure_slots':
@@ -262,6 +247,43 @@ async function demoteForSwitchover(ctx: ExecutorContext, target: UpstreamRef): P
   await store.updateSwitchover({ ...req, to: target.name, phase: 'handover' });
   await store.releaseLeader(cfg.name);
   log.warn({ target: target.name }, 'switchover: leader key handed over');
+}
+
+/** pg_basebackup from `from` through this member's slot, published as it goes; then starts as its replica. */
+async function clone(ctx: ExecutorContext, from: UpstreamRef): Promise<void> {
+  const { pg, mem, cfg, log } = ctx;
+  // An agent killed mid-copy leaves a partial data directory: the marker says to discard it.
+  const marker = cloneMarker(cfg);
+  if (fs.existsSync(marker)) pg.removeDataDir();
+  fs.writeFileSync(marker, `${new Date().toISOString()} from ${from.name}\n`);
+  mem.clone = { source: from.name, doneBytes: 0, totalBytes: 0, startedAt: new Date().toISOString() };
+  try {
+    await ctx.publish('creating replica');
+    log.info({ from: from.name }, 'cloning with pg_basebackup');
+    let lastPublish = 0;
+    await pg.cloneFrom({ host: from.host, port: from.port }, slotName(cfg.name), (p) => {
+      if (!mem.clone) return;
+      mem.clone.doneBytes = p.doneBytes;
+      mem.clone.totalBytes = p.totalBytes ?? 0;
+      // Progress goes out once a second: `baton node add` shows it, and etcd is spared a write per line.
+      if (Date.now() - lastPublish >= 1000) {
+        lastPublish = Date.now();
+        log.info({ doneBytes: p.doneBytes, totalBytes: p.totalBytes }, 'clone progress');
+        void ctx.publish('creating replica');
+      }
+    });
+  } catch (err) {
+    mem.problem = `cloning from ${from.name} (${from.host}:${from.port}) failed: ${(err as Error).message}`;
+    throw err;
+  } finally {
+    mem.clone = null;
+  }
+  fs.rmSync(marker, { force: true });
+  pg.writeConfig(settings(ctx, from, ''));
+  mem.appliedSyncNames = '';
+  mem.problem = null;
+  await pg.start({ standby: true });
+  log.info({ upstream: from.name }, 'clone started as a replica');
 }
 
 /** Present while a clone runs; a data directory next to it is incomplete. */

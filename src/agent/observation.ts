@@ -25,7 +25,7 @@ export interface PeerPosition {
 
 export interface Observation {
   now: number;
-  self: { name: string; tags: MemberTags; host: string; port: number };
+  self: { name: string; tags: MemberTags; host: string; port: number; cloneFrom: string | null };
   /** null when etcd could not be read. */
   cluster: ClusterView | null;
   /** The lease is confirmed valid on the server until this instant (ms); null = no valid lease. */

@@ -47,7 +47,7 @@ export async function observe(
   mem: AgentMemory,
   log: Logger,
 ): Promise<Observation> {
-  const [cluster, local] = await Promise.all([readCluster(store, log), observeLocal(pg, !mem.cloning && fs.existsSync(cloneMarker(cfg)))]);
+  const [cluster, local] = await Promise.all([readCluster(store, log), observeLocal(pg, mem.clone === null && fs.existsSync(cloneMarker(cfg)))]);
   const now = Date.now();
   const isLeader = cluster?.leader?.name === cfg.name;
   let replicas: ReplicaSeen[] = [];
@@ -72,7 +72,7 @@ export async function observe(
   const electing = cluster !== null && cluster.leader === null && local.running;
   return {
     now,
-    self: { name: cfg.name, tags: cfg.tags, host: cfg.pg.connect.host, port: cfg.pg.connect.port },
+    self: { name: cfg.name, tags: cfg.tags, host: cfg.pg.connect.host, port: cfg.pg.connect.port, cloneFrom: cfg.pg.cloneFrom },
     cluster,
     leaseValidUntil: mem.leaseValidUntil,
     pg: local,

@@ -1,5 +1,6 @@
 // The agent's own memory between loops: what etcd and PostgreSQL cannot tell us.
 import type { LeaseId } from '../dcs/store.js';
+import type { CloneStatus } from '../dcs/types.js';
 
 export interface AgentMemory {
   lease: LeaseId | null;
@@ -12,8 +13,8 @@ export interface AgentMemory {
   notStreamingSince: number | null;
   /** Last problem worth showing an operator, published in the member record. */
   problem: string | null;
-  /** Progress of a running clone, shown in the member state. */
-  cloning: boolean;
+  /** A running clone: shown as the member state 'creating replica' and published with its progress. */
+  clone: CloneStatus | null;
   lastLoopAt: number | null;
   /** Set by an operator's restart request, so it does not count towards max_restarts. */
   manualRestart: boolean;
@@ -33,7 +34,7 @@ export function freshMemory(): AgentMemory {
     lastLeaderLsn: null,
     notStreamingSince: null,
     problem: null,
-    cloning: false,
+    clone: null,
     lastLoopAt: null,
     manualRestart: false,
     handedOverAt: null,

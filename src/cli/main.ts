@@ -9,6 +9,7 @@ import { runAgent } from './agent-cmd.js';
 import { DEFAULT_DIR, connectionUris, proxyUris, readLocalCluster } from './local-cluster.js';
 import { printPoolNodes, runProxy } from './proxy-cmd.js';
 import { splitHostPort } from '../config/load.js';
+import { registerMembershipCommands } from './membership-cmds.js';
 import { statusJson, statusText } from './status.js';
 import { renderTable } from './table.js';
 import { resolveTarget, type TargetOptions } from './target.js';
@@ -189,6 +190,7 @@ export function buildProgram(): Command {
         }),
       );
   }
+  registerMembershipCommands(program, node, { out, targetOptions, withTarget });
   return program;
 }
 

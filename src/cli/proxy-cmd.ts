@@ -20,7 +20,14 @@ export async function runProxy(configFile: string): Promise<void> {
   });
 }
 
-export async function printPoolNodes(admin: { host: string; port: number; password: string | null }, out: (l: string) => void): Promise<void> {
+export interface AdminAddress {
+  host: string;
+  port: number;
+  password: string | null;
+}
+
+/** SHOW POOL_NODES from a proxy's admin console, as text cells. */
+export async function queryPoolNodes(admin: AdminAddress): Promise<{ fields: string[]; rows: string[][] }> {
   const client = new pg.Client({
     host: admin.host,
     port: admin.port,
@@ -37,8 +44,13 @@ export async function printPoolNodes(admin: { host: string; port: number; passwo
   }
   try {
     const r = await client.query({ text: 'SHOW POOL_NODES', rowMode: 'array' });
-    out(renderTable(r.fields.map((f) => f.name), r.rows.map((row: unknown[]) => row.map((v) => String(v ?? '')))));
+    return { fields: r.fields.map((f) => f.name), rows: r.rows.map((row: unknown[]) => row.map((v) => String(v ?? ''))) };
   } finally {
     await client.end();
   }
+}
+
+export async function printPoolNodes(admin: AdminAddress, out: (l: string) => void): Promise<void> {
+  const { fields, rows } = await queryPoolNodes(admin);
+  out(renderTable(fields, rows));
 }

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify as toYaml } from 'yaml';
 import { startEtcdProcess, waitEtcdHealthy } from '../dcs/etcd-process.js';
 import { EtcdStore } from '../dcs/etcd-store.js';
-import type { ClusterView } from '../dcs/types.js';
+import type { ClusterView, MemberTags } from '../dcs/types.js';
 import { UsageError } from '../util/errors.js';
 import { portInUse } from '../util/net.js';
 import { ensureDirFor, runAsFor } from '../util/os-user.js';
@@ -120,7 +120,13 @@ async function waitPortOpen(host: string, port: number, pid: number, what: strin
   }
 }
 
-function memberConfig(c: LocalCluster, m: LocalMember, dcs: Record<string, unknown>): string {
+/** A member's baton.yml; `extra` is for members added later (`baton node add`). */
+export function memberConfig(
+  c: LocalCluster,
+  m: LocalMember,
+  dcs: Record<string, unknown>,
+  extra: { cloneFrom?: string; tags?: Partial<MemberTags> } = {},
+): string {
   return toYaml({
     cluster: c.cluster,
     name: m.name,
@@ -130,8 +136,10 @@ function memberConfig(c: LocalCluster, m: LocalMember, dcs: Record<string, unkno
       listen: `${c.host}:${m.pgPort}`,
       authentication: { superuser: c.superuser, replication: c.replication },
       log_file: path.join(path.dirname(m.configFile), 'postgresql.log'),
+      ...(extra.cloneFrom !== undefined && { clone_from: extra.cloneFrom }),
     },
     restapi: { listen: `${c.host}:${m.apiPort}`, token: c.apiToken },
+    ...(extra.tags && Object.keys(extra.tags).length > 0 && { tags: extra.tags }),
     bootstrap: { dcs },
   });
 }
@@ -250,7 +258,7 @@ export async function waitUntilHealthy(c: LocalCluster, timeoutMs: number, out: 
   }
 }
 
-async function waitExit(pid: number, ms: number): Promise<boolean> {
+export async function waitExit(pid: number, ms: number): Promise<boolean> {
   const t0 = Date.now();
   while (pidAlive(pid)) {
     if (Date.now() - t0 > ms) return false;
@@ -259,7 +267,7 @@ async function waitExit(pid: number, ms: number): Promise<boolean> {
   return true;
 }
 
-function kill(pid: number | null, signal: NodeJS.Signals): void {
+export function kill(pid: number | null, signal: NodeJS.Signals): void {
   if (!pid) return;
   try {
     process.kill(pid, signal);
@@ -268,12 +276,32 @@ function kill(pid: number | null, signal: NodeJS.Signals): void {
   }
 }
 
-function postmasterPidOf(dataDir: string): number | null {
+export function postmasterPidOf(dataDir: string): number | null {
   try {
     const pid = Number(fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
     return Number.isInteger(pid) && pid > 0 ? pid : null;
   } catch {
     return null;
+  }
+}
+
+/** SIGTERM (the agent stops PostgreSQL and gives up its keys), SIGKILL after 30 s. */
+export async function stopAgent(m: LocalMember, out: (l: string) => void): Promise<void> {
+  if (pidAlive(m.agentPid)) {
+    kill(m.agentPid, 'SIGTERM');
+    if (!(await waitExit(m.agentPid!, 30_000))) kill(m.agentPid, 'SIGKILL');
+    out(`stopped agent ${m.name}`);
+  }
+  m.agentPid = null;
+}
+
+/** A postmaster whose agent was killed keeps running: stop it too (fast shutdown, then quit). */
+export async function stopOrphanPostmaster(m: LocalMember, out: (l: string) => void): Promise<void> {
+  const pm = postmasterPidOf(m.dataDir);
+  if (pm && pidAlive(pm)) {
+    kill(pm, 'SIGINT');
+    if (!(await waitExit(pm, 30_000))) kill(pm, 'SIGQUIT');
+    out(`stopped PostgreSQL of ${m.name}`);
   }
 }
 
@@ -291,22 +319,8 @@ export async function down(dir: string, purge: boolean, out: (l: string) => void
   }
   if (c.proxy) c.proxy.pid = null;
   const ordered = [...c.members].sort((a, b) => Number(a.name === leader) - Number(b.name === leader));
-  for (const m of ordered) {
-    if (!pidAlive(m.agentPid)) continue;
-    kill(m.agentPid, 'SIGTERM');
-    if (!(await waitExit(m.agentPid!, 30_000))) kill(m.agentPid, 'SIGKILL');
-    out(`stopped agent ${m.name}`);
-  }
-  for (const m of c.members) {
-    // A postmaster whose agent was killed keeps running: stop it too.
-    const pm = postmasterPidOf(m.dataDir);
-    if (pm && pidAlive(pm)) {
-      kill(pm, 'SIGINT');
-      if (!(await waitExit(pm, 30_000))) kill(pm, 'SIGQUIT');
-      out(`stopped PostgreSQL of ${m.name}`);
-    }
-    m.agentPid = null;
-  }
+  for (const m of ordered) await stopAgent(m, out);
+  for (const m of c.members) await stopOrphanPostmaster(m, out);
   if (pidAlive(c.etcd.pid)) {
     kill(c.etcd.pid, 'SIGTERM');
     if (!(await waitExit(c.etcd.pid!, 10_000))) kill(c.etcd.pid, 'SIGKILL');

@@ -28,6 +28,8 @@ export interface MemberConfig {
     replication: { username: string; password: string };
     parameters: Record<string, string | number | boolean>;
     logFile: string;
+    /** Clone a new data directory from this member rather than the leader. */
+    cloneFrom: string | null;
   };
   api: { listen: HostPort; connect: HostPort; token: string | null };
   tags: MemberTags;
@@ -103,6 +105,7 @@ function toMemberConfig(c: MemberConfigFile, file: string): MemberConfig {
       replication: c.postgresql.authentication.replication,
       parameters: c.postgresql.parameters,
       logFile: abs(c.postgresql.log_file ?? `${dataDir}.postgresql.log`),
+      cloneFrom: c.postgresql.clone_from ?? null,
     },
     api: {
       listen: apiListen,

@@ -9,7 +9,7 @@ const hostPort = z
     return port >= 1 && port <= 65535;
   }, 'port must be between 1 and 65535');
 
-const memberName = z
+export const memberNameSchema = z
   .string()
   .min(1)
   .max(63)
@@ -48,8 +48,8 @@ export const tagsSchema = z
 
 export const memberConfigSchema = z
   .object({
-    cluster: memberName,
-    name: memberName,
+    cluster: memberNameSchema,
+    name: memberNameSchema,
     etcd: z
       .object({
         hosts: z.array(hostPort).min(1, 'name at least one etcd endpoint'),
@@ -66,6 +66,9 @@ export const memberConfigSchema = z
         authentication: z.object({ superuser: credentials, replication: credentials }).strict(),
         parameters: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
         log_file: z.string().optional(),
+        /** The member a new data directory is cloned from, sparing the leader (default: a streaming
+         * member tagged clonefrom, else the leader). */
+        clone_from: memberNameSchema.optional(),
       })
       .strict(),
     restapi: z

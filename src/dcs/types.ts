@@ -47,6 +47,16 @@ export interface MemberRecord {
   updatedAt: string;
   /** Set when the agent sees something an operator should know (e.g. why it cannot start). */
   problem: string | null;
+  /** While the member is being cloned: from whom and how far (absent otherwise). */
+  clone?: CloneStatus;
+}
+
+export interface CloneStatus {
+  source: string;
+  doneBytes: number;
+  /** pg_basebackup's estimate of the whole copy. */
+  totalBytes: number;
+  startedAt: string;
 }
 
 export interface SyncState {

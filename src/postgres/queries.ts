@@ -3,7 +3,7 @@ import pg from 'pg';
 import { parseLsn } from '../util/lsn.js';
 import type { Logger } from '../util/log.js';
 import { PostgresError } from '../util/errors.js';
-import type { LocalStatus, ReplicationRow } from './types.js';
+import type { LocalSlot, LocalStatus, ReplicationRow } from './types.js';
 
 type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.Client, 'query'>;
 
@@ -40,6 +40,7 @@ interface StatusRow {
   received_tli: number | null;
   sender_host: string | null;
   sender_port: number | null;
+  slots: LocalSlot[] | null;
 }
 
 // pg_current_wal_lsn() and pg_walfile_name() fail during recovery; CASE keeps them from running there.
@@ -51,7 +52,9 @@ SELECT r.in_recovery,
        CASE WHEN NOT r.in_recovery THEN pg_walfile_name(pg_current_wal_lsn()) END AS walfile,
        (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli,
        (SELECT system_identifier::text FROM pg_control_system()) AS system_id,
-       w.status AS wr_status, w.received_tli, w.sender_host, w.sender_port
+       w.status AS wr_status, w.received_tli, w.sender_host, w.sender_port,
+       (SELECT coalesce(json_agg(json_build_object('name', slot_name, 'active', active)), '[]')
+          FROM pg_replication_slots WHERE slot_type = 'physical') AS slots
 FROM (SELECT pg_is_in_recovery() AS in_recovery) r
 LEFT JOIN pg_stat_wal_receiver w ON true`;
 
@@ -66,6 +69,7 @@ export function notRunningStatus(running: boolean): LocalStatus {
     streaming: false,
     upstream: null,
     systemId: null,
+    slots: [],
   };
 }
 
@@ -101,6 +105,7 @@ export async function queryStatus(db: Queryable): Promise<LocalStatus> {
     streaming,
     upstream: streaming && row.sender_host ? `${row.sender_host}:${row.sender_port ?? ''}` : null,
     systemId: row.system_id,
+    slots: row.slots ?? [],
   };
 }
 

@@ -57,6 +57,14 @@ export interface LocalStatus {
   /** Replica: the host:port its walreceiver is connected to, if streaming. */
   upstream: string | null;
   systemId: string | null;
+  /** Physical replication slots on this instance (empty when not running). */
+  slots: LocalSlot[];
+}
+
+export interface LocalSlot {
+  name: string;
+  /** A walsender (or pg_basebackup) is using it now. */
+  active: boolean;
 }
 
 export interface ReplicationRow {

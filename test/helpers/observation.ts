@@ -100,6 +100,7 @@ export function replicaPg(over: Partial<LocalPostgres> = {}): LocalPostgres {
     streaming: true,
     upstream: null,
     systemId: SYSTEM_ID,
+    slots: [],
     stoppedAsPrimary: false,
     ...over,
   };
@@ -138,7 +139,7 @@ export function observation(over: ObservationOverrides = {}): Observation {
     peers: [],
     notStreamingSince: null,
     ...rest,
-    self: { name, tags: tags(), host: `${name}.db`, port: 5432, ...self },
+    self: { name, tags: tags(), host: `${name}.db`, port: 5432, cloneFrom: null, ...self },
     pg: replicaPg(pg),
   };
 }

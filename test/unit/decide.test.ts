@@ -176,6 +176,25 @@ describe('decide: no data directory', () => {
     const d = decide(observation({ cluster: c, pg: noData }));
     assert.deepEqual(d.actions, [{ type: 'clone', from: ref(b) }]);
   });
+
+  test('clone_from names the source: a streaming replica is used even without the tag', () => {
+    const cm = member('c');
+    const c = cluster({ leader: 'b', members: [primary('b'), cm, member('d', { tags: { clonefrom: true } })] });
+    const d = decide(observation({ cluster: c, pg: noData, self: { cloneFrom: 'c' } }));
+    assert.deepEqual(d.actions, [{ type: 'clone', from: ref(cm) }]);
+  });
+
+  test('clone_from names a missing or non-streaming member: wait and say why, never fall back to the leader', () => {
+    for (const [members, why] of [
+      [[primary('b')], /not a member/],
+      [[primary('b'), member('c', { state: 'stopped' })], /c, which is stopped/],
+      [[primary('b'), member('c', { state: 'creating replica' })], /creating replica/],
+    ] as const) {
+      const d = decide(observation({ cluster: cluster({ leader: 'b', members: [...members] }), pg: noData, self: { cloneFrom: 'c' } }));
+      assert.deepEqual(types(d), ['report']);
+      assert.match(actionOf(d, 'report')?.problem ?? '', why);
+    }
+  });
 });
 
 describe('decide: PostgreSQL stopped while holding the leader key', () => {
@@ -867,5 +886,38 @@ describe('decide: safety properties', () => {
       }),
       RUNS,
     );
+  });
+});
+
+describe('decide: slots a replica keeps and drops', () => {
+  // This replica is 'a' (a.db:5432); the leader is 'b'.
+  const here = 'a.db:5432';
+  const run = (members: MemberRecord[], slots: { name: string; active: boolean }[]) => {
+    const c = cluster({ leader: 'b', members: [primary('b'), member('a'), ...members] });
+    return decide(observation({ cluster: c, pg: { slots } }));
+  };
+
+  test('the slot of a member cloned from here is dropped once it streams from the leader', () => {
+    const d = run([member('new', { upstream: 'b.db:5432' })], [{ name: 'new', active: false }]);
+    assert.deepEqual(actionOf(d, 'drop_slots')?.names, ['new']);
+  });
+
+  test('kept while the member is being cloned, streams from here, or the slot is in use', () => {
+    for (const [m, active] of [
+      [member('new', { state: 'creating replica', upstream: null }), false],
+      [member('new', { upstream: here }), false],
+      [member('new', { upstream: 'b.db:5432' }), true],
+      [member('new', { state: 'recovering', upstream: null }), false],
+    ] as const) {
+      assert.equal(actionOf(run([m], [{ name: 'new', active }]), 'drop_slots'), undefined, JSON.stringify({ m, active }));
+    }
+  });
+
+  test("slots not named after a member (an operator's own) and a leader's slots are never dropped here", () => {
+    assert.equal(actionOf(run([], [{ name: 'backup_tool', active: false }]), 'drop_slots'), undefined);
+    // On the leader, slots are ensured, never dropped.
+    const c = cluster({ leader: 'a', members: [primary('a'), member('c', { upstream: 'b.db:5432' })] });
+    const d = decide(observation({ cluster: c, leaseValidUntil: NOW + 5000, pg: { inRecovery: false, streaming: false, slots: [{ name: 'c', active: false }] } }));
+    assert.equal(actionOf(d, 'drop_slots'), undefined);
   });
 });
