@@ -36,6 +36,7 @@ bench: build
 	@./scripts/install-deps.sh --bench
 	node --import tsx bench/failover.ts
 	node --import tsx bench/proxy.ts
+	node --import tsx bench/scale-out.ts
 
 clean:
 	rm -rf dist .deps-system

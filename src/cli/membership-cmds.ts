@@ -1,6 +1,7 @@
 // Commands about who is in the cluster and whether they agree: node add / wait / remove,
 // replication, check consistency.
-import { Command, InvalidArgumentError } from 'commander';
+import type { Command } from 'commander';
+import { parseBytes, parseSeconds, parseTag } from './arg-parsers.js';
 import type { MemberTags } from '../dcs/types.js';
 import { BatonError, UsageError } from '../util/errors.js';
 import { formatLsn } from '../util/lsn.js';
@@ -40,32 +41,6 @@ function progressPrinter(): { progress: Out; done: () => void } {
   };
 }
 
-function parseTag(v: string, prev: Partial<MemberTags>): Partial<MemberTags> {
-  const m = /^(nofailover|noloadbalance|clonefrom|weight|priority)(?:=(.*))?$/.exec(v);
-  if (!m) throw new InvalidArgumentError('expected nofailover, noloadbalance, clonefrom, weight=N or priority=N');
-  const [, key, value] = m;
-  if (key === 'weight' || key === 'priority') {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 0 || n > 1000) throw new InvalidArgumentError(`${key} needs a whole number from 0 to 1000`);
-    return { ...prev, [key]: n };
-  }
-  if (value !== undefined && value !== 'true' && value !== 'false') throw new InvalidArgumentError(`${key} is true or false`);
-  return { ...prev, [key!]: value !== 'false' };
-}
-
-function bytes(v: string): number {
-  const m = /^(\d+)\s*(B|kB|KB|MB|GB)?$/i.exec(v.trim());
-  if (!m) throw new InvalidArgumentError('expected a size such as 1048576, 512kB or 16MB');
-  const unit = (m[2] ?? 'B').toUpperCase();
-  return Number(m[1]) * ({ B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 } as Record<string, number>)[unit]!;
-}
-
-function seconds(v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a positive number of seconds');
-  return n;
-}
-
 export function registerMembershipCommands(program: Command, node: Command, c: Common): void {
   const { out } = c;
   node
@@ -74,8 +49,8 @@ export function registerMembershipCommands(program: Command, node: Command, c: C
     .option('--dir <dir>', 'local cluster directory (from "baton up")')
     .option('--clone-from <member>', 'copy from this replica rather than the leader')
     .option('--tag <tag>', 'a tag for the new member: nofailover, noloadbalance, clonefrom, weight=N, priority=N (repeatable)', parseTag, {})
-    .option('--max-lag <size>', 'done when the member streams with at most this lag', bytes, 1024 * 1024)
-    .option('--timeout <seconds>', 'give up (and undo) after this long', seconds, 3600)
+    .option('--max-lag <size>', 'done when the member streams with at most this lag', parseBytes, 1024 * 1024)
+    .option('--timeout <seconds>', 'give up (and undo) after this long', parseSeconds, 3600)
     .option('--os-user <user>', 'OS user that runs PostgreSQL when baton runs as root', 'postgres')
     .action(async (name: string | undefined, o: { dir?: string; cloneFrom?: string; tag: Partial<MemberTags>; maxLag: number; timeout: number; osUser: string }) => {
       const dir = o.dir ?? process.env.BATON_DIR ?? DEFAULT_DIR;
@@ -105,8 +80,8 @@ export function registerMembershipCommands(program: Command, node: Command, c: C
     });
 
   c.targetOptions(node.command('wait <name>').description('follow a member being added (e.g. started on another host) until it streams'))
-    .option('--max-lag <size>', 'done when the member streams with at most this lag', bytes, 1024 * 1024)
-    .option('--timeout <seconds>', 'give up after this long', seconds, 3600)
+    .option('--max-lag <size>', 'done when the member streams with at most this lag', parseBytes, 1024 * 1024)
+    .option('--timeout <seconds>', 'give up after this long', parseSeconds, 3600)
     .action(async (name: string, o: TargetOptions & { maxLag: number; timeout: number }) =>
       c.withTarget(o, async ({ store }) => {
         const p = progressPrinter();
@@ -144,7 +119,7 @@ export function registerMembershipCommands(program: Command, node: Command, c: C
     .option('--members <names>', 'comma-separated members to compare (default: all)')
     .option('--database <names>', 'comma-separated databases (default: all that accept connections)')
     .option('--user <user>', 'superuser to connect as (remote clusters; password from PGPASSWORD or ~/.pgpass)')
-    .option('--timeout <seconds>', 'how long replicas may take to reach the barrier', seconds, 60)
+    .option('--timeout <seconds>', 'how long replicas may take to reach the barrier', parseSeconds, 60)
     .option('--json', 'machine-readable')
     .action(async (o: TargetOptions & { members?: string; database?: string; user?: string; timeout: number; json?: boolean }) =>
       c.withTarget(o, async ({ store, local }) => {
