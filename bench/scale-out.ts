@@ -21,12 +21,12 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { renderTable } from '../src/cli/table.js';
 import { ensureDirFor, runAsFor } from '../src/util/os-user.js';
-import { parseMultiHostUri } from '../src/verify/multihost.js';
+import { connectMultiHost, parseMultiHostUri } from '../src/verify/multihost.js';
 import { BenchAbort, BenchCluster, runningLeader, sleep } from './lib/cluster.js';
 import { pgbenchInit } from './lib/proxy-pgbench.js';
 import { machine, stats } from './lib/report.js';
 import { runBenchmark } from './lib/run.js';
-import { AckWriter } from './lib/writer.js';
+import { AckWriter } from '../src/verify/writer.js';
 
 const NODES = 2;
 const TARGET_RATIO = 1.3;
@@ -184,7 +184,7 @@ async function main(): Promise<number> {
   log(`  loaded in ${((performance.now() - t0) / 1000).toFixed(0)} s; database size ${sizeMiB.toFixed(0)} MiB`);
   await bc.waitHealthy();
 
-  const writer = new AckWriter(parseMultiHostUri(bc.readWriteUri(), password), 1);
+  const writer = new AckWriter(() => connectMultiHost(parseMultiHostUri(bc.readWriteUri(), password)), 1);
   writer.start();
   const results: RunResult[] = [];
   try {

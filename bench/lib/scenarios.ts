@@ -3,9 +3,9 @@
 import { performance } from 'node:perf_hooks';
 import { switchover } from '../../src/agent/requests.js';
 import type { ClusterView } from '../../src/dcs/types.js';
-import { parseMultiHostUri } from '../../src/verify/multihost.js';
+import { connectMultiHost, parseMultiHostUri } from '../../src/verify/multihost.js';
 import { BenchAbort, runningLeader, sleep, WAIT_MS, type BenchCluster } from './cluster.js';
-import { AckWriter } from './writer.js';
+import { AckWriter } from '../../src/verify/writer.js';
 
 export const SCENARIOS = ['host-crash', 'postmaster-crash', 'switchover'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
@@ -95,7 +95,7 @@ export async function runScenario(bc: BenchCluster, scenario: Scenario, run: num
   if (!oldPm) throw new BenchAbort(`no postmaster.pid for the leader ${old.name}`);
   const startedAt = new Date().toISOString();
 
-  const writer = new AckWriter(parseMultiHostUri(bc.readWriteUri(), bc.c.superuser.password), firstId);
+  const writer = new AckWriter(() => connectMultiHost(parseMultiHostUri(bc.readWriteUri(), bc.c.superuser.password)), firstId);
   writer.start();
   let faultOp: Promise<number | null> = Promise.resolve(null);
   let monitor: Promise<{ ms: number; leader: string }> | null = null;

@@ -10,6 +10,7 @@ import { DEFAULT_DIR, connectionUris, proxyUris, readLocalCluster } from './loca
 import { printPoolNodes, runProxy } from './proxy-cmd.js';
 import { splitHostPort } from '../config/load.js';
 import { registerMembershipCommands } from './membership-cmds.js';
+import { registerVerifyCommand } from './verify-cmd.js';
 import { statusJson, statusText } from './status.js';
 import { renderTable } from './table.js';
 import { resolveTarget, type TargetOptions } from './target.js';
@@ -191,6 +192,7 @@ export function buildProgram(): Command {
       );
   }
   registerMembershipCommands(program, node, { out, targetOptions, withTarget });
+  registerVerifyCommand(program, { out, targetOptions, withTarget });
   return program;
 }
 

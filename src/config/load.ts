@@ -65,21 +65,24 @@ export function parseMemberConfig(raw: unknown, file: string): MemberConfig {
   return toMemberConfig(result.data, file);
 }
 
-export function loadMemberConfig(file: string): MemberConfig {
+/** Reads and parses a YAML file; errors name the file (and the line) and what to do. */
+export function readYamlFile(file: string, what = 'config file'): unknown {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(`cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, 'check the path given with --config');
+    throw new ConfigError(`cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, 'check the path given with --config');
   }
-  let raw: unknown;
   try {
-    raw = parseYaml(text);
+    return parseYaml(text);
   } catch (err) {
     const where = err instanceof YAMLParseError && err.linePos ? ` at line ${err.linePos[0].line}` : '';
     throw new ConfigError(`${file}: not valid YAML${where}: ${(err as Error).message.split('\n')[0]}`, 'fix the YAML syntax');
   }
-  return parseMemberConfig(raw, file);
+}
+
+export function loadMemberConfig(file: string): MemberConfig {
+  return parseMemberConfig(readYamlFile(file), file);
 }
 
 function toMemberConfig(c: MemberConfigFile, file: string): MemberConfig {

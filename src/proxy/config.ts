@@ -1,8 +1,6 @@
 // The proxy's configuration file (YAML), validated strictly like the member config.
-import fs from 'node:fs';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { describeIssues, splitHostPort, type HostPort } from '../config/load.js';
+import { describeIssues, readYamlFile, splitHostPort, type HostPort } from '../config/load.js';
 import { ConfigError } from '../util/errors.js';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:6432');
@@ -66,16 +64,5 @@ export function parseProxyConfig(raw: unknown, file: string): ProxyConfig {
 }
 
 export function loadProxyConfig(file: string): ProxyConfig {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError(`cannot read proxy config ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, 'check the path given with --config');
-  }
-  try {
-    return parseProxyConfig(parseYaml(text), file);
-  } catch (err) {
-    if (err instanceof ConfigError) throw err;
-    throw new ConfigError(`${file}: not valid YAML: ${(err as Error).message.split('\n')[0]}`, 'fix the YAML syntax');
-  }
+  return parseProxyConfig(readYamlFile(file, 'proxy config'), file);
 }

@@ -1,14 +1,17 @@
-// A client writing one row per transaction through the multi-host read-write URI, reconnecting
-// on any error, and recording when each commit was acknowledged (performance.now()).
+// A client writing one row per transaction with an increasing id, reconnecting after any error, and
+// recording every attempt: when it started and ended (performance.now()) and whether the commit was
+// acknowledged. The drill and the benchmarks judge availability and durability from this record.
 import type pg from 'pg';
 import { performance } from 'node:perf_hooks';
-import { connectMultiHost, type MultiHostTarget } from '../../src/verify/multihost.js';
+import type { WriteAttempt } from './accounting.js';
 
 const RETRY_DELAY_MS = 20;
 /** An INSERT that neither commits nor fails within this long counts as failed (bounds stop()). */
 const QUERY_TIMEOUT_MS = 10_000;
 
 export class AckWriter {
+  /** Every attempt, in order (times are performance.now()). */
+  readonly attempts: WriteAttempt[] = [];
   /** Acknowledged ids and the instant each commit was acknowledged, in order. */
   readonly ackedIds: number[] = [];
   readonly ackedAt: number[] = [];
@@ -18,9 +21,11 @@ export class AckWriter {
   private done: Promise<void> | null = null;
   private nextId: number;
 
+  /** `insert` takes the id as $1, e.g. INSERT INTO bench(id) VALUES ($1). */
   constructor(
-    private readonly target: MultiHostTarget,
+    private readonly connect: () => Promise<pg.Client>,
     firstId: number,
+    private readonly insert = 'INSERT INTO bench(id) VALUES ($1)',
   ) {
     this.nextId = firstId;
   }
@@ -37,14 +42,20 @@ export class AckWriter {
   private async run(): Promise<void> {
     let client: pg.Client | null = null;
     while (!this.stopped) {
+      // Every attempt uses a new id, also after a failure: a failed attempt may have committed.
+      const id = this.nextId++;
+      const startMs = performance.now();
       try {
-        client ??= await connectMultiHost(this.target);
-        const id = this.nextId++;
-        await withTimeout(client.query('INSERT INTO bench(id) VALUES ($1)', [id]), QUERY_TIMEOUT_MS);
-        this.ackedAt.push(performance.now());
+        client ??= await withTimeout(this.connect(), QUERY_TIMEOUT_MS);
+        await withTimeout(client.query(this.insert, [id]), QUERY_TIMEOUT_MS);
+        const endMs = performance.now();
+        this.attempts.push({ id, startMs, endMs, ok: true });
+        this.ackedAt.push(endMs);
         this.ackedIds.push(id);
       } catch {
-        this.failedAt.push(performance.now());
+        const endMs = performance.now();
+        this.attempts.push({ id, startMs, endMs, ok: false });
+        this.failedAt.push(endMs);
         const c = client;
         client = null;
         void c?.end().catch(() => undefined);
@@ -65,7 +76,7 @@ export class AckWriter {
   }
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+export function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
