@@ -82,6 +82,36 @@ async function waitView<T>(ctx: DrillContext, what: string, fn: (v: ClusterView)
   }
 }
 
+/** Replicas the leader itself sees streaming (pg_stat_replication), by application_name = member name. */
+async function streamingFromLeader(ctx: DrillContext, leader: MemberRecord): Promise<Set<string>> {
+  const db = await ctx.connectMember(leader);
+  try {
+    const r = await db.query<{ name: string }>("SELECT application_name AS name FROM pg_stat_replication WHERE state = 'streaming'");
+    return new Set(r.rows.map((x) => x.name));
+  } finally {
+    await db.end().catch(() => undefined);
+  }
+}
+
+/**
+ * Whole again: the member keys say so (isWhole) *and* the leader streams to every other member. The
+ * keys alone can be stale: a member killed with its agent keeps its last record until its lease expires.
+ */
+async function waitWhole(ctx: DrillContext, names: string[], what: string): Promise<ClusterView> {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await waitView(ctx, `the cluster to be whole again ${what}`, (x) => (isWhole(x, names) ? x : null), Math.max(1, ctx.timeoutMs - (Date.now() - t0)));
+    const leader = runningLeader(v)!;
+    const seen = await streamingFromLeader(ctx, leader).catch(() => new Set<string>());
+    const missing = names.filter((n) => n !== leader.name && !seen.has(n));
+    if (missing.length === 0) return v;
+    if (Date.now() - t0 > ctx.timeoutMs) {
+      throw new BatonError(`timed out after ${ctx.timeoutMs / 1000} s waiting for the cluster to be whole again ${what}: ${leader.name} does not stream to ${missing.join(', ')}`);
+    }
+    await sleep(50);
+  }
+}
+
 export async function prepareTable(ctx: DrillContext): Promise<number> {
   const leader = await waitView(ctx, 'a running leader', runningLeader);
   const db = await ctx.connectMember(leader);
@@ -178,7 +208,7 @@ export async function runOnce(ctx: DrillContext, scenario: Scenario, run: number
     const faultAtMs = rel();
     const { hurt, endedAt } = await inject(ctx, scenario, view, leader, rel, say);
     say('waiting for the cluster to be whole again');
-    const wholeView = await waitView(ctx, `the cluster to be whole again after ${scenario}`, (v) => (isWhole(v, names) ? v : null));
+    const wholeView = await waitWhole(ctx, names, `after ${scenario}`);
     const wholeAtMs = rel();
     say('whole again, writing on');
     await sleep(Math.max(AFTER_WHOLE_MS, faultAtMs + ctx.durationMs - rel()));
