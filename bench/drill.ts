@@ -10,9 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ScenarioSummary } from '../src/verify/drill-report.js';
-import { BenchAbort, BenchCluster } from './lib/cluster.js';
+import { BenchAbort } from './lib/cluster.js';
 import { machine } from './lib/report.js';
-import { runBenchmark } from './lib/run.js';
+import { BenchLifecycle, runBenchmark } from './lib/run.js';
 
 const log = (line: string): void => console.log(line);
 
@@ -26,30 +26,10 @@ function options(): { runs: string; via: string; json: string; svg: string } {
   return { runs: values.runs, via: values.via, json: values.json ?? path.join(tmp, 'drill.json'), svg: values.svg ?? path.join(tmp, 'drill.svg') };
 }
 
-let cluster: BenchCluster | null = null;
-let starting: Promise<BenchCluster> | null = null;
-let stopping: Promise<void> | null = null;
 let child: ChildProcess | null = null;
-
-function stopAll(): Promise<void> {
-  stopping ??= (async () => {
-    child?.kill('SIGTERM');
-    const bc = cluster ?? (await starting?.catch(() => null)) ?? null;
-    if (bc) {
-      log('stopping the cluster');
-      await bc.stop(log);
-    }
-  })();
-  return stopping;
-}
-
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(sig, () => {
-    if (stopping) return;
-    log(`${sig}: aborting the benchmark`);
-    void stopAll().finally(() => process.exit(130));
-  });
-}
+const life = new BenchLifecycle(log, () => {
+  child?.kill('SIGTERM');
+});
 
 const f = (x: { median: number; min: number; max: number }) => `${Math.round(x.median)} (${Math.round(x.min)}–${Math.round(x.max)})`;
 
@@ -58,9 +38,8 @@ async function main(): Promise<number> {
   const m = machine();
   log(`baton drill benchmark: every scenario, ${o.runs} run(s) each, via ${o.via}`);
   log(`machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB memory, ${m.os}, node ${m.node}; ${m.date}`);
-  starting = BenchCluster.start(3, log);
-  const bc = (cluster = await starting);
-  if (stopping) return 130;
+  const bc = await life.start(3);
+  if (life.aborted) return 130;
   await bc.waitHealthy();
   const args = ['bin/baton.js', 'verify', '--dir', bc.dir, '--scenario', 'all', '--runs', o.runs, '--via', o.via, '--json', o.json, '--svg', o.svg];
   const code = await new Promise<number>((resolve, reject) => {
@@ -80,4 +59,4 @@ async function main(): Promise<number> {
   return code;
 }
 
-await runBenchmark(main, stopAll);
+await runBenchmark(main, () => life.stop());

@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { BenchAbort, BenchCluster, runningLeader } from './lib/cluster.js';
 import { machine, markdown, scenarioTable } from './lib/report.js';
 import { restore, runScenario, SCENARIOS, type RunResult, type Scenario } from './lib/scenarios.js';
-import { runBenchmark } from './lib/run.js';
+import { BenchLifecycle, runBenchmark } from './lib/run.js';
 
 const NODES = 3;
 const log = (line: string): void => console.log(line);
@@ -38,29 +38,7 @@ function options(): { runs: number; scenarios: Scenario[]; json: string | null; 
   return { runs, scenarios, json: values.json ?? null, via };
 }
 
-let cluster: BenchCluster | null = null;
-let starting: Promise<BenchCluster> | null = null;
-let stopping: Promise<void> | null = null;
-
-/** Stops the cluster (once); if it is still being started, waits for that first so no agent is missed. */
-function stopCluster(): Promise<void> {
-  stopping ??= (async () => {
-    const c = cluster ?? (await starting?.catch(() => null)) ?? null;
-    if (c) {
-      log('stopping the cluster');
-      await c.stop(log);
-    }
-  })();
-  return stopping;
-}
-
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(sig, () => {
-    if (stopping) return log(`${sig}: already stopping the cluster`);
-    log(`${sig}: aborting the benchmark`);
-    void stopCluster().finally(() => process.exit(130));
-  });
-}
+const life = new BenchLifecycle(log);
 
 async function main(): Promise<number> {
   const o = options();
@@ -68,10 +46,9 @@ async function main(): Promise<number> {
   log(`baton failover benchmark: ${o.runs} run(s) of ${o.scenarios.join(', ')}`);
   log(`machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB memory, ${m.os}, node ${m.node}; ${m.date}`);
 
-  starting = BenchCluster.start(NODES, log);
-  const bc = (cluster = await starting);
+  const bc = await life.start(NODES);
   bc.via = o.via;
-  if (stopping) return 130;
+  if (life.aborted) return 130;
   const view = await bc.waitHealthy();
   const leader = runningLeader(view);
   if (!leader) throw new BenchAbort('no running leader');
@@ -86,7 +63,7 @@ async function main(): Promise<number> {
   let nextId = 1;
   for (const scenario of o.scenarios) {
     for (let run = 1; run <= o.runs; run++) {
-      if (stopping) return 130;
+      if (life.aborted) return 130;
       log(`${scenario} run ${run}/${o.runs}`);
       const { result: r, nextId: n } = await runScenario(bc, scenario, run, nextId);
       nextId = n;
@@ -110,4 +87,4 @@ async function main(): Promise<number> {
   return results.some((r) => r.lostAckedRows > 0) ? 2 : 0;
 }
 
-await runBenchmark(main, stopCluster);
+await runBenchmark(main, () => life.stop());

@@ -16,7 +16,7 @@ import { daemons, startHaproxy, startPgbouncer, versions } from './lib/proxy-dae
 import { PATHS, pgbench, pgbenchInit, running, WORKLOADS, type PathName, type PgbenchResult, type RunSpec, type Target } from './lib/proxy-pgbench.js';
 import { compare, markdownTable, table, verdicts } from './lib/proxy-report.js';
 import { machine } from './lib/report.js';
-import { runBenchmark } from './lib/run.js';
+import { BenchLifecycle, runBenchmark } from './lib/run.js';
 
 const NODES = 3;
 const SCALE = 10;
@@ -39,39 +39,18 @@ function options(): { seconds: number; clients: number[]; json: string | null } 
   return { seconds, clients, json: values.json ?? null };
 }
 
-let cluster: BenchCluster | null = null;
-let starting: Promise<BenchCluster> | null = null;
-let stopping: Promise<void> | null = null;
-
 function killPgbench(): void {
   for (const child of running) child.kill('SIGTERM');
 }
 
-/** Stops pgbench, HAProxy, PgBouncer and the cluster (once); waits for a cluster still starting. */
-function stopAll(): Promise<void> {
-  stopping ??= (async () => {
-    killPgbench();
-    for (const d of daemons) {
-      log(`stopping ${d.name} (pid ${d.pid ?? '?'})`);
-      await d.stop();
-    }
-    const c = cluster ?? (await starting?.catch(() => null)) ?? null;
-    if (c) {
-      log('stopping the cluster');
-      await c.stop(log);
-    }
-    killPgbench();
-  })();
-  return stopping;
-}
-
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(sig, () => {
-    if (stopping) return log(`${sig}: already stopping`);
-    log(`${sig}: aborting the benchmark`);
-    void stopAll().finally(() => process.exit(130));
-  });
-}
+/** pgbench, HAProxy and PgBouncer stop before the cluster. */
+const life = new BenchLifecycle(log, async () => {
+  killPgbench();
+  for (const d of daemons) {
+    log(`stopping ${d.name} (pid ${d.pid ?? '?'})`);
+    await d.stop();
+  }
+});
 
 /** Client backends other than Baton's own and ours. */
 async function otherBackends(db: pg.Client): Promise<number> {
@@ -108,9 +87,8 @@ async function main(): Promise<number> {
   log(`machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB memory, ${m.os}, node ${m.node}; ${m.date}`);
   log(`versions: ${v.haproxy}; ${v.pgbouncer}; ${v.pgbench}`);
 
-  starting = BenchCluster.start(NODES, log);
-  const bc = (cluster = await starting);
-  if (stopping) return 130;
+  const bc = await life.start(NODES);
+  if (life.aborted) return 130;
   const leaderRec = runningLeader(await bc.waitHealthy());
   if (!leaderRec) throw new BenchAbort('no running leader');
   const leader = bc.member(leaderRec.name);
@@ -130,10 +108,10 @@ async function main(): Promise<number> {
 
     const backend = { host, port: leader.pgPort };
     const haproxy = await startHaproxy(backend);
-    if (stopping) return 130;
+    if (life.aborted) return 130;
     log(`haproxy (pid ${haproxy.pid ?? '?'}) on ${host}:${haproxy.port} -> ${host}:${leader.pgPort}`);
     const pgbouncer = await startPgbouncer(backend, user, password, Math.max(...o.clients));
-    if (stopping) return 130;
+    if (life.aborted) return 130;
     log(`pgbouncer (pid ${pgbouncer.pid ?? '?'}) on ${host}:${pgbouncer.port} -> ${host}:${leader.pgPort}`);
     const targets: Record<PathName, Target> = {
       direct,
@@ -144,7 +122,7 @@ async function main(): Promise<number> {
 
     const runOne = async (spec: RunSpec): Promise<PgbenchResult> => {
       await prepare(bc, db, leader.name, baseline);
-      if (stopping) throw new BenchAbort('stopping');
+      if (life.aborted) throw new BenchAbort('stopping');
       return pgbench(targets[spec.path], spec);
     };
 
@@ -162,7 +140,7 @@ async function main(): Promise<number> {
     for (const clients of o.clients) {
       for (const workload of WORKLOADS) {
         for (const path of PATHS) {
-          if (stopping) return 130;
+          if (life.aborted) return 130;
           const r = await runOne({ workload, clients, path, seconds: o.seconds, threads: Math.min(THREADS, clients) });
           results.push(r);
           const failed = r.failed > 0 ? `, ${r.failed} FAILED transactions` : '';
@@ -193,4 +171,7 @@ async function main(): Promise<number> {
   }
 }
 
-await runBenchmark(main, stopAll);
+await runBenchmark(main, async () => {
+  await life.stop();
+  killPgbench();
+});

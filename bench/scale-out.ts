@@ -25,7 +25,7 @@ import { connectMultiHost, parseMultiHostUri } from '../src/verify/multihost.js'
 import { BenchAbort, BenchCluster, runningLeader, sleep } from './lib/cluster.js';
 import { pgbenchInit } from './lib/proxy-pgbench.js';
 import { machine, stats } from './lib/report.js';
-import { runBenchmark } from './lib/run.js';
+import { BenchLifecycle, runBenchmark } from './lib/run.js';
 import { AckWriter } from '../src/verify/writer.js';
 
 const NODES = 2;
@@ -87,29 +87,9 @@ function runProgram(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv
   });
 }
 
-let cluster: BenchCluster | null = null;
-let starting: Promise<BenchCluster> | null = null;
-let stopping: Promise<void> | null = null;
-
-function stopAll(): Promise<void> {
-  stopping ??= (async () => {
-    for (const c of children) c.kill('SIGTERM');
-    const bc = cluster ?? (await starting?.catch(() => null)) ?? null;
-    if (bc) {
-      log('stopping the cluster');
-      await bc.stop(log);
-    }
-  })();
-  return stopping;
-}
-
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(sig, () => {
-    if (stopping) return log(`${sig}: already stopping`);
-    log(`${sig}: aborting the benchmark`);
-    void stopAll().finally(() => process.exit(130));
-  });
-}
+const life = new BenchLifecycle(log, () => {
+  for (const c of children) c.kill('SIGTERM');
+});
 
 async function plainBasebackup(bc: BenchCluster, leaderPort: number, run: number): Promise<number> {
   const dir = path.join(bc.dir, `plain-basebackup-${run}`);
@@ -164,9 +144,8 @@ async function main(): Promise<number> {
   log(`baton scale-out benchmark: pgbench -i -s ${o.scale}, ${o.runs} run(s), a writer running throughout`);
   log(`machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB memory, ${m.os}, node ${m.node}; ${m.date}`);
 
-  starting = BenchCluster.start(NODES, log);
-  const bc = (cluster = await starting);
-  if (stopping) return 130;
+  const bc = await life.start(NODES);
+  if (life.aborted) return 130;
   const leaderRec = runningLeader(await bc.waitHealthy());
   if (!leaderRec) throw new BenchAbort('no running leader');
   const leader = bc.member(leaderRec.name);
@@ -190,7 +169,7 @@ async function main(): Promise<number> {
   try {
     await sleep(1000);
     for (let run = 1; run <= o.runs; run++) {
-      if (stopping) return 130;
+      if (life.aborted) return 130;
       const name = `added${run}`;
       const first = run % 2 === 1 ? 'plain' : 'baton';
       let plainMs = 0;
@@ -244,4 +223,4 @@ async function main(): Promise<number> {
   return met ? 0 : 2;
 }
 
-await runBenchmark(main, stopAll);
+await runBenchmark(main, () => life.stop());

@@ -1,4 +1,5 @@
 // How a benchmark script ends: run main, always clean up, exit with main's code (1 if it threw).
+import { BenchCluster } from './cluster.js';
 export async function runBenchmark(main: () => Promise<number>, cleanup: () => Promise<void>): Promise<never> {
   let code = 1;
   try {
@@ -10,4 +11,51 @@ export async function runBenchmark(main: () => Promise<number>, cleanup: () => P
     await cleanup();
   }
   process.exit(code);
+}
+
+/**
+ * The cluster a benchmark starts, and stopping it exactly once: at the end, on an error, or on
+ * SIGINT/SIGTERM/SIGHUP (then exit 130). A stop during the start waits for it, so no agent is missed.
+ */
+export class BenchLifecycle {
+  cluster: BenchCluster | null = null;
+  private starting: Promise<BenchCluster> | null = null;
+  private stopping: Promise<void> | null = null;
+
+  constructor(
+    private readonly log: (line: string) => void,
+    /** Anything else to stop first (child processes, daemons). */
+    private readonly stopOthers: () => void | Promise<void> = () => undefined,
+  ) {
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+      process.on(sig, () => {
+        if (this.stopping) return log(`${sig}: already stopping`);
+        log(`${sig}: aborting the benchmark`);
+        void this.stop().finally(() => process.exit(130));
+      });
+    }
+  }
+
+  /** True once stopping has begun: the benchmark should return. */
+  get aborted(): boolean {
+    return this.stopping !== null;
+  }
+
+  async start(nodes: number): Promise<BenchCluster> {
+    this.starting = BenchCluster.start(nodes, this.log);
+    this.cluster = await this.starting;
+    return this.cluster;
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      await this.stopOthers();
+      const c = this.cluster ?? (await this.starting?.catch(() => null)) ?? null;
+      if (c) {
+        this.log('stopping the cluster');
+        await c.stop(this.log);
+      }
+    })();
+    return this.stopping;
+  }
 }
