@@ -5,17 +5,14 @@ import { describeIssues, readYamlFile } from '../config/load.js';
 import { ConfigError } from '../util/errors.js';
 import type { Targets } from './accounting.js';
 
-/** "1s", "500ms", "2.5s", or a number of seconds. */
-const duration = z.union([
-  z.number().nonnegative().transform((s) => s * 1000),
-  z
-    .string()
-    .regex(/^\d+(\.\d+)?\s*(ms|s)$/, 'expected a duration such as 500ms or 5s')
-    .transform((v) => {
-      const m = /^(\d+(?:\.\d+)?)\s*(ms|s)$/.exec(v)!;
-      return Number(m[1]) * (m[2] === 's' ? 1000 : 1);
-    }),
-]);
+/** "1s", "500ms", "2.5s", or a number of seconds; in milliseconds. */
+const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return v * 1000;
+  const m = typeof v === 'string' ? /^(\d+(?:\.\d+)?)\s*(ms|s)$/.exec(v.trim()) : null;
+  if (m) return Number(m[1]) * (m[2] === 's' ? 1000 : 1);
+  ctx.addIssue({ code: 'custom', message: `expected a duration such as 500ms or 5s (got ${JSON.stringify(v)})` });
+  return z.NEVER;
+});
 
 const uri = z.string().regex(/^postgres(ql)?:\/\//, 'expected a postgresql:// URI');
 
