@@ -105,6 +105,7 @@ export function buildProgram(): Command {
       out(`  connect (read-only, multi-host URI):     PGPASSFILE=${passfile} psql '${uris.readOnly}'`);
       out(`  status:                                  npx baton status${dirArg}`);
       out(`  switch over:                             npx baton switchover${dirArg}`);
+      out(`  RTO/RPO drill:                           npx baton verify --scenario all${dirArg}`);
       out(`  stop:                                    npx baton down${dirArg}`);
     });
 
