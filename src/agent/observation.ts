@@ -44,6 +44,9 @@ export interface Observation {
   lastLeaderLsn: number | null;
   /** Leader: since when the synchronous standby named in `sync` has not been streaming. */
   syncMissingSince: number | null;
+  /** Leader: the synchronous standby does not stream *and* its agent's REST API does not answer
+   * (its host or agent is gone, not just its PostgreSQL restarting). */
+  syncStandbyAgentDown: boolean;
   /** When this member last handed leadership over after max_restarts, if it did. */
   handedOverAt: number | null;
   /** Positions of peers, gathered only when the leader key is absent. */

@@ -9,7 +9,7 @@ import type { MemberConfig } from '../config/load.js';
 import type { Logger } from '../util/log.js';
 import type { LocalPostgres, Observation, ReplicaSeen } from './observation.js';
 import type { AgentMemory } from './state.js';
-import { peerPositions } from './peers.js';
+import { agentAnswers, peerPositions } from './peers.js';
 
 export async function readCluster(store: ClusterStore, log: Logger): Promise<ClusterView | null> {
   try {
@@ -60,8 +60,12 @@ export async function observe(
     }));
   }
   const syncStandby = isLeader && cluster?.sync?.leader === cfg.name ? (cluster.sync.members[0] ?? null) : null;
-  if (syncStandby && !replicas.some((r) => r.name === syncStandby && r.state === 'streaming')) mem.syncMissingSince ??= now;
+  const syncMissing = syncStandby !== null && !replicas.some((r) => r.name === syncStandby && r.state === 'streaming');
+  if (syncMissing) mem.syncMissingSince ??= now;
   else mem.syncMissingSince = null;
+  // Asked only while the standby is missing: a dead agent means there is nothing to wait for.
+  const syncRec = syncMissing ? cluster?.members.find((m) => m.name === syncStandby) : undefined;
+  const syncStandbyAgentDown = syncRec !== undefined && !(await agentAnswers(syncRec.apiUrl));
   if (cluster) {
     const leaderRec = cluster.members.find((m) => m.name === cluster.leader?.name);
     if (leaderRec?.receivedLsn != null) mem.lastLeaderLsn = leaderRec.receivedLsn;
@@ -83,6 +87,7 @@ export async function observe(
     lastLeaderLsn: mem.lastLeaderLsn,
     handedOverAt: mem.handedOverAt,
     syncMissingSince: mem.syncMissingSince,
+    syncStandbyAgentDown,
     peers: electing ? await peerPositions(cluster.members, cfg.name) : [],
     notStreamingSince: mem.notStreamingSince,
   };

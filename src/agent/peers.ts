@@ -37,6 +37,16 @@ export async function peerPositions(members: MemberRecord[], self: string, timeo
   );
 }
 
+/** Whether a peer's agent answers on its REST API at all (any HTTP status counts as an answer). */
+export async function agentAnswers(apiUrl: string, timeoutMs = 500): Promise<boolean> {
+  try {
+    await fetch(`${apiUrl}/liveness`, { signal: AbortSignal.timeout(timeoutMs) });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Polls a peer until its received position passes `lsn`; false on timeout. */
 export async function waitForPeerPosition(apiUrl: string, lsn: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;

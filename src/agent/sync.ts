@@ -39,10 +39,13 @@ export function decideSync(o: Observation, c: ClusterView): Action[] {
     }
     // Not streaming right now. A live standby gets a moment to reconnect (after a restart of this
     // primary, say): keeping it in `sync` is safe, as commits wait for it meanwhile, and dropping it
-    // at once would leave no member that may take over should this primary fail again.
+    // at once would leave no member that may take over should this primary fail again. A standby
+    // whose agent does not answer either is not coming back soon: waiting for its key to expire
+    // would only hold every commit for a lease.
     const missingFor = o.syncMissingSince === null ? 0 : o.now - o.syncMissingSince;
     const rec = findMember(c, current);
-    if (rec && isCandidate(c, current) && rec.state !== 'stopped' && missingFor < SYNC_RECONNECT_GRACE_MS) return actions;
+    const alive = rec && isCandidate(c, current) && rec.state !== 'stopped' && !o.syncStandbyAgentDown;
+    if (alive && missingFor < SYNC_RECONNECT_GRACE_MS) return actions;
     // The synchronous standby is gone: take it out of `sync` first, then out of synchronous_standby_names.
     actions.push({ type: 'put_sync', members: [] });
   }

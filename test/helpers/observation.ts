@@ -136,6 +136,7 @@ export function observation(over: ObservationOverrides = {}): Observation {
     lastLeaderLsn: null,
     handedOverAt: null,
     syncMissingSince: null,
+    syncStandbyAgentDown: false,
     peers: [],
     notStreamingSince: null,
     ...rest,

@@ -29,7 +29,14 @@ test('a row written on the leader is read on both replicas', async () => {
     const r = await t.client(m.name);
     let rows: unknown[] = [];
     for (let i = 0; i < 100 && rows.length === 0; i++) {
-      rows = (await r.query('SELECT v FROM basic WHERE id = 1')).rows;
+      // Until the replica replays the CREATE TABLE the relation does not exist there: wait, as for the row.
+      rows = await r.query('SELECT v FROM basic WHERE id = 1').then(
+        (x) => x.rows,
+        (err: { code?: string }) => {
+          if (err.code === '42P01') return [];
+          throw err;
+        },
+      );
       if (!rows.length) await new Promise((res) => setTimeout(res, 50));
     }
     const ro = await r.query<{ ro: boolean }>('SELECT pg_is_in_recovery() AS ro');

@@ -107,6 +107,24 @@ describe('decideSync', () => {
     );
   });
 
+  test('no grace for a standby that does not stream and whose agent does not answer: replaced at once', () => {
+    const replaced = [
+      { type: 'put_sync', members: [] },
+      { type: 'set_sync_names', names: q('c'), pendingMember: 'c' },
+    ];
+    // Its key is still there (the lease has not expired yet) and says streaming.
+    for (const since of [NOW, NOW - 1000]) {
+      assert.deepEqual(run({ replicas: [row('c', 1000)], syncMissingSince: since, syncStandbyAgentDown: true }), replaced);
+    }
+    // The agent answers: its PostgreSQL is only restarting, so it keeps its place for the grace.
+    assert.deepEqual(run({ replicas: [row('c', 1000)], syncMissingSince: NOW, syncStandbyAgentDown: false }), []);
+    // No other candidate: out of sync, and (not strict) commits stop waiting.
+    assert.deepEqual(run({ replicas: [], syncMissingSince: NOW, syncStandbyAgentDown: true }), [
+      { type: 'put_sync', members: [] },
+      { type: 'set_sync_names', names: '', pendingMember: null },
+    ]);
+  });
+
   test('current synchronous standby gone, no candidate: out of sync, then clear names', () => {
     assert.deepEqual(run({ replicas: [], syncMissingSince: NOW - SYNC_RECONNECT_GRACE_MS }), [
       { type: 'put_sync', members: [] },
@@ -226,6 +244,8 @@ const arbSyncCase = fc
     ),
     appliedSyncNames: fc.constantFrom('', '*', ...NAMES.map(q)),
     pendingSync: fc.option(fc.record({ member: arbName, sinceLsn: arbLsn })),
+    syncMissingSince: fc.option(fc.constantFrom(NOW, NOW - SYNC_RECONNECT_GRACE_MS - 1)),
+    syncStandbyAgentDown: fc.boolean(),
   })
   .map((r): [Observation, ClusterView] => {
     const c = cluster({
@@ -240,6 +260,8 @@ const arbSyncCase = fc
       replicas: r.replicas,
       appliedSyncNames: r.appliedSyncNames,
       pendingSync: r.pendingSync,
+      syncMissingSince: r.syncMissingSince,
+      syncStandbyAgentDown: r.syncStandbyAgentDown,
     });
     return [o, c];
   });
