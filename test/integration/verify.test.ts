@@ -78,6 +78,16 @@ test('one run of every scenario: no acknowledged row lost, the cluster whole aga
   assert.equal(v.members.filter((m) => m.state === 'streaming').length, 2);
 });
 
+test('--via multihost: the writer finds the leader through a multi-host URI instead of the proxy', async () => {
+  const json = file('multihost.json');
+  const r = await cli('verify', '--dir', t.c.dir, '--scenario', 'switchover', '--via', 'multihost', '--json', json, '--duration', '1');
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /writes through a multi-host URI of the members/);
+  const report = JSON.parse(fs.readFileSync(json, 'utf8')) as { runs: RunReport[] };
+  assert.deepEqual(report.runs[0]!.account.lostAcked, []);
+  assert.ok(report.runs[0]!.account.writesResumed);
+});
+
 test('a target that cannot be met fails the verdict, names the run and exits 1', async () => {
   const cfg = file('strict.yml', 'targets: { rto_unplanned: 0ms }\n');
   const r = await cli('verify', '--dir', t.c.dir, '--scenario', 'postgres-crash', '--config', cfg, '--duration', '1');
