@@ -133,6 +133,17 @@ export async function runVerify(t: Target, o: VerifyOptions, out: Out): Promise<
   out(`targets: RTO planned ${cfg.targets.rtoPlannedMs} ms, unplanned ${cfg.targets.rtoUnplannedMs} ms, RPO ${cfg.targets.rpoRows} rows`);
   let nextId = await prepareTable(ctx);
   const runs: RunReport[] = [];
+  // Ctrl-C in the middle of a freeze must not leave the leader stopped: thaw and restart, then exit.
+  const onSignal = (sig: NodeJS.Signals) => {
+    bar.done();
+    process.stderr.write(`${sig}: stopping the drill; putting the cluster back\n`);
+    const restored = faults instanceof LocalFaults ? faults.restore() : Promise.resolve();
+    void restored
+      .catch((err: unknown) => process.stderr.write(`could not put the cluster back: ${(err as Error).message}; see "baton status"\n`))
+      .finally(() => process.exit(130));
+  };
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const sig of signals) process.once(sig, onSignal);
   try {
     for (const scenario of scenarios) {
       for (let run = 1; run <= o.runs; run++) {
@@ -151,6 +162,8 @@ export async function runVerify(t: Target, o: VerifyOptions, out: Out): Promise<
     bar.done();
     if (faults instanceof LocalFaults) await faults.restore().catch(() => undefined);
     throw err;
+  } finally {
+    for (const sig of signals) process.off(sig, onSignal);
   }
   const verdict = judge(
     runs.map((r) => ({ label: `${r.scenario} run ${r.run}`, planned: PLANNED.has(r.scenario), account: r.account })),

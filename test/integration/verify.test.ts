@@ -2,12 +2,12 @@
 // its report and timeline, a verdict that fails when a target cannot be met, and bad input.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { startCluster, type TestCluster } from '../helpers/cluster.js';
-import { etcdEndpoint } from '../../src/cli/local-cluster.js';
+import { etcdEndpoint, pidAlive, readLocalCluster } from '../../src/cli/local-cluster.js';
 import type { RunReport } from '../../src/verify/drill.js';
 import { SCENARIOS } from '../../src/verify/drill.js';
 
@@ -86,6 +86,33 @@ test('--via multihost: the writer finds the leader through a multi-host URI inst
   const report = JSON.parse(fs.readFileSync(json, 'utf8')) as { runs: RunReport[] };
   assert.deepEqual(report.runs[0]!.account.lostAcked, []);
   assert.ok(report.runs[0]!.account.writesResumed);
+});
+
+test('Ctrl-C during a freeze thaws the frozen member and exits 130', async () => {
+  const child = spawn(process.execPath, ['bin/baton.js', 'verify', '--dir', t.c.dir, '--scenario', 'freeze'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the freeze never started:\n${stderr}`)), 60_000);
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString();
+      if (/injecting freeze/.test(stderr)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  await new Promise((r) => setTimeout(r, 500));
+  child.kill('SIGINT');
+  assert.equal(await exited, 130, stderr);
+  assert.match(stderr, /SIGINT: stopping the drill; putting the cluster back/);
+  // No process of the cluster is left stopped (state T), every agent runs, and the cluster heals.
+  for (const m of readLocalCluster(t.c.dir)!.members) {
+    assert.ok(pidAlive(m.agentPid), `${m.name}'s agent runs`);
+    const state = fs.readFileSync(`/proc/${m.agentPid}/stat`, 'utf8').split(') ')[1]!.slice(0, 1);
+    assert.notEqual(state, 'T', `${m.name}'s agent is not stopped`);
+  }
+  await t.waitFor('every member streaming again', (v) => v.members.filter((m) => m.state === 'streaming').length === 2 && v.members.some((m) => m.role === 'primary' && m.state === 'running'));
 });
 
 test('a target that cannot be met fails the verdict, names the run and exits 1', async () => {
