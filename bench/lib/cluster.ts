@@ -9,6 +9,7 @@ import { connectionUris, etcdEndpoint, pidAlive, readLocalCluster, writeLocalClu
 import { EtcdStore } from '../../src/dcs/etcd-store.js';
 import type { ClusterView, MemberRecord } from '../../src/dcs/types.js';
 import { freePortBlock } from '../../src/util/net.js';
+import { isWhole, runningLeader } from '../../src/verify/drill.js';
 
 /** Every wait in the benchmark gives up after this long. */
 export const WAIT_MS = 60_000;
@@ -17,17 +18,11 @@ export class BenchAbort extends Error {}
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Running primary named by the leader key, or undefined. */
-export function runningLeader(v: ClusterView): MemberRecord | undefined {
-  return v.members.find((m) => m.name === v.leader?.name && m.role === 'primary' && m.state === 'running');
-}
+export { runningLeader };
 
 /** A leader runs, every other member streams, and the sync key names a synchronous standby of that leader. */
 export function healthy(v: ClusterView, nodes: number): boolean {
-  const leader = runningLeader(v);
-  if (!leader || v.members.length !== nodes || v.switchover) return false;
-  const replicasOk = v.members.filter((m) => m.name !== leader.name).every((m) => m.role === 'replica' && m.state === 'streaming');
-  return replicasOk && v.sync?.leader === leader.name && v.sync.members.length > 0;
+  return v.members.length === nodes && v.config.synchronousMode && isWhole(v, v.members.map((m) => m.name));
 }
 
 export class BenchCluster {
