@@ -16,8 +16,12 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch node_modules/.package-lock.json
 
-build: deps
+build: deps native/relay/build/Release/baton_relay.node
 	npx tsc -p tsconfig.json
+
+# The proxy's native relay; without it (no compiler) the proxy relays in TypeScript, more slowly.
+native/relay/build/Release/baton_relay.node: native/relay/relay.c native/relay/pin.c native/relay/pin.h native/relay/binding.gyp
+	npm run --silent build:native >/dev/null || echo "warning: the native relay did not build; baton proxy will relay in TypeScript (slower)" >&2
 
 demo: build
 	node bin/baton.js up --dir $(DEMO_DIR) --nodes 3 --base-port 15432
@@ -40,4 +44,4 @@ bench: build
 	node --import tsx bench/drill.ts
 
 clean:
-	rm -rf dist .deps-system
+	rm -rf dist .deps-system native/relay/build

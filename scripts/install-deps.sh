@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages Baton needs on Debian 12: PostgreSQL 15, etcd-server, and the tools
-# the tests use (openssl for a test certificate, iproute2).
+# the tests use (openssl for a test certificate, iproute2), and what node-gyp builds the proxy's native
+# relay with (g++, make, python3).
 # With --bench, also what bench/proxy.ts compares Baton's proxy with: HAProxy and PgBouncer (the
 # benchmark runs its own instances, with their own config files and ports).
 # Safe to run again: it installs only what is missing.
@@ -11,6 +12,9 @@ missing=()
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
 if [ "${1:-}" = "--bench" ]; then
   command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
   command -v pgbouncer >/dev/null 2>&1 || missing+=(pgbouncer)

@@ -1,5 +1,6 @@
 // `baton up` / `baton down`: a whole cluster on this machine (etcd and one agent per member),
 // each a separate process, so killing an agent and its PostgreSQL is a real host crash.
+import type { RelayMode } from '../proxy/native-relay.js';
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -34,6 +35,8 @@ export interface UpOptions {
   timeoutMs: number;
   /** Extra bootstrap.dcs settings (tests use them to shorten restart windows and the like). */
   dcs?: Record<string, unknown>;
+  /** The proxy's `relay` setting (default auto: native when built). */
+  proxyRelay?: RelayMode;
   out: (line: string) => void;
 }
 
@@ -84,7 +87,7 @@ function plan(o: UpOptions): LocalCluster {
   };
 }
 
-function proxyConfig(c: LocalCluster, p: LocalProxy): string {
+function proxyConfig(c: LocalCluster, p: LocalProxy, relay: RelayMode): string {
   return toYaml({
     cluster: c.cluster,
     etcd: { hosts: [`${c.host}:${c.etcd.clientPort}`] },
@@ -96,6 +99,7 @@ function proxyConfig(c: LocalCluster, p: LocalProxy): string {
     admin_password: p.adminPassword,
     // Lets the proxy move idle sessions to a new leader on their user's behalf.
     auth_users: { [c.superuser.username]: c.superuser.password },
+    relay,
   });
 }
 
@@ -206,7 +210,7 @@ export async function up(o: UpOptions): Promise<LocalCluster> {
   await waitUntilHealthy(c, o.timeoutMs, o.out);
   if (c.proxy) {
     fs.mkdirSync(path.dirname(c.proxy.configFile), { recursive: true, mode: 0o700 });
-    fs.writeFileSync(c.proxy.configFile, proxyConfig(c, c.proxy), { mode: 0o600 });
+    fs.writeFileSync(c.proxy.configFile, proxyConfig(c, c.proxy, o.proxyRelay ?? 'auto'), { mode: 0o600 });
     c.proxy.pid = startProxyProcess(c.proxy);
     writeLocalCluster(c);
     await waitPortOpen(c.host, c.proxy.adminPort, c.proxy.pid, 'the proxy', c.proxy.log);

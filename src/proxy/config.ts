@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { describeIssues, readYamlFile, splitHostPort, type HostPort } from '../config/load.js';
 import { ConfigError } from '../util/errors.js';
+import type { RelayMode } from './native-relay.js';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:6432');
 
@@ -21,6 +22,8 @@ const schema = z
     tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict().optional(),
     /** Passwords the proxy may use to log in as these users when it moves an idle session to a new leader. */
     auth_users: z.record(z.string().min(1), z.string().min(1)).default({}),
+    /** auto: the native relay when it is built, else TypeScript; native: refuse to start without it. */
+    relay: z.enum(['auto', 'native', 'js']).default('auto'),
   })
   .strict();
 
@@ -38,6 +41,7 @@ export interface ProxyConfig {
   maxMessageLength: number;
   tls: { cert: string; key: string } | null;
   authUsers: Record<string, string>;
+  relay: RelayMode;
 }
 
 export function parseProxyConfig(raw: unknown, file: string): ProxyConfig {
@@ -60,6 +64,7 @@ export function parseProxyConfig(raw: unknown, file: string): ProxyConfig {
     maxMessageLength: c.max_message_length,
     tls: c.tls ?? null,
     authUsers: c.auth_users,
+    relay: c.relay,
   };
 }
 

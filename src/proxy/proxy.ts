@@ -6,16 +6,26 @@ import tls from 'node:tls';
 import crypto from 'node:crypto';
 import type { ClusterStore } from '../dcs/store.js';
 import type { ClusterView, MemberRecord } from '../dcs/types.js';
-import { BatonError } from '../util/errors.js';
+import { BatonError, ConfigError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import type { ProxyConfig } from './config.js';
 import { readCandidates, readTarget, replayLag, writeTarget, type Target } from './router.js';
 import { RouteRefused, Session, type ListenerKind, type SessionHooks } from './session.js';
 import { startAdminConsole, type AdminBackend, type PoolNodeRow } from './admin.js';
+import { loadNativeRelay, type NativeRelay, type RelayMode } from './native-relay.js';
 
 const SAFETY_POLL_MS = 1000;
 /** After a leader change, unsolicited server messages on idle sessions are taken as the old leader going away. */
 const LEADER_FLUX_MS = 5000;
+
+/** The native relay when the config allows it and it is built; `native` without it is an error. */
+function chooseRelay(mode: RelayMode, log: Logger): NativeRelay | null {
+  if (mode === 'js') return null;
+  const { relay, error } = loadNativeRelay();
+  if (!relay && mode === 'native') throw new ConfigError(`relay: native is set but ${error}`, 'run make build (it needs g++, make and python3), or set relay: auto');
+  if (!relay) log.warn({ reason: error }, 'relaying in TypeScript (slower): the native relay is not built');
+  return relay;
+}
 
 export class BatonProxy {
   view: ClusterView | null = null;
@@ -50,6 +60,7 @@ export class BatonProxy {
       tls: cfg.tls ? tls.createSecureContext({ cert: fs.readFileSync(cfg.tls.cert), key: fs.readFileSync(cfg.tls.key) }) : null,
       maxMessageLength: cfg.maxMessageLength,
       connectTimeoutMs: cfg.connectTimeoutMs,
+      nativeRelay: chooseRelay(cfg.relay, log),
       log,
     };
   }
@@ -225,6 +236,7 @@ export class BatonProxy {
           queries: s.queries,
           moves: s.moves,
           pinned: s.pinned,
+          relay: s.native ? 'native' : 'typescript',
           connected_at: new Date(s.startedAt).toISOString(),
         })),
       servers: () =>

@@ -30,6 +30,28 @@ export class FrameScanner {
     return this.remaining === 0 && this.headerFill === 0 && !this.wantStatus;
   }
 
+  /** Writes the scanner's position into 4 slots of `to` (the native relay's layout, see relay.c). */
+  saveTo(to: Float64Array, at: number): void {
+    let packed = 0;
+    for (let i = 4; i >= 0; i--) packed = packed * 256 + this.header[i]!;
+    to[at] = this.remaining;
+    to[at + 1] = this.headerFill;
+    to[at + 2] = packed;
+    to[at + 3] = this.wantStatus ? 1 : 0;
+  }
+
+  /** Takes up the position the native relay left in `from`. */
+  loadFrom(from: Float64Array, at: number): void {
+    this.remaining = from[at]!;
+    this.headerFill = from[at + 1]!;
+    let packed = from[at + 2]!;
+    for (let i = 0; i < 5; i++) {
+      this.header[i] = packed % 256;
+      packed = Math.floor(packed / 256);
+    }
+    this.wantStatus = from[at + 3] === 1;
+  }
+
   scan(chunk: Buffer): void {
     let i = 0;
     const n = chunk.length;

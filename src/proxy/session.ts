@@ -4,12 +4,16 @@
 // scanner that only tracks message boundaries and the transaction status.
 // An idle read-write session with no session state can be moved to a new leader: the proxy logs in
 // there on the client's behalf and the client never notices (see move()).
+// Once active, a plain-TCP session is handed to the native relay when it is built (native/relay):
+// the bytes then flow without entering JavaScript until the relay hands the session back (handOff,
+// onHandback, takeBack); counters and transaction status live in a Float64Array both sides share.
 import net from 'node:net';
 import tls from 'node:tls';
 import type { MemberRecord } from '../dcs/types.js';
 import type { Logger } from '../util/log.js';
 import { parseBackendKeyData, StartupReader, type StartupPacket } from './protocol.js';
 import { encodeBackendKeyData, encodeCancel, encodeErrorResponse } from './protocol-encode.js';
+import { resumeNodeReading, socketFd, STATE, stopNodeReading, type Handover, type NativeRelay, type RelayHandle } from './native-relay.js';
 import { FrameError, FrameScanner } from './scanner.js';
 import { loginToServer } from './server-login.js';
 import { connectServer, isFatal } from './server-connect.js';
@@ -41,6 +45,8 @@ export interface SessionHooks {
   tls: tls.SecureContext | null;
   maxMessageLength: number;
   connectTimeoutMs: number;
+  /** The native relay, or null to relay in TypeScript. */
+  nativeRelay: NativeRelay | null;
   log: Logger;
 }
 
@@ -52,16 +58,15 @@ export class Session {
   member: MemberRecord | null = null;
   user = '';
   database = '';
-  txStatus: 'I' | 'T' | 'E' | null = null;
   state: 'startup' | 'active' | 'closed' = 'startup';
-  queries = 0;
   moves = 0;
-  /** The client sent something the server has not answered with ReadyForQuery yet. */
-  busy = false;
   /** Why this session cannot be moved to another server, once it did something that ties it to one. */
   pinned: string | null = null;
-  bytesToServer = 0;
-  bytesToClient = 0;
+  /** Counters and status, shared with the native relay while it has the session. */
+  private readonly shared = new Float64Array(new ArrayBuffer(STATE.length * 8)); // off the V8 heap: the native relay keeps a pointer to it
+  private relay: RelayHandle | null = null;
+  private handOffQueued = false;
+  private clientScan: FrameScanner | null = null;
   proxyKey: { pid: number; secret: number } | null = null;
   private params: Record<string, string> = {};
   private terminating = false;
@@ -81,6 +86,37 @@ export class Session {
     client.setNoDelay(true);
     client.on('error', () => this.close());
     client.on('close', () => this.close());
+  }
+
+  get txStatus(): 'I' | 'T' | 'E' | null {
+    const c = this.shared[STATE.tx]!;
+    return c ? (String.fromCharCode(c) as 'I' | 'T' | 'E') : null;
+  }
+  set txStatus(s: 'I' | 'T' | 'E' | null) {
+    this.shared[STATE.tx] = s ? s.charCodeAt(0) : 0;
+  }
+  /** The client sent something the server has not answered with ReadyForQuery yet. */
+  get busy(): boolean {
+    return this.shared[STATE.busy] === 1;
+  }
+  set busy(b: boolean) {
+    this.shared[STATE.busy] = b ? 1 : 0;
+  }
+  get queries(): number {
+    return this.shared[STATE.queries]!;
+  }
+  get bytesToServer(): number {
+    return this.shared[STATE.toServer]!;
+  }
+  get bytesToClient(): number {
+    return this.shared[STATE.toClient]!;
+  }
+  private count(slot: number, n: number): void {
+    this.shared[slot] = this.shared[slot]! + n;
+  }
+  /** Relayed by the native relay right now. */
+  get native(): boolean {
+    return this.relay !== null;
   }
 
   get clientAddress(): string {
@@ -175,22 +211,28 @@ export class Session {
   }
 
   private attachClient(): void {
-    const scan = new FrameScanner(this.hooks.maxMessageLength, {
+    this.clientScan = new FrameScanner(this.hooks.maxMessageLength, {
       onMessage: (type, _length, body) => {
         if (type === 0x58 /* X: Terminate */) this.terminating = true;
         if (this.kind === 'rw' && !this.pinned) this.pinned = messagePinReason(type, body);
       },
     });
-    this.client.on('data', (chunk: Buffer) => {
-      try {
-        scan.scan(chunk);
-      } catch (err) {
-        if (err instanceof FrameError) return this.fail('08P01', `baton proxy: ${err.message}`);
-        throw err;
-      }
-      this.fromClient(chunk);
+    this.client.on('data', (chunk: Buffer) => this.onClientData(chunk));
+    this.client.on('drain', () => {
+      this.server?.resume();
+      this.scheduleHandOff();
     });
-    this.client.on('drain', () => this.server?.resume());
+  }
+
+  private onClientData(chunk: Buffer): void {
+    try {
+      this.clientScan!.scan(chunk);
+    } catch (err) {
+      if (err instanceof FrameError) return this.fail('08P01', `baton proxy: ${err.message}`);
+      throw err;
+    }
+    this.fromClient(chunk);
+    this.scheduleHandOff();
   }
 
   private fromClient(chunk: Buffer): void {
@@ -199,14 +241,17 @@ export class Session {
       this.held.push(chunk);
       return;
     }
-    this.bytesToServer += chunk.length;
+    this.count(STATE.toServer, chunk.length);
     if (this.server && !this.server.write(chunk)) this.client.pause();
   }
 
   /** Wires a server connection: `startup` when the server has yet to answer the client's startup. */
   private attachServer(server: net.Socket, startup: boolean): void {
     this.server = server;
-    server.on('drain', () => this.client.resume());
+    server.on('drain', () => {
+      this.client.resume();
+      this.scheduleHandOff();
+    });
     server.on('close', () => this.serverLost(server, 'server closed the connection'));
     server.on('data', (chunk: Buffer) => this.onServerData(server, chunk));
   }
@@ -217,7 +262,8 @@ export class Session {
       // Unsolicited data on an idle movable session is the server saying goodbye when it is a
       // FATAL error, or while the leader changes: keep it from the client, whose session will move.
       if (!this.busy && this.canMove() && (isFatal(chunk) || this.hooks.leaderInFlux())) return;
-      return this.toClient(chunk);
+      this.toClient(chunk);
+      return this.scheduleHandOff();
     }
     this.startupBuf = this.startupBuf.length ? Buffer.concat([this.startupBuf, chunk]) : chunk;
     this.startupBuf = this.startupFromServer(this.startupBuf);
@@ -229,9 +275,70 @@ export class Session {
       onReadyForQuery: (s) => {
         this.txStatus = s as 'I' | 'T' | 'E';
         this.busy = false;
-        this.queries++;
+        this.count(STATE.queries, 1);
       },
     });
+    this.scheduleHandOff();
+  }
+
+  private scheduleHandOff(): void {
+    if (this.handOffQueued || this.relay || !this.hooks.nativeRelay || this.client instanceof tls.TLSSocket) return;
+    this.handOffQueued = true;
+    setImmediate(() => {
+      this.handOffQueued = false;
+      this.handOff();
+    });
+  }
+
+  /** Gives the session to the native relay when nothing is in flight in Node's sockets. */
+  private handOff(): void {
+    const native = this.hooks.nativeRelay;
+    const server = this.server;
+    if (!native || this.relay || this.state !== 'active' || this.moving || this.connecting || this.terminating) return;
+    if (!server || !this.serverScan || !this.clientScan || this.held.length > 0) return;
+    if (this.client.writableLength || server.writableLength || this.client.readableLength || server.readableLength) return;
+    const clientFd = socketFd(this.client);
+    const serverFd = socketFd(server);
+    if (clientFd === null || serverFd === null) return;
+    stopNodeReading(this.client);
+    stopNodeReading(server);
+    this.clientScan.saveTo(this.shared, STATE.clientScan);
+    this.serverScan.saveTo(this.shared, STATE.serverScan);
+    try {
+      const checkPins = this.kind === 'rw' && this.pinned === null;
+      this.relay = native.attach(clientFd, serverFd, this.shared, checkPins, this.hooks.maxMessageLength, (h) => this.onHandback(h));
+    } catch (err) {
+      this.hooks.log.warn({ session: this.id, member: this.member?.name, err: (err as Error).message }, 'native relay refused the session; relaying in TypeScript');
+      resumeNodeReading(this.client);
+      resumeNodeReading(server);
+    }
+  }
+
+  /** The native relay gave the session back with what it had not dealt with. */
+  private onHandback(h: Handover): void {
+    this.relay = null;
+    this.resumeFrom(h);
+    this.scheduleHandOff();
+  }
+
+  /** Takes the session back from the native relay before TypeScript touches its sockets. */
+  private takeBack(): void {
+    if (!this.relay) return;
+    const h = this.hooks.nativeRelay!.detach(this.relay);
+    this.relay = null;
+    if (h) this.resumeFrom(h);
+  }
+
+  private resumeFrom(h: Handover): void {
+    const server = this.server!;
+    this.clientScan!.loadFrom(this.shared, STATE.clientScan);
+    this.serverScan!.loadFrom(this.shared, STATE.serverScan);
+    resumeNodeReading(this.client);
+    resumeNodeReading(server);
+    if (h.toServer && !server.write(h.toServer)) this.client.pause();
+    if (h.toClient && !this.client.write(h.toClient)) server.pause();
+    if (h.fromClient) this.onClientData(h.fromClient);
+    if (h.fromServer && this.state !== 'closed') this.onServerData(server, h.fromServer);
   }
 
   /** Forwards complete startup-phase messages, swapping BackendKeyData; returns what is left over. */
@@ -274,7 +381,7 @@ export class Session {
         return this.fail('08P01', `baton proxy: ${(err as Error).message}`);
       }
     }
-    this.bytesToClient += chunk.length;
+    this.count(STATE.toClient, chunk.length);
     if (!this.client.write(chunk)) this.server?.pause();
   }
 
@@ -295,6 +402,7 @@ export class Session {
   /** Re-attaches this idle session to the current leader; the client sees nothing but a pause. */
   async move(reason: string): Promise<void> {
     if (!this.canMove()) return;
+    this.takeBack();
     this.moving = true;
     const old = this.server;
     this.server = null;
@@ -349,6 +457,7 @@ export class Session {
   /** Ends the session with an error the client can read (when the stream is at a message boundary). */
   fail(code: string, message: string, severity: 'FATAL' | 'ERROR' = 'FATAL'): void {
     if (this.state === 'closed') return;
+    this.takeBack();
     const clean = !this.serverScan || this.serverScan.atBoundary();
     if (clean && this.client.writable) this.client.write(encodeErrorResponse({ severity, code, message }));
     this.hooks.log.info({ session: this.id, member: this.member?.name, code, reason: message, pinned: this.pinned }, 'closing client session');
@@ -380,6 +489,7 @@ export class Session {
 
   close(): void {
     if (this.state === 'closed') return;
+    this.takeBack();
     const wasBusy = this.state === 'active' && this.busy && !this.moving;
     this.state = 'closed';
     // A client that vanished mid-query would otherwise leave the query running on the server.

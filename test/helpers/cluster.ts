@@ -1,5 +1,6 @@
 // A real local cluster for integration tests: etcd and agents as separate processes, on free ports,
 // in a temporary directory, all stopped afterwards.
+import type { RelayMode } from '../../src/proxy/native-relay.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -27,7 +28,7 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
-export async function startCluster(opts: { nodes?: number; dcs?: Record<string, unknown> } = {}): Promise<TestCluster> {
+export async function startCluster(opts: { nodes?: number; dcs?: Record<string, unknown>; proxyRelay?: RelayMode } = {}): Promise<TestCluster> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-test-'));
   fs.chmodSync(dir, 0o755);
   const c = await up({
@@ -38,6 +39,7 @@ export async function startCluster(opts: { nodes?: number; dcs?: Record<string, 
     osUser: 'postgres',
     timeoutMs: 120_000,
     dcs: opts.dcs ?? {},
+    proxyRelay: opts.proxyRelay,
     out: () => undefined,
   }).catch(async (err: unknown) => {
     await down(dir, false, () => undefined).catch(() => undefined);

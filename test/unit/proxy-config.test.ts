@@ -16,6 +16,8 @@ test('defaults', () => {
   assert.equal(c.pauseTimeoutMs, 10_000);
   assert.equal(c.tls, null);
   assert.deepEqual(c.readOnly, { host: '127.0.0.1', port: 6433 });
+  assert.equal(c.relay, 'auto');
+  assert.equal(parseProxyConfig({ ...valid, relay: 'js' }, 'p.yml').relay, 'js');
 });
 
 test('refusals name the field', () => {
@@ -32,4 +34,5 @@ test('refusals name the field', () => {
   assert.match(err({ ...valid, tls: { cert: 'c.pem' } }), /tls\.key/);
   assert.match(err({ ...valid, extra: true }), /unknown key\(s\) "extra"/);
   assert.match(err({ ...valid, admin_password: 'short' }), /admin_password: use at least 8 characters/);
+  assert.match(err({ ...valid, relay: 'fast' }), /relay/);
 });

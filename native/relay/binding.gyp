@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "baton_relay",
+      "sources": ["relay.c", "pin.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "defines": ["NAPI_VERSION=8"]
+    }
+  ]
+}

@@ -1,0 +1,81 @@
+// Mirrors sqlPinReason/messagePinReason of src/proxy/session-state.ts for plain ASCII SQL without
+// comments; test/unit/native-relay.test.ts checks the two agree on generated statements.
+#include "pin.h"
+#include <string.h>
+
+static const char *const SAFE_FIRST_WORDS[] = {
+  "SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "WITH", "VALUES", "TABLE", "COPY", "SHOW", "EXPLAIN",
+  "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE",
+  "CREATE", "ALTER", "DROP", "TRUNCATE", "GRANT", "REVOKE", "COMMENT", "VACUUM", "ANALYZE", "REINDEX", "CLUSTER",
+};
+
+static const char *const RISKY[] = { "temp", "set_config", "advisory", "listen", "dblink", "declare", "prepare" };
+
+static uint8_t lower(uint8_t c) { return c >= 'A' && c <= 'Z' ? (uint8_t)(c + 32) : c; }
+static uint8_t upper(uint8_t c) { return c >= 'a' && c <= 'z' ? (uint8_t)(c - 32) : c; }
+static int is_letter(uint8_t c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+/* JavaScript's \s restricted to ASCII (non-ASCII text never reaches the checks below). */
+static int is_space(uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
+
+static int contains_ci(const uint8_t *s, size_t n, const char *word) {
+  size_t w = strlen(word);
+  for (size_t i = 0; i + w <= n; i++) {
+    size_t k = 0;
+    while (k < w && lower(s[i + k]) == (uint8_t)word[k]) k++;
+    if (k == w) return 1;
+  }
+  return 0;
+}
+
+static int safe_first_word(const uint8_t *word, size_t n) {
+  if (n == 0) return 1; /* no leading word: the TypeScript rule finds nothing to object to */
+  for (size_t i = 0; i < sizeof SAFE_FIRST_WORDS / sizeof *SAFE_FIRST_WORDS; i++) {
+    const char *w = SAFE_FIRST_WORDS[i];
+    if (strlen(w) != n) continue;
+    size_t k = 0;
+    while (k < n && upper(word[k]) == (uint8_t)w[k]) k++;
+    if (k == n) return 1;
+  }
+  return 0;
+}
+
+int pin_sql_verdict(const uint8_t *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == 0 || s[i] >= 0x80) return PIN_UNSURE;
+    if (i + 1 < n && ((s[i] == '-' && s[i + 1] == '-') || (s[i] == '/' && s[i + 1] == '*'))) return PIN_UNSURE;
+  }
+  for (size_t i = 0; i < sizeof RISKY / sizeof *RISKY; i++) {
+    if (contains_ci(s, n, RISKY[i])) return PIN_PINS;
+  }
+  size_t at = 0;
+  for (;;) {
+    while (at < n && is_space(s[at])) at++;
+    size_t start = at;
+    while (at < n && is_letter(s[at])) at++;
+    if (!safe_first_word(s + start, at - start)) return PIN_PINS;
+    while (at < n && s[at] != ';') at++;
+    if (at >= n) return PIN_SAFE;
+    at++; /* past the ';' */
+  }
+}
+
+int pin_message_verdict(uint8_t type, const uint8_t *body, size_t n) {
+  switch (type) {
+    case 'Q':
+      if (!body) return PIN_PINS;
+      return pin_sql_verdict(body, n > 0 ? n - 1 : 0);
+    case 'P': {
+      if (!body) return PIN_PINS;
+      const uint8_t *name_end = memchr(body, 0, n);
+      if (!name_end || name_end != body) return PIN_PINS; /* malformed, or a named statement */
+      const uint8_t *sql = body + 1;
+      const uint8_t *sql_end = memchr(sql, 0, n - 1);
+      if (!sql_end) return PIN_PINS;
+      return pin_sql_verdict(sql, (size_t)(sql_end - sql));
+    }
+    case 'F':
+      return PIN_PINS;
+    default:
+      return PIN_SAFE;
+  }
+}

@@ -1,0 +1,93 @@
+// Loads the native relay (native/relay, built by `make build` with node-gyp) and reaches the file
+// descriptors under Node's sockets. When the addon is missing the proxy relays in TypeScript.
+import { createRequire } from 'node:module';
+import type net from 'node:net';
+
+/** Slots of the Float64Array a Session shares with the native relay (see relay.c). */
+export const STATE = {
+  toServer: 0,
+  toClient: 1,
+  queries: 2,
+  busy: 3,
+  tx: 4,
+  clientScan: 5,
+  serverScan: 9,
+  length: 13,
+} as const;
+
+/** What the relay gives back: bytes still to write each way, bytes read but not dealt with. */
+export interface Handover {
+  reason: string;
+  toServer: Buffer | null;
+  toClient: Buffer | null;
+  fromClient: Buffer | null;
+  fromServer: Buffer | null;
+}
+
+export type RelayHandle = { readonly __relay: unique symbol };
+
+export interface NativeRelay {
+  stateLength: number;
+  attach(clientFd: number, serverFd: number, state: Float64Array, checkPins: boolean, maxMessageLength: number, onHandback: (h: Handover) => void): RelayHandle;
+  detach(handle: RelayHandle): Handover | null;
+  /** 0: the message leaves no session state; 1: it pins the session; 2: the native side cannot tell. */
+  messageVerdict(type: number, body: Buffer | null): 0 | 1 | 2;
+}
+
+export type RelayMode = 'auto' | 'native' | 'js';
+
+const ADDON = '../../native/relay/build/Release/baton_relay.node';
+
+let loaded: { relay: NativeRelay | null; error: string | null } | null = null;
+
+/** The addon, or null with the reason (not built, built for another Node, a layout mismatch). */
+export function loadNativeRelay(): { relay: NativeRelay | null; error: string | null } {
+  if (loaded) return loaded;
+  try {
+    const relay = createRequire(import.meta.url)(ADDON) as NativeRelay;
+    loaded = relay.stateLength === STATE.length ? { relay, error: null } : { relay: null, error: `native relay state layout ${relay.stateLength} != ${STATE.length}: rebuild with make build` };
+  } catch (err) {
+    loaded = { relay: null, error: `native relay not available (${(err as Error).message.split('\n')[0]}); run make build` };
+  }
+  return loaded;
+}
+
+/** The part of Node's TCP handle the relay needs (internal to Node, stable since v0.x). */
+interface TcpHandle {
+  fd: number;
+  reading: boolean;
+  readStop(): number;
+  readStart(): number;
+}
+
+function handleOf(socket: net.Socket): TcpHandle | null {
+  // `_handle` is not in Node's types; it is how a socket's descriptor is reached.
+  const h = (socket as unknown as { _handle?: TcpHandle | null })._handle;
+  return h && typeof h.fd === 'number' && h.fd >= 0 ? h : null;
+}
+
+export function socketFd(socket: net.Socket): number | null {
+  return handleOf(socket)?.fd ?? null;
+}
+
+/** Stops Node from reading the socket: the native relay reads its descriptor until it hands back. */
+export function stopNodeReading(socket: net.Socket): void {
+  socket.pause();
+  const h = handleOf(socket);
+  if (h?.reading) {
+    h.reading = false;
+    h.readStop();
+  }
+}
+
+/** Lets Node read the socket again after the native relay handed it back. */
+export function resumeNodeReading(socket: net.Socket): void {
+  if (socket.destroyed) return;
+  socket.resume();
+  const h = handleOf(socket);
+  if (h && !h.reading) {
+    h.reading = true;
+    // As Node's own tryReadStart: a failed start is a dead socket.
+    if (h.readStart() !== 0) socket.destroy(new Error('cannot read from the socket again after the native relay'));
+  }
+}

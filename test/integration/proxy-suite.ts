@@ -1,0 +1,379 @@
+// baton proxy against a real cluster: routing, following the leader, balanced reads, cancel,
+// protocol features passing through, bad input and dying peers. Run once per relay (proxy.test.ts:
+// the native relay; proxy-ts-relay.test.ts: the TypeScript relay).
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { switchover } from '../../src/agent/requests.js';
+import { encodeCancel } from '../../src/proxy/protocol-encode.js';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { parseProxyConfig } from '../../src/proxy/config.js';
+import { BatonProxy } from '../../src/proxy/proxy.js';
+import { EtcdStore } from '../../src/dcs/etcd-store.js';
+import { silentLogger } from '../../src/util/log.js';
+import type { RelayMode } from '../../src/proxy/native-relay.js';
+
+const run = promisify(execFile);
+let t: TestCluster;
+let relay: RelayMode = 'auto';
+
+function proxyClient(kind: 'rw' | 'ro', extra: Partial<pg.ClientConfig> = {}): pg.Client {
+  const p = t.c.proxy!;
+  const c = new pg.Client({
+    host: t.c.host,
+    port: kind === 'rw' ? p.readWritePort : p.readOnlyPort,
+    user: t.c.superuser.username,
+    password: t.c.superuser.password,
+    database: 'postgres',
+    connectionTimeoutMillis: 15_000,
+    ...extra,
+  });
+  c.on('error', () => undefined);
+  return c;
+}
+
+async function whereAmI(kind: 'rw' | 'ro'): Promise<{ port: number; recovery: boolean }> {
+  const c = proxyClient(kind);
+  await c.connect();
+  const r = await c.query<{ port: number; recovery: boolean }>('SELECT inet_server_port() AS port, pg_is_in_recovery() AS recovery');
+  await c.end();
+  return r.rows[0]!;
+}
+
+async function admin(command: string): Promise<Record<string, string | null>[]> {
+  const p = t.c.proxy!;
+  const c = new pg.Client({ host: t.c.host, port: p.adminPort, user: 'admin', database: 'baton', password: p.adminPassword });
+  await c.connect();
+  const r = await c.query<Record<string, string | null>>(command);
+  await c.end();
+  return r.rows;
+}
+
+async function poolNodes(): Promise<Record<string, string>[]> {
+  return (await admin('SHOW POOL_NODES')) as Record<string, string>[];
+}
+
+function streamOf(c: pg.Client): net.Socket {
+  // pg keeps its socket on an untyped field.
+  return (c as unknown as { connection: { stream: net.Socket } }).connection.stream;
+}
+
+/** The SHOW CLIENTS row of a proxy client, once `ready` holds for it (the hand-off to the native relay is asynchronous). */
+async function clientRow(c: pg.Client, ready: (row: Record<string, string | null>) => boolean): Promise<Record<string, string | null>> {
+  const address = `${streamOf(c).localAddress}:${streamOf(c).localPort}`;
+  let row: Record<string, string | null> | undefined;
+  for (let i = 0; i < 40; i++) {
+    row = (await admin('SHOW CLIENTS')).find((r) => r.client === address);
+    if (row && ready(row)) return row;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.fail(`SHOW CLIENTS row of ${address}: ${JSON.stringify(row)}`);
+}
+
+async function sh(script: string): Promise<string> {
+  const env = { ...process.env, PGPASSWORD: t.c.superuser.password };
+  return (await run('bash', ['-o', 'pipefail', '-c', script], { env, maxBuffer: 1 << 20 })).stdout.trim();
+}
+
+/** Registers the suite against a cluster whose proxy relays with `mode`. */
+export function proxySuite(mode: RelayMode): void {
+  relay = mode;
+  before(async () => {
+    t = await startCluster({ proxyRelay: mode });
+    const db = await t.client((await t.leader()).name);
+    await db.query('CREATE TABLE p(id serial primary key, v text)');
+    await db.end();
+  });
+  after(async () => {
+    await t?.stop();
+  });
+
+  test('writes through the read-write port land on the leader, also after a switchover, with the same connection string; idle sessions follow', async () => {
+    const leader = await t.leader();
+    assert.deepEqual(await whereAmI('rw'), { port: leader.port, recovery: false });
+    const idle = proxyClient('rw');
+    await idle.connect();
+    await idle.query("INSERT INTO p(v) VALUES ('before')");
+    const pinned = proxyClient('rw');
+    await pinned.connect();
+    await pinned.query("SET application_name = 'pinned by a setting'");
+
+    const target = t.c.members.find((m) => m.name !== leader.name)!.name;
+    const sw = switchover(t.store, { to: target });
+    sw.catch(() => undefined);
+    // New sessions opened once the switchover is under way wait for it instead of failing.
+    await t.waitFor('the switchover under way', (v) => v.switchover);
+    const during = await Promise.all([0, 1, 2].map(() => whereAmI('rw')));
+    await sw;
+    const newLeader = await t.leader();
+    assert.equal(newLeader.name, target);
+    for (const d of during) assert.deepEqual(d, { port: newLeader.port, recovery: false });
+
+    // The idle session moved to the new leader without the client noticing.
+    await idle.query("INSERT INTO p(v) VALUES ('after, same session')");
+    const where = await idle.query<{ port: number; ro: boolean }>('SELECT inet_server_port() AS port, pg_is_in_recovery() AS ro');
+    assert.deepEqual(where.rows[0], { port: newLeader.port, ro: false });
+    await idle.end();
+    // A session holding session state cannot move: it is closed with a reason.
+    const err = await pinned.query('SELECT 1').then(() => null, (e: Error) => e.message);
+    assert.ok(err, 'the pinned session on the old leader is closed');
+    await pinned.end().catch(() => undefined);
+
+    const c = proxyClient('rw');
+    await c.connect();
+    await c.query("INSERT INTO p(v) VALUES ('after')");
+    const r = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM p');
+    await c.end();
+    assert.equal(r.rows[0]!.n, 3);
+  });
+
+  test('read-only sessions spread over the replicas (select_cnt) and avoid one whose replay is paused past the lag limit', async () => {
+    const view = await t.waitFor('all streaming', (v) => (!v.switchover && v.members.filter((m) => m.state === 'streaming').length === 2 ? v : null));
+    const replicas = view.members.filter((m) => m.name !== view.leader?.name);
+    const before = await poolNodes();
+    const counts = new Map<number, number>();
+    for (let i = 0; i < 10; i++) {
+      const w = await whereAmI('ro');
+      assert.equal(w.recovery, true);
+      counts.set(w.port, (counts.get(w.port) ?? 0) + 1);
+    }
+    assert.deepEqual([...counts.values()].sort(), [5, 5], 'equal weights, equal shares');
+    const afterRows = await poolNodes();
+    const delta = (port: number) =>
+      Number(afterRows.find((r) => Number(r.port) === port)!.select_cnt) - Number(before.find((r) => Number(r.port) === port)!.select_cnt);
+    for (const m of replicas) assert.equal(delta(m.port), 5);
+    assert.deepEqual(Object.keys(afterRows[0]!), ['node_id', 'hostname', 'port', 'status', 'lb_weight', 'role', 'select_cnt', 'load_balance_node', 'replication_delay']);
+
+    const [paused, other] = replicas as [typeof replicas[0], typeof replicas[0]];
+    const pdb = await t.client(paused.name);
+    await pdb.query('SELECT pg_wal_replay_pause()');
+    const ldb = await t.client(view.leader!.name);
+    await ldb.query("INSERT INTO p(v) SELECT repeat('x', 1000) FROM generate_series(1, 3000)");
+    await ldb.end();
+    await t.waitFor('the paused replica to report replay lag', (v) => {
+      const top = v.members.find((m) => m.name === v.leader?.name)?.receivedLsn ?? 0;
+      const m = v.members.find((x) => x.name === paused.name);
+      return m && m.replayedLsn !== null && top - m.replayedLsn > 1024 * 1024;
+    }, 20_000);
+    await new Promise((r) => setTimeout(r, 300));
+    for (let i = 0; i < 4; i++) assert.equal((await whereAmI('ro')).port, other.port, 'sessions avoid the lagging replica');
+    const row = (await poolNodes()).find((r) => Number(r.port) === paused.port)!;
+    assert.ok(Number(row.replication_delay) > 1024 * 1024, `replication_delay shown: ${row.replication_delay}`);
+    await pdb.query('SELECT pg_wal_replay_resume()');
+    await pdb.end();
+  });
+
+  test('cancel through the proxy, extended protocol, COPY in and out, LISTEN/NOTIFY, a large result', async () => {
+    const c = proxyClient('rw');
+    await c.connect();
+    const sleeping = c.query('SELECT pg_sleep(30)').then(() => null, (e: { code?: string }) => e.code);
+    await new Promise((r) => setTimeout(r, 300));
+    const { processID, secretKey } = c as unknown as { processID: number; secretKey: number };
+    await new Promise<void>((resolve, reject) => {
+      const s = net.connect({ host: t.c.host, port: t.c.proxy!.readWritePort }, () => s.end(encodeCancel(processID, secretKey)));
+      s.on('close', () => resolve());
+      s.on('error', reject);
+    });
+    const t0 = Date.now();
+    assert.equal(await sleeping, '57014', 'query_canceled');
+    assert.ok(Date.now() - t0 < 5000);
+
+    const ext = await c.query<{ a: number; b: string }>({ text: 'SELECT $1::int AS a, $2::text AS b', values: [42, 'x'], name: 'named-stmt' });
+    assert.deepEqual(ext.rows, [{ a: 42, b: 'x' }]);
+    const again = await c.query<{ a: number }>({ text: 'SELECT $1::int AS a, $2::text AS b', values: [7, 'y'], name: 'named-stmt' });
+    assert.equal(again.rows[0]!.a, 7);
+
+    const big = await c.query<{ n: number; s: string }>("SELECT g AS n, repeat('y', 1000) AS s FROM generate_series(1, 30000) g");
+    assert.equal(big.rows.length, 30000);
+    assert.equal(big.rows[29999]!.s.length, 1000);
+
+    const listener = proxyClient('rw');
+    await listener.connect();
+    await listener.query('LISTEN baton_test');
+    const got = new Promise<string>((resolve) => listener.on('notification', (n) => resolve(n.payload ?? '')));
+    await c.query("NOTIFY baton_test, 'hello through the proxy'");
+    assert.equal(await got, 'hello through the proxy');
+    await listener.end();
+    await c.end();
+
+    const p = t.c.proxy!;
+    const env = { ...process.env, PGPASSWORD: t.c.superuser.password };
+    const uri = `postgresql://${t.c.superuser.username}@${t.c.host}:${p.readWritePort}/postgres`;
+    const psql = '/usr/lib/postgresql/15/bin/psql';
+    await run(psql, [uri, '-c', 'CREATE TABLE IF NOT EXISTS copied(a int, b text)'], { env });
+    const copyIn = await run('bash', ['-c', `seq 1 5000 | awk '{print $1"\\tline "$1}' | ${psql} '${uri}' -c "\\copy copied FROM stdin"`], { env });
+    assert.match(copyIn.stdout, /COPY 5000/);
+    const copyOut = await run(psql, [uri, '-Atc', 'COPY (SELECT count(*), sum(a) FROM copied) TO STDOUT'], { env });
+    assert.equal(copyOut.stdout.trim(), '5000\t12502500');
+  });
+
+  test('malformed and oversized packets close only that client, with a protocol error', async () => {
+    const healthy = proxyClient('rw');
+    await healthy.connect();
+    const send = (bytes: Buffer) =>
+      new Promise<Buffer>((resolve) => {
+        const chunks: Buffer[] = [];
+        const s = net.connect({ host: t.c.host, port: t.c.proxy!.readWritePort }, () => s.write(bytes));
+        s.on('data', (d: Buffer) => chunks.push(d));
+        s.on('close', () => resolve(Buffer.concat(chunks)));
+        s.on('error', () => resolve(Buffer.concat(chunks)));
+        s.setTimeout(5000, () => s.destroy());
+      });
+    const garbage = await send(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+    assert.equal(String.fromCharCode(garbage[0]!), 'E');
+    assert.match(garbage.toString('latin1'), /08P01/);
+    const oversized = Buffer.alloc(8);
+    oversized.writeInt32BE(0x7fffffff, 0);
+    const big = await send(oversized);
+    assert.match(big.toString('latin1'), /too long|08P01/);
+    const r = await healthy.query('SELECT 1 AS one');
+    assert.equal(r.rows[0].one, 1, 'other clients unaffected');
+    await healthy.end();
+  });
+
+  test('a client that disconnects mid-query has its query cancelled; a server that dies mid-query gives the client an error', async () => {
+    const c = proxyClient('rw');
+    await c.connect();
+    void c.query("SELECT pg_sleep(30) /* abandoned */").catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 300));
+    (c as unknown as { connection: { stream: net.Socket } }).connection.stream.destroy();
+    const leader = await t.leader();
+    await t.waitFor('abandoned query gone from the server', async () => {
+      const db = await t.client(leader.name);
+      const r = await db.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%abandoned%' AND pid <> pg_backend_pid()");
+      await db.end();
+      return r.rows[0].n === 0;
+    }, 10_000).catch(async () => assert.fail('the abandoned query still runs on the server'));
+
+    const d = proxyClient('rw');
+    await d.connect();
+    const failing = d.query('SELECT pg_sleep(30)').then(() => null, (e: Error) => e.message);
+    await new Promise((r) => setTimeout(r, 300));
+    await t.kill(leader.name, { agent: false, postmaster: true });
+    const msg = await failing;
+    assert.ok(msg, 'the client got an error');
+    await d.end().catch(() => undefined);
+    await t.waitFor('leader running again', (v) => v.members.find((m) => m.name === v.leader?.name && m.state === 'running'), 30_000);
+  });
+
+  test(`after startup, on the ${mode === 'js' ? 'TypeScript' : 'native'} relay: pinning seen mid-stream, bad bytes close only that client, 40 MB COPY each way under backpressure`, async () => {
+    const expected = mode === 'js' ? 'typescript' : 'native';
+    const c = proxyClient('rw');
+    await c.connect();
+    await c.query('SELECT 1; SELECT 2');
+    let row = await clientRow(c, (r) => r.relay === expected);
+    assert.equal(row.pinned, null);
+    await c.query("SELECT 'é' AS accented"); // not ASCII: the native fast path leaves it to TypeScript
+    row = await clientRow(c, (r) => r.relay === expected && r.queries === '2');
+    assert.equal(row.pinned, null);
+    await c.query("SET application_name = 'pinned mid-stream'");
+    row = await clientRow(c, (r) => r.relay === expected && r.pinned !== null);
+    assert.match(row.pinned!, /SET changes session state/);
+    assert.equal((await c.query('SELECT 41 + 1 AS n')).rows[0].n, 42);
+
+    const d = proxyClient('rw');
+    await d.connect();
+    await d.query('SELECT 1');
+    await clientRow(d, (r) => r.relay === expected);
+    const dropped = new Promise<string | undefined>((resolve) => {
+      d.removeAllListeners('error');
+      d.on('error', (e: Error & { code?: string }) => resolve(e.code ?? e.message));
+    });
+    const oversized = Buffer.alloc(5);
+    oversized.write('Q', 0, 'latin1');
+    oversized.writeInt32BE(0x7fffffff, 1);
+    streamOf(d).write(oversized);
+    assert.equal(await dropped, '08P01');
+    assert.equal((await c.query('SELECT 1 AS one')).rows[0].one, 1, 'the other client is unaffected');
+    await c.end();
+
+    const p = t.c.proxy!;
+    const leader = await t.leader();
+    const psql = '/usr/lib/postgresql/15/bin/psql';
+    const viaProxy = `postgresql://${t.c.superuser.username}@${t.c.host}:${p.readWritePort}/postgres`;
+    const direct = `postgresql://${t.c.superuser.username}@${t.c.host}:${leader.port}/postgres`;
+    const out = `COPY (SELECT g, repeat(md5(g::text), 6) FROM generate_series(1, 200000) g) TO STDOUT`;
+    // The slow reader makes the proxy's writes to the client back up (EAGAIN) for a while.
+    const slow = await sh(`${psql} '${viaProxy}' -Atc "${out}" | (sleep 1; md5sum)`);
+    assert.equal(slow, await sh(`${psql} '${direct}' -Atc "${out}" | md5sum`));
+    await sh(`${psql} '${viaProxy}' -c 'CREATE TABLE copied_in(a int, b text)'`);
+    const copyIn = await sh(`seq 1 200000 | awk '{ printf "%d\\t%0200d\\n", $1, $1 }' | ${psql} '${viaProxy}' -c '\\copy copied_in FROM stdin'`);
+    assert.match(copyIn, /COPY 200000/);
+    assert.equal(await sh(`${psql} '${direct}' -Atc 'SELECT count(*), sum(a), sum(length(b)) FROM copied_in'`), '200000|20000100000|40000000');
+  });
+
+  test('TLS is terminated at the proxy when it has a certificate; GSSENC is refused', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-tls-'));
+    await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-keyout', `${dir}/key.pem`, '-out', `${dir}/cert.pem`]);
+    const cfg = parseProxyConfig(
+      {
+        cluster: t.c.cluster,
+        etcd: { hosts: [`${t.c.host}:${t.c.etcd.clientPort}`] },
+        listen: { read_write: '127.0.0.1:0', read_only: '127.0.0.1:0', admin: '127.0.0.1:0' },
+        tls: { cert: `${dir}/cert.pem`, key: `${dir}/key.pem` },
+        relay,
+      },
+      'test',
+    );
+    const proxy = new BatonProxy(cfg, new EtcdStore({ endpoints: cfg.etcdEndpoints, cluster: cfg.cluster }), silentLogger());
+    await proxy.start();
+    try {
+      const c = new pg.Client({
+        host: '127.0.0.1',
+        port: proxy.ports.readWrite,
+        user: t.c.superuser.username,
+        password: t.c.superuser.password,
+        database: 'postgres',
+        ssl: { rejectUnauthorized: false },
+      });
+      await c.connect();
+      const r = await c.query<{ ro: boolean }>('SELECT pg_is_in_recovery() AS ro');
+      assert.equal(r.rows[0]!.ro, false);
+      const stream = (c as unknown as { connection: { stream: object } }).connection.stream;
+      assert.ok(stream instanceof tls.TLSSocket, 'the client talks TLS to the proxy');
+      await c.end();
+      const gss = await new Promise<string>((resolve) => {
+        const s = net.connect({ host: '127.0.0.1', port: proxy.ports.readWrite }, () => {
+          const b = Buffer.alloc(8);
+          b.writeInt32BE(8, 0);
+          b.writeInt32BE(80877104, 4);
+          s.write(b);
+        });
+        s.once('data', (d: Buffer) => {
+          resolve(d.toString('latin1', 0, 1));
+          s.destroy();
+        });
+      });
+      assert.equal(gss, 'N');
+    } finally {
+      await proxy.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('host crash: read-write sessions reach the new leader through the same proxy address; an idle session follows', async () => {
+    const old = await t.leader();
+    await t.waitFor('a synchronous standby', (v) => (v.sync?.members.length ?? 0) > 0);
+    const idle = proxyClient('rw');
+    await idle.connect();
+    await idle.query('SELECT 1');
+    await t.kill(old.name, { agent: true, postmaster: true });
+    // Opened while the dead leader's lease still runs: the proxy holds it until the new leader is up.
+    const landed = await whereAmI('rw');
+    assert.equal(landed.recovery, false);
+    assert.notEqual(landed.port, old.port);
+    // An idle session from before the crash carries on with the new leader.
+    const after = await idle.query<{ port: number }>('SELECT inet_server_port() AS port');
+    assert.equal(after.rows[0]!.port, landed.port);
+    await idle.end();
+    t.startAgent(old.name);
+    await t.waitFor('the old leader rejoins', (v) => v.members.find((m) => m.name === old.name && m.state === 'streaming'), 90_000);
+  });
+}

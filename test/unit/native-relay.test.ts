@@ -1,0 +1,98 @@
+// The native relay's pieces that can be checked without sockets: its pin fast path must never call
+// safe what the TypeScript rule pins (nor pin what it calls safe), and a scanner position must survive
+// the trip through the shared state array at any byte. The relay itself runs in proxy.test.ts.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { loadNativeRelay, STATE } from '../../src/proxy/native-relay.js';
+import { messagePinReason } from '../../src/proxy/session-state.js';
+import { FrameScanner } from '../../src/proxy/scanner.js';
+
+const { relay, error } = loadNativeRelay();
+
+test('the native relay is built (make build) and matches the TypeScript state layout', () => {
+  assert.ok(relay, error ?? 'not loaded');
+  assert.equal(relay.stateLength, STATE.length);
+});
+
+const fragment = fc.constantFrom(
+  'SELECT', 'select', 'InSeRt', 'UPDATE', 'delete', 'WITH', 'begin', 'COMMIT', 'end', 'CREATE', 'TABLE', 'copy', 'explain', 'VALUES',
+  'SET', 'set', 'RESET', 'DISCARD', 'LISTEN', 'unlisten', 'PREPARE', 'EXECUTE', 'DEALLOCATE', 'DO', 'CALL', 'LOCK', 'FETCH', 'NOTIFY',
+  'temp', 'TEMPORARY', 'tmp', 'pg_advisory_lock(1)', 'set_config', 'dblink', 'declare', 'x', 't', 'p1', '42', "'str'", '(', ')', '*', ',', '=',
+  ' ', '  ', '\t', '\n', '\r\n', ';', ' ; ', ';;', '--', '-- c\n', '/*', '*/', '/* c */', 'é', '\u00a0', '\u0000', 'ＳＥＬＥＣＴ',
+);
+const sql = fc.array(fragment, { maxLength: 12 }).map((parts) => parts.join(''));
+const verdictName = ['safe', 'pins', 'unsure'];
+
+function cstr(s: string): Buffer {
+  return Buffer.concat([Buffer.from(s, 'utf8'), Buffer.from([0])]);
+}
+
+test('Query: where the native fast path decides, it decides as the TypeScript rule', () => {
+  fc.assert(
+    fc.property(sql, (text) => {
+      const body = cstr(text);
+      const v = relay!.messageVerdict(0x51, body);
+      const reason = messagePinReason(0x51, body);
+      if (v === 0) assert.equal(reason, null, `native: safe, TypeScript: ${reason} for ${JSON.stringify(text)}`);
+      if (v === 1) assert.notEqual(reason, null, `native: pins, TypeScript: safe for ${JSON.stringify(text)}`);
+      // Plain ASCII without comments is always decided natively (the fast path is not "always unsure").
+      if (/^[\x01-\x7f]*$/.test(text) && !text.includes('--') && !text.includes('/*')) assert.notEqual(verdictName[v], 'unsure', JSON.stringify(text));
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+test('Parse: unnamed statements follow their SQL, named ones and malformed ones pin', () => {
+  fc.assert(
+    fc.property(fc.constantFrom('', 'stmt1'), sql, fc.boolean(), (name, text, truncated) => {
+      let body = Buffer.concat([cstr(name), cstr(text), Buffer.from([0, 0])]);
+      if (truncated) body = body.subarray(0, Math.max(0, name.length));
+      const v = relay!.messageVerdict(0x50, body);
+      const reason = messagePinReason(0x50, body);
+      if (v === 0) assert.equal(reason, null, `native: safe, TypeScript: ${reason}`);
+      if (v === 1) assert.notEqual(reason, null, 'native: pins, TypeScript: safe');
+      if (name !== '' || truncated) assert.equal(v, 1);
+    }),
+    { numRuns: 1000 },
+  );
+  assert.equal(relay!.messageVerdict(0x46, Buffer.alloc(4)), 1, 'FunctionCall pins');
+  assert.equal(relay!.messageVerdict(0x51, null), 1, 'a query not whole in the chunk pins');
+  assert.equal(relay!.messageVerdict(0x42, Buffer.alloc(10)), 0, 'Bind leaves nothing behind by itself');
+});
+
+test('a scanner position saved to the shared array and loaded again scans on identically, at any cut', () => {
+  const message = fc.tuple(fc.constantFrom(0x44, 0x43, 0x5a, 0x54), fc.uint8Array({ maxLength: 40 })).map(([type, body]) => {
+    const b = type === 0x5a ? Buffer.from([0x49 + (body[0] ?? 0) % 2 * 11]) : Buffer.from(body); // Z carries 'I' or 'T'
+    const m = Buffer.alloc(5 + b.length);
+    m[0] = type;
+    m.writeInt32BE(4 + b.length, 1);
+    b.copy(m, 5);
+    return m;
+  });
+  fc.assert(
+    fc.property(fc.array(message, { minLength: 1, maxLength: 8 }), fc.array(fc.nat(), { maxLength: 6 }), (messages, cuts) => {
+      const stream = Buffer.concat(messages);
+      const events = (restore: boolean): string[] => {
+        const seen: string[] = [];
+        let scanner = new FrameScanner(1 << 20, { onReadyForQuery: (s) => seen.push(s) });
+        const points = [...new Set(cuts.map((c) => c % (stream.length + 1)))].sort((a, b) => a - b);
+        let at = 0;
+        for (const p of [...points, stream.length]) {
+          scanner.scan(stream.subarray(at, p));
+          at = p;
+          if (restore) {
+            const shared = new Float64Array(STATE.length);
+            scanner.saveTo(shared, STATE.serverScan);
+            scanner = new FrameScanner(1 << 20, { onReadyForQuery: (s) => seen.push(s) });
+            scanner.loadFrom(shared, STATE.serverScan);
+          }
+        }
+        seen.push(scanner.atBoundary() ? 'boundary' : 'mid-message');
+        return seen;
+      };
+      assert.deepEqual(events(true), events(false));
+    }),
+    { numRuns: 500 },
+  );
+});
