@@ -1,10 +1,12 @@
-// Proxy benchmark: pgbench against the leader of one local cluster through four paths, in one run:
-// direct to PostgreSQL, Baton's proxy (read-write port), HAProxy (TCP mode) and PgBouncer (session mode).
+// Proxy benchmark: pgbench against the leader of one local cluster through five paths, in one run:
+// direct to PostgreSQL, Baton's proxy (read-write port; native relay), a second Baton proxy relaying in
+// TypeScript (relay: js), HAProxy (TCP mode) and PgBouncer (session mode). For each relaying process,
+// its CPU time per transaction (from /proc).
 //
 //   node --import tsx bench/proxy.ts [--seconds S] [--clients 8,32] [--json FILE]
 //
-// For each client count, for select-only (-S) then simple-update (-N), the four paths run back to back
-// (direct, baton, haproxy, pgbouncer) so that drift affects them all alike. Before every run, over a
+// For each client count, for select-only (-S) then simple-update (-N), the five paths run back to back
+// (direct, baton, baton-ts, haproxy, pgbouncer) so that drift affects them all alike. Before every run, over a
 // direct connection: the leader is checked unchanged, pgbench's tables vacuumed, its history truncated,
 // a CHECKPOINT taken, and the previous run's connections waited out.
 // The cluster, HAProxy and PgBouncer are always stopped (also on SIGINT/SIGTERM or an error).
@@ -12,7 +14,7 @@ import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { BenchAbort, BenchCluster, runningLeader, sleep } from './lib/cluster.js';
-import { daemons, startHaproxy, startPgbouncer, versions } from './lib/proxy-daemons.js';
+import { daemons, startBatonTsProxy, startHaproxy, startPgbouncer, versions } from './lib/proxy-daemons.js';
 import { PATHS, pgbench, pgbenchInit, running, WORKLOADS, type PathName, type PgbenchResult, type RunSpec, type Target } from './lib/proxy-pgbench.js';
 import { compare, markdownTable, table, verdicts } from './lib/proxy-report.js';
 import { machine } from './lib/report.js';
@@ -113,17 +115,28 @@ async function main(): Promise<number> {
     const pgbouncer = await startPgbouncer(backend, user, password, Math.max(...o.clients));
     if (life.aborted) return 130;
     log(`pgbouncer (pid ${pgbouncer.pid ?? '?'}) on ${host}:${pgbouncer.port} -> ${host}:${leader.pgPort}`);
+    const batonTs = await startBatonTsProxy(proxy.configFile, host);
+    if (life.aborted) return 130;
+    log(`baton proxy with relay: js (pid ${batonTs.pid ?? '?'}) on ${host}:${batonTs.port}`);
     const targets: Record<PathName, Target> = {
       direct,
       baton: { ...direct, port: proxy.readWritePort },
+      'baton-ts': { ...direct, port: batonTs.port },
       haproxy: { ...direct, port: haproxy.port },
       pgbouncer: { ...direct, port: pgbouncer.port },
+    };
+    const relayPids: Record<PathName, number | null> = {
+      direct: null,
+      baton: proxy.pid,
+      'baton-ts': batonTs.pid ?? null,
+      haproxy: haproxy.pid ?? null,
+      pgbouncer: pgbouncer.pid ?? null,
     };
 
     const runOne = async (spec: RunSpec): Promise<PgbenchResult> => {
       await prepare(bc, db, leader.name, baseline);
       if (life.aborted) throw new BenchAbort('stopping');
-      return pgbench(targets[spec.path], spec);
+      return pgbench(targets[spec.path], spec, relayPids[spec.path]);
     };
 
     const maxClients = Math.max(...o.clients);
@@ -144,7 +157,8 @@ async function main(): Promise<number> {
           const r = await runOne({ workload, clients, path, seconds: o.seconds, threads: Math.min(THREADS, clients) });
           results.push(r);
           const failed = r.failed > 0 ? `, ${r.failed} FAILED transactions` : '';
-          log(`${workload} ${clients} clients ${path}: ${r.tps.toFixed(0)} tps, p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms${failed}`);
+          const cpu = r.relayCpuUs === null ? '' : `, relay CPU ${r.relayCpuUs.toFixed(1)} µs/tx`;
+          log(`${workload} ${clients} clients ${path}: ${r.tps.toFixed(0)} tps, p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms${cpu}${failed}`);
         }
       }
     }

@@ -1,4 +1,5 @@
-// HAProxy (TCP mode) and PgBouncer (session mode) in front of one PostgreSQL server, for bench/proxy.ts.
+// HAProxy (TCP mode), PgBouncer (session mode) and a second baton proxy relaying in TypeScript, in
+// front of one PostgreSQL server, for bench/proxy.ts.
 // Each runs in the foreground as a child process with its own config, log and port in its own temp dir;
 // stop() ends it (SIGTERM, then SIGKILL after 5 s) and removes the dir.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -8,6 +9,8 @@ import path from 'node:path';
 import { pidAlive } from '../../src/cli/local-cluster.js';
 import { freePort, portInUse } from '../../src/util/net.js';
 import { runAsFor } from '../../src/util/os-user.js';
+import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
 import { BenchAbort, sleep } from './cluster.js';
 
 export interface Backend {
@@ -151,6 +154,24 @@ export async function startPgbouncer(backend: Backend, user: string, password: s
   );
   if (ids) for (const f of [userlist, ini]) fs.chownSync(f, ids.uid, ids.gid);
   const d = launch('pgbouncer', 'pgbouncer', [ini], dir, backend.host, port, ids);
+  await d.waitListening();
+  return d;
+}
+
+const BATON = fileURLToPath(new URL('../../bin/baton.js', import.meta.url));
+
+/** A second `baton proxy` for the cluster, with the cluster proxy's config but its own ports and
+ * `relay: js`: the TypeScript relay measured beside the native one. */
+export async function startBatonTsProxy(clusterProxyConfig: string, host: string): Promise<Daemon> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-proxy-ts-'));
+  const cfg = YAML.parse(fs.readFileSync(clusterProxyConfig, 'utf8')) as Record<string, unknown>;
+  const port = await freePort(host);
+  const others = [await freePort(host), await freePort(host)];
+  cfg.listen = { read_write: `${host}:${port}`, read_only: `${host}:${others[0]}`, admin: `${host}:${others[1]}` };
+  cfg.relay = 'js';
+  const file = path.join(dir, 'proxy.yml');
+  fs.writeFileSync(file, YAML.stringify(cfg), { mode: 0o600 });
+  const d = launch('baton-ts', process.execPath, [BATON, 'proxy', '--config', file], dir, host, port);
   await d.waitListening();
   return d;
 }

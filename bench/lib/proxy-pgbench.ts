@@ -10,7 +10,8 @@ export const WORKLOADS = ['select-only', 'simple-update'] as const;
 export type Workload = (typeof WORKLOADS)[number];
 const FLAG: Record<Workload, string> = { 'select-only': '-S', 'simple-update': '-N' };
 
-export const PATHS = ['direct', 'baton', 'haproxy', 'pgbouncer'] as const;
+/** baton: the proxy with its native relay; baton-ts: a second proxy with `relay: js`. */
+export const PATHS = ['direct', 'baton', 'baton-ts', 'haproxy', 'pgbouncer'] as const;
 export type PathName = (typeof PATHS)[number];
 
 export interface Target {
@@ -30,6 +31,8 @@ export interface PgbenchResult {
   failed: number;
   p50Ms: number;
   p99Ms: number;
+  /** CPU time (user + system) the relaying process spent per transaction, µs; null for direct. */
+  relayCpuUs: number | null;
 }
 
 /** pgbench children still running, so an abort can stop them. */
@@ -97,25 +100,41 @@ export interface RunSpec {
   threads: number;
 }
 
-export async function pgbench(t: Target, s: RunSpec): Promise<PgbenchResult> {
+/** Clock ticks of CPU (user + system, all threads) a process has used, from /proc/<pid>/stat. */
+export function cpuTicks(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces) start at ')': utime and stime are the 12th and 13th.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(f[11]) + Number(f[12]);
+}
+
+/** Clock ticks per second for /proc times (getconf CLK_TCK; 100 on Linux). */
+const TICKS_PER_SECOND = 100;
+
+/** `relayPid`: the process between pgbench and PostgreSQL on this path, whose CPU time is measured. */
+export async function pgbench(t: Target, s: RunSpec, relayPid: number | null): Promise<PgbenchResult> {
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-pgbench-'));
   const startedAt = new Date().toISOString();
   try {
     // -n: the caller vacuums and truncates pgbench_history directly before every run.
     const args = [FLAG[s.workload], '-n', '-j', String(s.threads), '-c', String(s.clients), '-T', String(s.seconds)];
+    const cpuBefore = relayPid ? cpuTicks(relayPid) : 0;
     const out = await run([...args, '--log', `--log-prefix=${path.join(logDir, 'tx')}`], t);
+    const cpu = relayPid ? cpuTicks(relayPid) - cpuBefore : 0;
     const lat = readLatencies(logDir);
     const failedMatch = /number of failed transactions: (\d+)/.exec(out);
+    const transactions = field(out, /number of transactions actually processed: (\d+)/, 'transaction count');
     return {
       workload: s.workload,
       clients: s.clients,
       path: s.path,
       startedAt,
       tps: field(out, /tps = ([\d.]+) \(without initial connection time\)/, 'tps'),
-      transactions: field(out, /number of transactions actually processed: (\d+)/, 'transaction count'),
+      transactions,
       failed: failedMatch ? Number(failedMatch[1]) : 0,
       p50Ms: percentile(lat, 50),
       p99Ms: percentile(lat, 99),
+      relayCpuUs: relayPid && transactions > 0 ? (cpu / TICKS_PER_SECOND / transactions) * 1e6 : null,
     };
   } finally {
     fs.rmSync(logDir, { recursive: true, force: true });

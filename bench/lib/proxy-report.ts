@@ -20,10 +20,11 @@ export function compare(results: PgbenchResult[]): Row[] {
 const f = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : '-');
 const signed = (x: number, digits: number): string => (Number.isFinite(x) && x >= 0 ? '+' : '') + f(x, digits);
 
-const HEADERS = ['workload', 'clients', 'path', 'tps', 'p50 ms', 'p99 ms', 'tps ratio to direct', 'p99 overhead vs direct (ms)'];
+const HEADERS = ['workload', 'clients', 'path', 'tps', 'p50 ms', 'p99 ms', 'tps ratio to direct', 'p99 overhead vs direct (ms)', 'relay CPU µs/tx'];
 
 function cells(r: Row): string[] {
-  return [r.workload, String(r.clients), r.path, f(r.tps, 0), f(r.p50Ms, 3), f(r.p99Ms, 3), f(r.tpsRatio, 3), r.path === 'direct' ? '' : signed(r.p99OverheadMs, 3)];
+  const direct = r.path === 'direct';
+  return [r.workload, String(r.clients), r.path, f(r.tps, 0), f(r.p50Ms, 3), f(r.p99Ms, 3), f(r.tpsRatio, 3), direct ? '' : signed(r.p99OverheadMs, 3), r.relayCpuUs === null ? '' : f(r.relayCpuUs, 1)];
 }
 
 export function table(rows: Row[]): string {
