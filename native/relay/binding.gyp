@@ -3,6 +3,7 @@
     {
       "target_name": "baton_relay",
       "sources": ["relay.c", "pin.c"],
+      "libraries": ["-lpthread"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8"]
     }

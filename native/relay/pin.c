@@ -17,12 +17,16 @@ static int is_letter(uint8_t c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && 
 /* JavaScript's \s restricted to ASCII (non-ASCII text never reaches the checks below). */
 static int is_space(uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
-static int contains_ci(const uint8_t *s, size_t n, const char *word) {
-  size_t w = strlen(word);
-  for (size_t i = 0; i + w <= n; i++) {
-    size_t k = 0;
-    while (k < w && lower(s[i + k]) == (uint8_t)word[k]) k++;
-    if (k == w) return 1;
+/* Whether a risky word starts at s[i] (any case). */
+static int risky_at(const uint8_t *s, size_t n, size_t i) {
+  for (size_t k = 0; k < sizeof RISKY / sizeof *RISKY; k++) {
+    const char *w = RISKY[k];
+    if (lower(s[i]) != (uint8_t)w[0]) continue;
+    size_t len = strlen(w);
+    if (i + len > n) continue;
+    size_t j = 1;
+    while (j < len && lower(s[i + j]) == (uint8_t)w[j]) j++;
+    if (j == len) return 1;
   }
   return 0;
 }
@@ -40,13 +44,15 @@ static int safe_first_word(const uint8_t *word, size_t n) {
 }
 
 int pin_sql_verdict(const uint8_t *s, size_t n) {
+  int risky = 0;
   for (size_t i = 0; i < n; i++) {
-    if (s[i] == 0 || s[i] >= 0x80) return PIN_UNSURE;
-    if (i + 1 < n && ((s[i] == '-' && s[i + 1] == '-') || (s[i] == '/' && s[i + 1] == '*'))) return PIN_UNSURE;
+    uint8_t c = s[i];
+    if (c == 0 || c >= 0x80) return PIN_UNSURE;
+    if (i + 1 < n && ((c == '-' && s[i + 1] == '-') || (c == '/' && s[i + 1] == '*'))) return PIN_UNSURE;
+    /* Only letters that start a risky word are looked at further. */
+    if (!risky && is_letter(c) && strchr("tsaldpTSALDP", c) && risky_at(s, n, i)) risky = 1;
   }
-  for (size_t i = 0; i < sizeof RISKY / sizeof *RISKY; i++) {
-    if (contains_ci(s, n, RISKY[i])) return PIN_PINS;
-  }
+  if (risky) return PIN_PINS;
   size_t at = 0;
   for (;;) {
     while (at < n && is_space(s[at])) at++;

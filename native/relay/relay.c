@@ -1,15 +1,22 @@
-// Baton proxy's native relay: after startup, a session's bytes go client <-> server through
-// read/send on the Node event loop's own epoll (uv_poll on dup'ed descriptors) without entering
-// JavaScript. It tracks what the TypeScript relay tracks (message boundaries, ReadyForQuery status,
-// byte and query counters, in a Float64Array shared with the Session) and hands the session back to
-// TypeScript, with every byte it has not dealt with, whenever something needs a decision there:
-// EOF or an error, a Terminate, a bad length, a message that may pin the session, server data while
-// the session is idle. See src/proxy/native-relay.ts for the TypeScript side.
+// Baton proxy's native relay: after startup, a session's bytes go client <-> server on relay threads
+// (one epoll each, like HAProxy's threads) without entering JavaScript. It tracks what the TypeScript
+// relay tracks (message boundaries, ReadyForQuery status, byte and query counters, in a Float64Array
+// shared with the Session) and hands the session back to TypeScript, with every byte it has not dealt
+// with, whenever something needs a decision there: EOF or an error, a Terminate, a bad length, a
+// message that may pin the session, server data while the session is idle. TypeScript can also take
+// a session back at any time (detach). See src/proxy/native-relay.ts for the TypeScript side.
+//
+// Threads: a relay's fields are guarded by its mutex. A relay thread frees a relay only between two
+// epoll_wait batches, after JavaScript has taken its handover and no callback to JavaScript is queued,
+// so an event still in a batch never points at freed memory.
 #include <node_api.h>
-#include <uv.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include "pin.h"
@@ -22,6 +29,9 @@ enum {
   ST_LEN = ST_SERVER_SCAN + 4
 };
 
+#define MAX_THREADS 16
+#define READ_SIZE 65536
+
 typedef struct {
   int64_t remaining; /* body bytes of the current message still to pass */
   int fill;          /* bytes of a split 5-byte header seen so far */
@@ -30,30 +40,48 @@ typedef struct {
 } scanner_t;
 
 typedef struct relay relay_t;
+typedef struct worker worker_t;
 
 typedef struct {
-  uv_poll_t poll;
   int fd;
-  int events;
+  uint32_t events;
   uint8_t *out; /* bytes waiting to be written to this end */
   size_t out_len, out_off;
   relay_t *relay;
 } end_t;
 
+struct worker {
+  pthread_t thread;
+  int epfd, wakefd;
+  pthread_mutex_t retire_lock;
+  relay_t *retired;
+  uint8_t rbuf[READ_SIZE];
+};
+
 struct relay {
-  napi_env env;
+  pthread_mutex_t lock;
+  worker_t *worker;
   end_t client, server;
   double *state;
-  napi_ref state_ref, callback_ref;
-  napi_async_context async;
   scanner_t cscan, sscan;
   int check_pins;
   int64_t max_len;
-  int active;
-  int refs; /* the JavaScript handle + the two poll handles until closed */
+  int active;       /* the relay thread moves bytes */
+  int queued_call;  /* a handback callback to JavaScript is queued */
+  int consumed;     /* JavaScript has taken the handover */
+  int retired;      /* handed to the relay thread to be freed */
+  const char *reason;
+  int ended;        /* the handback is for EOF or a socket error: the session is ending */
+  uint8_t *from_client, *from_server;
+  size_t nc, ns;
+  /* Touched on the JavaScript thread only. */
+  napi_ref state_ref, callback_ref;
+  relay_t *next_retired;
 };
 
-static uint8_t rbuf[65536];
+static worker_t *workers[MAX_THREADS];
+static int nworkers, next_worker, wanted_threads = 2;
+static napi_threadsafe_function tsfn;
 
 static void scanner_load(scanner_t *s, const double *at) {
   s->remaining = (int64_t)at[0];
@@ -74,18 +102,6 @@ static void scanner_store(const scanner_t *s, double *at) {
 
 static int32_t be32(const uint8_t *p) {
   return (int32_t)(((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]);
-}
-
-static void release(relay_t *r) {
-  if (--r->refs == 0) free(r);
-}
-
-static void on_closed(uv_handle_t *h) {
-  end_t *e = h->data;
-  close(e->fd);
-  free(e->out);
-  e->out = NULL;
-  release(e->relay);
 }
 
 /* Reads a message header at b[*i]; returns 1 with type and length once the header is whole. */
@@ -171,70 +187,37 @@ static int scan_server(relay_t *r, const uint8_t *b, size_t n) {
   return 1;
 }
 
-static void update_polls(relay_t *r);
+static uint8_t *copy_bytes(const uint8_t *b, size_t n) {
+  if (!b || n == 0) return NULL;
+  uint8_t *c = malloc(n);
+  if (c) memcpy(c, b, n);
+  return c;
+}
 
-/* Stops relaying: polls stopped, descriptors closed once libuv lets go of them, scanner state saved. */
-static void stop(relay_t *r) {
+/* Stops moving bytes (relay locked): the descriptors leave epoll and close, the scanners' positions
+ * go to the shared array. Safe from either thread. */
+static void stop_locked(relay_t *r) {
   r->active = 0;
+  epoll_ctl(r->worker->epfd, EPOLL_CTL_DEL, r->client.fd, NULL);
+  epoll_ctl(r->worker->epfd, EPOLL_CTL_DEL, r->server.fd, NULL);
+  close(r->client.fd);
+  close(r->server.fd);
   scanner_store(&r->cscan, r->state + ST_CLIENT_SCAN);
   scanner_store(&r->sscan, r->state + ST_SERVER_SCAN);
-  uv_poll_stop(&r->client.poll);
-  uv_poll_stop(&r->server.poll);
-  uv_close((uv_handle_t *)&r->client.poll, on_closed);
-  uv_close((uv_handle_t *)&r->server.poll, on_closed);
 }
 
-static napi_value buffer_or_null(napi_env env, const uint8_t *data, size_t n) {
-  napi_value v;
-  if (!data || n == 0) {
-    napi_get_null(env, &v);
-    return v;
-  }
-  void *copy;
-  napi_create_buffer_copy(env, n, data, &copy, &v);
-  return v;
-}
-
-/* What TypeScript takes over: bytes still to write each way, and bytes read but not dealt with. */
-static napi_value handover(relay_t *r, const char *reason, const uint8_t *from_client, size_t nc, const uint8_t *from_server, size_t ns) {
-  napi_env env = r->env;
-  napi_value o, v;
-  napi_create_object(env, &o);
-  napi_create_string_utf8(env, reason, NAPI_AUTO_LENGTH, &v);
-  napi_set_named_property(env, o, "reason", v);
-  napi_set_named_property(env, o, "toServer", buffer_or_null(env, r->server.out ? r->server.out + r->server.out_off : NULL, r->server.out_len));
-  napi_set_named_property(env, o, "toClient", buffer_or_null(env, r->client.out ? r->client.out + r->client.out_off : NULL, r->client.out_len));
-  napi_set_named_property(env, o, "fromClient", buffer_or_null(env, from_client, nc));
-  napi_set_named_property(env, o, "fromServer", buffer_or_null(env, from_server, ns));
-  return o;
-}
-
-static void release_js(relay_t *r) {
-  napi_delete_reference(r->env, r->state_ref);
-  napi_delete_reference(r->env, r->callback_ref);
-  napi_async_destroy(r->env, r->async);
-}
-
-/* The relay gives up the session on its own: stops and calls the TypeScript callback. */
-static void hand_back(relay_t *r, const char *reason, const uint8_t *from_client, size_t nc, const uint8_t *from_server, size_t ns) {
-  napi_env env = r->env;
-  napi_handle_scope scope;
-  napi_open_handle_scope(env, &scope);
-  stop(r);
-  napi_value arg = handover(r, reason, from_client, nc, from_server, ns);
-  napi_value cb, recv;
-  napi_get_reference_value(env, r->callback_ref, &cb);
-  napi_get_global(env, &recv);
-  napi_async_context async = r->async;
-  napi_delete_reference(env, r->state_ref);
-  napi_delete_reference(env, r->callback_ref);
-  if (napi_make_callback(env, async, recv, cb, 1, &arg, NULL) == napi_pending_exception) {
-    napi_value err;
-    napi_get_and_clear_last_exception(env, &err);
-    napi_fatal_exception(env, err);
-  }
-  napi_async_destroy(env, async);
-  napi_close_handle_scope(env, scope);
+/* On the relay thread (relay locked): give the session back, keeping what TypeScript must deal with. */
+/* `ended`: EOF or a socket error, the session is ending and stays with TypeScript. */
+static void hand_back(relay_t *r, const char *reason, int ended, const uint8_t *from_client, size_t nc, const uint8_t *from_server, size_t ns) {
+  stop_locked(r);
+  r->reason = reason;
+  r->ended = ended;
+  r->from_client = copy_bytes(from_client, nc);
+  r->nc = r->from_client ? nc : 0;
+  r->from_server = copy_bytes(from_server, ns);
+  r->ns = r->from_server ? ns : 0;
+  r->queued_call = 1;
+  if (napi_call_threadsafe_function(tsfn, r, napi_tsfn_nonblocking) != napi_ok) r->queued_call = 0;
 }
 
 /* Writes to an end, keeping what the socket would not take; -1 on a socket error. */
@@ -277,56 +260,182 @@ static int flush(end_t *e) {
   return 0;
 }
 
-static void client_readable(relay_t *r) {
-  ssize_t n = read(r->client.fd, rbuf, sizeof rbuf);
+static void client_readable(relay_t *r, uint8_t *buf) {
+  ssize_t n = read(r->client.fd, buf, READ_SIZE);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-  if (n <= 0) { hand_back(r, n == 0 ? "client closed" : "client error", NULL, 0, NULL, 0); return; }
-  size_t pass = scan_client(r, rbuf, (size_t)n);
+  if (n <= 0) {
+    hand_back(r, n == 0 ? "client closed" : "client error", 1, NULL, 0, NULL, 0);
+    return;
+  }
+  size_t pass = scan_client(r, buf, (size_t)n);
   if (pass > 0) {
     r->state[ST_BUSY] = 1;
     r->state[ST_TO_SERVER] += (double)pass;
-    if (send_to(&r->server, rbuf, pass) < 0) { hand_back(r, "server write error", rbuf + pass, (size_t)n - pass, NULL, 0); return; }
+    if (send_to(&r->server, buf, pass) < 0) {
+      hand_back(r, "server write error", 1, buf + pass, (size_t)n - pass, NULL, 0);
+      return;
+    }
   }
-  if (pass < (size_t)n) hand_back(r, "client message for the TypeScript relay", rbuf + pass, (size_t)n - pass, NULL, 0);
+  if (pass < (size_t)n) hand_back(r, "client message for the TypeScript relay", 0, buf + pass, (size_t)n - pass, NULL, 0);
 }
 
-static void server_readable(relay_t *r) {
-  ssize_t n = read(r->server.fd, rbuf, sizeof rbuf);
+static void server_readable(relay_t *r, uint8_t *buf) {
+  ssize_t n = read(r->server.fd, buf, READ_SIZE);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-  if (n <= 0) { hand_back(r, n == 0 ? "server closed" : "server error", NULL, 0, NULL, 0); return; }
-  /* Unsolicited server messages on an idle session (a notification, a goodbye) are TypeScript's call. */
-  if (r->state[ST_BUSY] == 0) { hand_back(r, "server message while idle", NULL, 0, rbuf, (size_t)n); return; }
-  if (!scan_server(r, rbuf, (size_t)n)) { hand_back(r, "invalid server message", NULL, 0, rbuf, (size_t)n); return; }
-  r->state[ST_TO_CLIENT] += (double)n;
-  if (send_to(&r->client, rbuf, (size_t)n) < 0) hand_back(r, "client write error", NULL, 0, NULL, 0);
-}
-
-static void on_poll(uv_poll_t *h, int status, int events) {
-  end_t *e = h->data;
-  relay_t *r = e->relay;
-  if (!r->active) return;
-  int is_client = e == &r->client;
-  if (status < 0) { hand_back(r, is_client ? "client poll error" : "server poll error", NULL, 0, NULL, 0); return; }
-  if ((events & UV_WRITABLE) && flush(e) < 0) { hand_back(r, is_client ? "client write error" : "server write error", NULL, 0, NULL, 0); return; }
-  end_t *other = is_client ? &r->server : &r->client;
-  if ((events & UV_READABLE) && other->out_len == 0) {
-    if (is_client) client_readable(r);
-    else server_readable(r);
+  if (n <= 0) {
+    hand_back(r, n == 0 ? "server closed" : "server error", 1, NULL, 0, NULL, 0);
+    return;
   }
-  if (r->active) update_polls(r);
+  /* Unsolicited server messages on an idle session (a notification, a goodbye) are TypeScript's call. */
+  if (r->state[ST_BUSY] == 0) {
+    hand_back(r, "server message while idle", 0, NULL, 0, buf, (size_t)n);
+    return;
+  }
+  if (!scan_server(r, buf, (size_t)n)) {
+    hand_back(r, "invalid server message", 0, NULL, 0, buf, (size_t)n);
+    return;
+  }
+  r->state[ST_TO_CLIENT] += (double)n;
+  if (send_to(&r->client, buf, (size_t)n) < 0) hand_back(r, "client write error", 1, NULL, 0, NULL, 0);
 }
 
-static void set_events(end_t *e, int events) {
+static void set_events(relay_t *r, end_t *e, uint32_t events) {
   if (events == e->events) return;
+  struct epoll_event ev = { .events = events, .data.ptr = e };
+  /* No events at all is still a registration (with an empty mask), so MOD always applies. */
+  epoll_ctl(r->worker->epfd, EPOLL_CTL_MOD, e->fd, &ev);
   e->events = events;
-  if (events) uv_poll_start(&e->poll, events, on_poll);
-  else uv_poll_stop(&e->poll);
 }
 
 /* Read an end only while the other end has nothing waiting; watch writability while this end does. */
-static void update_polls(relay_t *r) {
-  set_events(&r->client, (r->server.out_len == 0 ? UV_READABLE : 0) | (r->client.out_len > 0 ? UV_WRITABLE : 0));
-  set_events(&r->server, (r->client.out_len == 0 ? UV_READABLE : 0) | (r->server.out_len > 0 ? UV_WRITABLE : 0));
+static void update_events(relay_t *r) {
+  set_events(r, &r->client, (r->server.out_len == 0 ? EPOLLIN : 0) | (r->client.out_len > 0 ? EPOLLOUT : 0));
+  set_events(r, &r->server, (r->client.out_len == 0 ? EPOLLIN : 0) | (r->server.out_len > 0 ? EPOLLOUT : 0));
+}
+
+static void on_event(relay_t *r, end_t *e, uint32_t events, uint8_t *buf) {
+  int is_client = e == &r->client;
+  /* Reported even when not asked for: TypeScript reads what is left and sees the end itself. */
+  if (events & (EPOLLHUP | EPOLLERR)) {
+    hand_back(r, is_client ? "client hung up" : "server hung up", 1, NULL, 0, NULL, 0);
+    return;
+  }
+  if ((events & EPOLLOUT) && flush(e) < 0) {
+    hand_back(r, is_client ? "client write error" : "server write error", 1, NULL, 0, NULL, 0);
+    return;
+  }
+  end_t *other = is_client ? &r->server : &r->client;
+  if ((events & EPOLLIN) && other->out_len == 0) {
+    if (is_client) client_readable(r, buf);
+    else server_readable(r, buf);
+  }
+  if (r->active) update_events(r);
+}
+
+static void free_relay(relay_t *r) {
+  free(r->client.out);
+  free(r->server.out);
+  free(r->from_client);
+  free(r->from_server);
+  pthread_mutex_destroy(&r->lock);
+  free(r);
+}
+
+static void *worker_main(void *arg) {
+  worker_t *w = arg;
+  struct epoll_event ev[64];
+  for (;;) {
+    int n = epoll_wait(w->epfd, ev, 64, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+      end_t *e = ev[i].data.ptr;
+      if (!e) {
+        uint64_t count;
+        if (read(w->wakefd, &count, sizeof count) < 0) { /* nothing to drain */ }
+        continue;
+      }
+      relay_t *r = e->relay;
+      pthread_mutex_lock(&r->lock);
+      if (r->active) on_event(r, e, ev[i].events, w->rbuf);
+      pthread_mutex_unlock(&r->lock);
+    }
+    /* Between batches no event refers to a retired relay any more. */
+    pthread_mutex_lock(&w->retire_lock);
+    relay_t *dead = w->retired;
+    w->retired = NULL;
+    pthread_mutex_unlock(&w->retire_lock);
+    while (dead) {
+      relay_t *next = dead->next_retired;
+      free_relay(dead);
+      dead = next;
+    }
+  }
+}
+
+/* On the JavaScript thread: once the handover is taken and no callback is queued, the relay thread frees it. */
+static void retire_if_done(relay_t *r) {
+  if (!r->consumed || r->queued_call || r->retired) return;
+  r->retired = 1;
+  worker_t *w = r->worker;
+  pthread_mutex_lock(&w->retire_lock);
+  r->next_retired = w->retired;
+  w->retired = r;
+  pthread_mutex_unlock(&w->retire_lock);
+  uint64_t one = 1;
+  if (write(w->wakefd, &one, sizeof one) < 0) { /* the relay is freed after the next batch instead */ }
+}
+
+static napi_value buffer_or_null(napi_env env, const uint8_t *data, size_t n) {
+  napi_value v;
+  if (!data || n == 0) {
+    napi_get_null(env, &v);
+    return v;
+  }
+  void *copy;
+  napi_create_buffer_copy(env, n, data, &copy, &v);
+  return v;
+}
+
+/* The handover as a JavaScript object (relay locked, stopped): bytes still to write each way, bytes read but not dealt with. */
+static napi_value take_handover(napi_env env, relay_t *r) {
+  napi_value o, v;
+  napi_create_object(env, &o);
+  napi_create_string_utf8(env, r->reason ? r->reason : "detached", NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, o, "reason", v);
+  napi_get_boolean(env, r->ended, &v);
+  napi_set_named_property(env, o, "ended", v);
+  napi_set_named_property(env, o, "toServer", buffer_or_null(env, r->server.out ? r->server.out + r->server.out_off : NULL, r->server.out_len));
+  napi_set_named_property(env, o, "toClient", buffer_or_null(env, r->client.out ? r->client.out + r->client.out_off : NULL, r->client.out_len));
+  napi_set_named_property(env, o, "fromClient", buffer_or_null(env, r->from_client, r->nc));
+  napi_set_named_property(env, o, "fromServer", buffer_or_null(env, r->from_server, r->ns));
+  r->consumed = 1;
+  return o;
+}
+
+/* Runs on the JavaScript thread for each hand_back. */
+static void call_js(napi_env env, napi_value unused, void *context, void *data) {
+  relay_t *r = data;
+  if (!env) return; /* the environment is going away */
+  pthread_mutex_lock(&r->lock);
+  r->queued_call = 0;
+  napi_value handover = NULL;
+  if (!r->consumed) handover = take_handover(env, r);
+  pthread_mutex_unlock(&r->lock);
+  if (handover) {
+    napi_value cb, recv;
+    napi_get_reference_value(env, r->callback_ref, &cb);
+    napi_get_global(env, &recv);
+    napi_delete_reference(env, r->callback_ref);
+    napi_delete_reference(env, r->state_ref);
+    /* The callback runs after the relay can no longer be freed under it: nothing below touches r. */
+    retire_if_done(r);
+    napi_call_function(env, recv, cb, 1, &handover, NULL);
+    return;
+  }
+  retire_if_done(r);
 }
 
 #define CHECK(call)                                                     \
@@ -337,28 +446,50 @@ static void update_polls(relay_t *r) {
     }                                                                   \
   } while (0)
 
-static void finalize(napi_env env, void *data, void *hint) {
-  relay_t *r = data;
-  if (r->active) {
-    /* The Session was collected while relaying (it never is: the descriptors keep it reachable through its sockets). */
-    stop(r);
-    release_js(r);
-  }
-  release(r);
+static napi_value throw_errno(napi_env env, const char *what) {
+  char msg[160];
+  snprintf(msg, sizeof msg, "native relay: %s: %s", what, strerror(errno));
+  napi_throw_error(env, "ERR_BATON_RELAY", msg);
+  return NULL;
 }
 
-static int init_end(relay_t *r, end_t *e, int fd) {
-  e->relay = r;
-  e->fd = dup(fd);
-  if (e->fd < 0) return -1;
-  uv_loop_t *loop;
-  napi_get_uv_event_loop(r->env, &loop);
-  if (uv_poll_init(loop, &e->poll, e->fd) != 0) {
-    close(e->fd);
-    return -1;
+static napi_value start_workers(napi_env env) {
+  napi_value name;
+  CHECK(napi_create_string_utf8(env, "BatonRelay", NAPI_AUTO_LENGTH, &name));
+  CHECK(napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, NULL, NULL, NULL, call_js, &tsfn));
+  /* Sessions keep the proxy alive through their sockets and listeners; the relay must not. */
+  CHECK(napi_unref_threadsafe_function(env, tsfn));
+  for (int i = 0; i < wanted_threads; i++) {
+    worker_t *w = calloc(1, sizeof *w);
+    if (!w) return throw_errno(env, "allocating a relay thread");
+    w->epfd = epoll_create1(EPOLL_CLOEXEC);
+    w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->epfd < 0 || w->wakefd < 0) return throw_errno(env, "epoll/eventfd for a relay thread");
+    pthread_mutex_init(&w->retire_lock, NULL);
+    struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+    epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wakefd, &ev);
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) return throw_errno(env, "starting a relay thread");
+    pthread_detach(w->thread);
+    workers[nworkers++] = w;
   }
-  e->poll.data = e;
-  return 0;
+  return name;
+}
+
+/* threads(n): how many relay threads to start with the first session (1..16); returns the count in use. */
+static napi_value set_threads(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t n;
+  CHECK(napi_get_value_int32(env, argv[0], &n));
+  if (n < 1 || n > MAX_THREADS) {
+    napi_throw_range_error(env, NULL, "native relay: threads must be 1..16");
+    return NULL;
+  }
+  if (nworkers == 0) wanted_threads = n;
+  napi_value v;
+  CHECK(napi_create_int32(env, nworkers ? nworkers : wanted_threads, &v));
+  return v;
 }
 
 /* attach(clientFd, serverFd, state: Float64Array, checkPins, maxMessageLength, onHandback) -> handle */
@@ -385,42 +516,57 @@ static napi_value attach(napi_env env, napi_callback_info info) {
   }
   CHECK(napi_get_value_bool(env, argv[3], &check_pins));
   CHECK(napi_get_value_double(env, argv[4], &max_len));
+  if (nworkers == 0 && !start_workers(env)) return NULL;
+
   relay_t *r = calloc(1, sizeof *r);
-  if (!r) {
-    napi_throw_error(env, "ERR_BATON_RELAY", "native relay: out of memory");
-    return NULL;
-  }
-  r->env = env;
+  if (!r) return throw_errno(env, "allocating a relay");
+  pthread_mutex_init(&r->lock, NULL);
+  r->worker = workers[next_worker++ % nworkers];
   r->state = data;
   r->check_pins = check_pins;
   r->max_len = (int64_t)max_len;
   scanner_load(&r->cscan, r->state + ST_CLIENT_SCAN);
   scanner_load(&r->sscan, r->state + ST_SERVER_SCAN);
-  if (init_end(r, &r->client, cfd) < 0) {
+  r->client.relay = r->server.relay = r;
+  r->client.events = r->server.events = EPOLLIN;
+  r->client.fd = dup(cfd);
+  r->server.fd = r->client.fd < 0 ? -1 : dup(sfd);
+  if (r->server.fd < 0) {
+    if (r->client.fd >= 0) close(r->client.fd);
     free(r);
-    napi_throw_error(env, "ERR_BATON_RELAY", "native relay: cannot watch the client socket");
+    return throw_errno(env, "duplicating a session's descriptors");
+  }
+  if (napi_create_reference(env, argv[2], 1, &r->state_ref) != napi_ok || napi_create_reference(env, argv[5], 1, &r->callback_ref) != napi_ok) {
+    close(r->client.fd);
+    close(r->server.fd);
+    free(r);
+    napi_throw_error(env, "ERR_BATON_RELAY", "native relay: cannot keep the session's state and callback");
     return NULL;
   }
-  if (init_end(r, &r->server, sfd) < 0) {
-    r->refs = 1;
-    uv_close((uv_handle_t *)&r->client.poll, on_closed);
-    napi_throw_error(env, "ERR_BATON_RELAY", "native relay: cannot watch the server socket");
-    return NULL;
-  }
-  CHECK(napi_create_reference(env, argv[2], 1, &r->state_ref));
-  CHECK(napi_create_reference(env, argv[5], 1, &r->callback_ref));
-  napi_value name;
-  CHECK(napi_create_string_utf8(env, "BatonRelay", NAPI_AUTO_LENGTH, &name));
-  CHECK(napi_async_init(env, NULL, name, &r->async));
-  r->refs = 3;
+  /* Locked until both descriptors are watched: the relay thread may see events at once. */
+  pthread_mutex_lock(&r->lock);
   r->active = 1;
-  update_polls(r);
+  struct epoll_event ce = { .events = EPOLLIN, .data.ptr = &r->client };
+  struct epoll_event se = { .events = EPOLLIN, .data.ptr = &r->server };
+  if (epoll_ctl(r->worker->epfd, EPOLL_CTL_ADD, r->client.fd, &ce) < 0 || epoll_ctl(r->worker->epfd, EPOLL_CTL_ADD, r->server.fd, &se) < 0) {
+    int saved = errno;
+    stop_locked(r);
+    pthread_mutex_unlock(&r->lock);
+    napi_delete_reference(env, r->state_ref);
+    napi_delete_reference(env, r->callback_ref);
+    free(r);
+    errno = saved;
+    return throw_errno(env, "watching a session's descriptors");
+  }
+  pthread_mutex_unlock(&r->lock);
   napi_value handle;
-  CHECK(napi_create_external(env, r, finalize, NULL, &handle));
+  /* No finalizer: the relay is freed by its thread once retired; the Session drops the handle first. */
+  CHECK(napi_create_external(env, r, NULL, NULL, &handle));
   return handle;
 }
 
-/* detach(handle) -> the handover, or null when the relay already handed the session back. */
+/* detach(handle) -> the handover (also when the relay had just given the session back and the
+ * callback is still queued: the callback then does nothing). Never call it again with this handle. */
 static napi_value detach(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -430,14 +576,18 @@ static napi_value detach(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "detach(handle)");
     return NULL;
   }
-  if (!r->active) {
-    napi_value v;
-    napi_get_null(env, &v);
-    return v;
+  pthread_mutex_lock(&r->lock);
+  napi_value o = NULL;
+  if (r->active) stop_locked(r);
+  if (!r->consumed) o = take_handover(env, r);
+  pthread_mutex_unlock(&r->lock);
+  if (o) {
+    napi_delete_reference(env, r->callback_ref);
+    napi_delete_reference(env, r->state_ref);
+  } else {
+    napi_get_null(env, &o);
   }
-  stop(r);
-  napi_value o = handover(r, "detached", NULL, 0, NULL, 0);
-  release_js(r);
+  retire_if_done(r);
   return o;
 }
 
@@ -462,6 +612,7 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "attach", NULL, attach, NULL, NULL, NULL, napi_default, NULL },
     { "detach", NULL, detach, NULL, NULL, NULL, napi_default, NULL },
+    { "threads", NULL, set_threads, NULL, NULL, NULL, napi_default, NULL },
     { "messageVerdict", NULL, message_verdict, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_value state_len;

@@ -1,4 +1,5 @@
 // The proxy's configuration file (YAML), validated strictly like the member config.
+import os from 'node:os';
 import { z } from 'zod';
 import { describeIssues, readYamlFile, splitHostPort, type HostPort } from '../config/load.js';
 import { ConfigError } from '../util/errors.js';
@@ -24,6 +25,8 @@ const schema = z
     auth_users: z.record(z.string().min(1), z.string().min(1)).default({}),
     /** auto: the native relay when it is built, else TypeScript; native: refuse to start without it. */
     relay: z.enum(['auto', 'native', 'js']).default('auto'),
+    /** Threads of the native relay; default: one per CPU, at most 4. */
+    relay_threads: z.number().int().min(1).max(16).optional(),
   })
   .strict();
 
@@ -42,6 +45,7 @@ export interface ProxyConfig {
   tls: { cert: string; key: string } | null;
   authUsers: Record<string, string>;
   relay: RelayMode;
+  relayThreads: number;
 }
 
 export function parseProxyConfig(raw: unknown, file: string): ProxyConfig {
@@ -65,6 +69,7 @@ export function parseProxyConfig(raw: unknown, file: string): ProxyConfig {
     tls: c.tls ?? null,
     authUsers: c.auth_users,
     relay: c.relay,
+    relayThreads: c.relay_threads ?? Math.min(4, os.availableParallelism()),
   };
 }
 

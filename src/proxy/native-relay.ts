@@ -1,5 +1,8 @@
 // Loads the native relay (native/relay, built by `make build` with node-gyp) and reaches the file
 // descriptors under Node's sockets. When the addon is missing the proxy relays in TypeScript.
+// The relay runs on its own threads: while it has a session, the Session's counters and status in
+// the shared array change under TypeScript's feet, so decisions that depend on them (moving a
+// session) take the session back first and look again.
 import { createRequire } from 'node:module';
 import type net from 'node:net';
 
@@ -18,6 +21,8 @@ export const STATE = {
 /** What the relay gives back: bytes still to write each way, bytes read but not dealt with. */
 export interface Handover {
   reason: string;
+  /** EOF or a socket error: the session is ending, TypeScript sees it through and keeps it. */
+  ended: boolean;
   toServer: Buffer | null;
   toClient: Buffer | null;
   fromClient: Buffer | null;
@@ -29,7 +34,10 @@ export type RelayHandle = { readonly __relay: unique symbol };
 export interface NativeRelay {
   stateLength: number;
   attach(clientFd: number, serverFd: number, state: Float64Array, checkPins: boolean, maxMessageLength: number, onHandback: (h: Handover) => void): RelayHandle;
+  /** Takes the session back (the relay thread stops touching it); never call twice for one handle. */
   detach(handle: RelayHandle): Handover | null;
+  /** How many relay threads to start with the first session; returns the number in use. */
+  threads(n: number): number;
   /** 0: the message leaves no session state; 1: it pins the session; 2: the native side cannot tell. */
   messageVerdict(type: number, body: Buffer | null): 0 | 1 | 2;
 }

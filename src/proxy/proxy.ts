@@ -19,11 +19,15 @@ const SAFETY_POLL_MS = 1000;
 const LEADER_FLUX_MS = 5000;
 
 /** The native relay when the config allows it and it is built; `native` without it is an error. */
-function chooseRelay(mode: RelayMode, log: Logger): NativeRelay | null {
+function chooseRelay(mode: RelayMode, threads: number, log: Logger): NativeRelay | null {
   if (mode === 'js') return null;
   const { relay, error } = loadNativeRelay();
   if (!relay && mode === 'native') throw new ConfigError(`relay: native is set but ${error}`, 'run make build (it needs g++, make and python3), or set relay: auto');
-  if (!relay) log.warn({ reason: error }, 'relaying in TypeScript (slower): the native relay is not built');
+  if (!relay) {
+    log.warn({ reason: error }, 'relaying in TypeScript (slower): the native relay is not built');
+    return null;
+  }
+  log.info({ threads: relay.threads(threads) }, 'native relay');
   return relay;
 }
 
@@ -60,7 +64,7 @@ export class BatonProxy {
       tls: cfg.tls ? tls.createSecureContext({ cert: fs.readFileSync(cfg.tls.cert), key: fs.readFileSync(cfg.tls.key) }) : null,
       maxMessageLength: cfg.maxMessageLength,
       connectTimeoutMs: cfg.connectTimeoutMs,
-      nativeRelay: chooseRelay(cfg.relay, log),
+      nativeRelay: chooseRelay(cfg.relay, cfg.relayThreads, log),
       log,
     };
   }

@@ -66,6 +66,8 @@ export class Session {
   private readonly shared = new Float64Array(new ArrayBuffer(STATE.length * 8)); // off the V8 heap: the native relay keeps a pointer to it
   private relay: RelayHandle | null = null;
   private handOffQueued = false;
+  /** The native relay saw the end of a socket: the session stays in TypeScript until it closes. */
+  private ending = false;
   private clientScan: FrameScanner | null = null;
   proxyKey: { pid: number; secret: number } | null = null;
   private params: Record<string, string> = {};
@@ -294,7 +296,7 @@ export class Session {
   private handOff(): void {
     const native = this.hooks.nativeRelay;
     const server = this.server;
-    if (!native || this.relay || this.state !== 'active' || this.moving || this.connecting || this.terminating) return;
+    if (!native || this.relay || this.ending || this.state !== 'active' || this.moving || this.connecting || this.terminating) return;
     if (!server || !this.serverScan || !this.clientScan || this.held.length > 0) return;
     if (this.client.writableLength || server.writableLength || this.client.readableLength || server.readableLength) return;
     const clientFd = socketFd(this.client);
@@ -317,6 +319,7 @@ export class Session {
   /** The native relay gave the session back with what it had not dealt with. */
   private onHandback(h: Handover): void {
     this.relay = null;
+    if (h.ended) this.ending = true;
     this.resumeFrom(h);
     this.scheduleHandOff();
   }
@@ -403,6 +406,8 @@ export class Session {
   async move(reason: string): Promise<void> {
     if (!this.canMove()) return;
     this.takeBack();
+    // The native relay may have forwarded a query since canMove() looked: such a session stays put.
+    if (!this.canMove()) return this.fail('57P01', `baton proxy: the leader changed (${reason}) as a query started; reconnect to continue`);
     this.moving = true;
     const old = this.server;
     this.server = null;
