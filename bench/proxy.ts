@@ -3,12 +3,13 @@
 // TypeScript (relay: js), HAProxy (TCP mode) and PgBouncer (session mode). For each relaying process,
 // its CPU time per transaction (from /proc).
 //
-//   node --import tsx bench/proxy.ts [--seconds S] [--clients 8,32] [--json FILE]
+//   node --import tsx bench/proxy.ts [--seconds S] [--clients 8,32] [--rounds N] [--json FILE]
 //
 // For each client count, for select-only (-S) then simple-update (-N), the five paths run back to back
 // (direct, baton, baton-ts, haproxy, pgbouncer) so that drift affects them all alike. Before every run, over a
 // direct connection: the leader is checked unchanged, pgbench's tables vacuumed, its history truncated,
-// a CHECKPOINT taken, and the previous run's connections waited out.
+// a CHECKPOINT taken, and the previous run's connections waited out. With --rounds N the whole sequence
+// runs N times and the tables show each path's median (tps, p50, p99 and CPU each taken separately).
 // The cluster, HAProxy and PgBouncer are always stopped (also on SIGINT/SIGTERM or an error).
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -16,7 +17,7 @@ import pg from 'pg';
 import { BenchAbort, BenchCluster, runningLeader, sleep } from './lib/cluster.js';
 import { daemons, startBatonTsProxy, startHaproxy, startPgbouncer, versions } from './lib/proxy-daemons.js';
 import { PATHS, pgbench, pgbenchInit, running, WORKLOADS, type PathName, type PgbenchResult, type RunSpec, type Target } from './lib/proxy-pgbench.js';
-import { compare, markdownTable, table, verdicts } from './lib/proxy-report.js';
+import { compare, markdownTable, medians, table, verdicts } from './lib/proxy-report.js';
 import { machine } from './lib/report.js';
 import { BenchLifecycle, runBenchmark } from './lib/run.js';
 
@@ -26,19 +27,21 @@ const THREADS = 2;
 const WARMUP_SECONDS = 2;
 const log = (line: string): void => console.log(line);
 
-function options(): { seconds: number; clients: number[]; json: string | null } {
+function options(): { seconds: number; clients: number[]; rounds: number; json: string | null } {
   const { values } = parseArgs({
-    options: { seconds: { type: 'string', default: '15' }, clients: { type: 'string', default: '8,32' }, json: { type: 'string' } },
+    options: { seconds: { type: 'string', default: '15' }, clients: { type: 'string', default: '8,32' }, rounds: { type: 'string', default: '1' }, json: { type: 'string' } },
     strict: true,
   });
   const seconds = Number(values.seconds);
   if (!Number.isInteger(seconds) || seconds < 1) throw new BenchAbort(`--seconds must be a positive integer (got ${values.seconds})`);
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) throw new BenchAbort(`--rounds must be an integer in 1..20 (got ${values.rounds})`);
   const clients = values.clients.split(',').map((s) => Number(s.trim()));
   // PostgreSQL runs with max_connections = 100; Baton's agents and this benchmark need a few.
   if (clients.length === 0 || clients.some((c) => !Number.isInteger(c) || c < 1 || c > 90)) {
     throw new BenchAbort(`--clients must be a comma-separated list of integers in 1..90 (got ${values.clients})`);
   }
-  return { seconds, clients, json: values.json ?? null };
+  return { seconds, clients, rounds, json: values.json ?? null };
 }
 
 function killPgbench(): void {
@@ -150,20 +153,23 @@ async function main(): Promise<number> {
     }
 
     const results: PgbenchResult[] = [];
-    for (const clients of o.clients) {
-      for (const workload of WORKLOADS) {
-        for (const path of PATHS) {
-          if (life.aborted) return 130;
-          const r = await runOne({ workload, clients, path, seconds: o.seconds, threads: Math.min(THREADS, clients) });
-          results.push(r);
-          const failed = r.failed > 0 ? `, ${r.failed} FAILED transactions` : '';
-          const cpu = r.relayCpuUs === null ? '' : `, relay CPU ${r.relayCpuUs.toFixed(1)} µs/tx`;
-          log(`${workload} ${clients} clients ${path}: ${r.tps.toFixed(0)} tps, p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms${cpu}${failed}`);
+    for (let round = 1; round <= o.rounds; round++) {
+      if (o.rounds > 1) log(`round ${round} of ${o.rounds}`);
+      for (const clients of o.clients) {
+        for (const workload of WORKLOADS) {
+          for (const path of PATHS) {
+            if (life.aborted) return 130;
+            const r = await runOne({ workload, clients, path, seconds: o.seconds, threads: Math.min(THREADS, clients) });
+            results.push(r);
+            const failed = r.failed > 0 ? `, ${r.failed} FAILED transactions` : '';
+            const cpu = r.relayCpuUs === null ? '' : `, relay CPU ${r.relayCpuUs.toFixed(1)} µs/tx`;
+            log(`${workload} ${clients} clients ${path}: ${r.tps.toFixed(0)} tps, p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms${cpu}${failed}`);
+          }
         }
       }
     }
 
-    const rows = compare(results);
+    const rows = compare(medians(results));
     const vs = verdicts(rows, WORKLOADS, o.clients);
     log('');
     log(table(rows));
@@ -171,11 +177,11 @@ async function main(): Promise<number> {
     for (const x of vs) log(x.line);
     log('');
     log(`Machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB memory, ${m.os}, Node ${m.node}. Date: ${m.date}.`);
-    log(`Versions: ${v.haproxy}; ${v.pgbouncer}; ${v.pgbench}. pgbench -s ${SCALE}, ${o.seconds} s per run, -j ${THREADS}, simple protocol.`);
+    log(`Versions: ${v.haproxy}; ${v.pgbouncer}; ${v.pgbench}. pgbench -s ${SCALE}, ${o.seconds} s per run, -j ${THREADS}, simple protocol, median of ${o.rounds} round(s).`);
     log('');
     log(markdownTable(rows));
     if (o.json) {
-      const doc = { machine: m, versions: v, scale: SCALE, seconds: o.seconds, clients: o.clients, leader: leader.name, results: rows, verdicts: vs };
+      const doc = { machine: m, versions: v, scale: SCALE, seconds: o.seconds, clients: o.clients, rounds: o.rounds, leader: leader.name, results: rows, runs: results, verdicts: vs };
       fs.writeFileSync(o.json, JSON.stringify(doc, null, 2) + '\n');
       log(`\nraw results written to ${o.json}`);
     }

@@ -10,6 +10,33 @@ export interface Row extends PgbenchResult {
   p99OverheadMs: number;
 }
 
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** One result per workload, client count and path: the median of each measure over the rounds. */
+export function medians(results: PgbenchResult[]): PgbenchResult[] {
+  const groups = new Map<string, PgbenchResult[]>();
+  for (const r of results) {
+    const key = `${r.workload}/${r.clients}/${r.path}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  return [...groups.values()].map((g) => {
+    const cpu = g.map((r) => r.relayCpuUs).filter((x): x is number => x !== null);
+    return {
+      ...g[0]!,
+      tps: median(g.map((r) => r.tps)),
+      transactions: median(g.map((r) => r.transactions)),
+      failed: g.reduce((n, r) => n + r.failed, 0),
+      p50Ms: median(g.map((r) => r.p50Ms)),
+      p99Ms: median(g.map((r) => r.p99Ms)),
+      relayCpuUs: cpu.length ? median(cpu) : null,
+    };
+  });
+}
+
 export function compare(results: PgbenchResult[]): Row[] {
   return results.map((r) => {
     const d = results.find((x) => x.path === 'direct' && x.workload === r.workload && x.clients === r.clients);

@@ -309,6 +309,26 @@ export function proxySuite(mode: RelayMode): void {
     assert.equal(await sh(`${psql} '${direct}' -Atc 'SELECT count(*), sum(a), sum(length(b)) FROM copied_in'`), '200000|20000100000|40000000');
   });
 
+  test(`pgbench through the proxy (${mode} relay): 8 clients connecting per transaction and 8 persistent ones at once, nothing fails, no session left behind`, async () => {
+    const p = t.c.proxy!;
+    const leader = await t.leader();
+    const env = { ...process.env, PGPASSWORD: t.c.superuser.password, PGUSER: t.c.superuser.username, PGHOST: t.c.host, PGDATABASE: 'postgres', PGSSLMODE: 'disable' };
+    await run('pgbench', ['-i', '-s', '1', '-q', '-p', String(leader.port)], { env });
+    const before = (await admin('SHOW CLIENTS')).length;
+    const bench = (extra: string[]) => run('pgbench', ['-n', '-S', '-c', '8', '-j', '2', '-T', '3', '-p', String(p.readWritePort), ...extra], { env });
+    const [perTx, persistent] = await Promise.all([bench(['-C']), bench([])]);
+    for (const out of [perTx.stdout, persistent.stdout]) {
+      assert.match(out, /number of failed transactions: 0 /);
+      assert.ok(Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1]) > 100, out);
+    }
+    let left = -1;
+    for (let i = 0; i < 40 && left !== before; i++) {
+      left = (await admin('SHOW CLIENTS')).length;
+      if (left !== before) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(left, before, 'every pgbench session closed');
+  });
+
   test('TLS is terminated at the proxy when it has a certificate; GSSENC is refused', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-tls-'));
     await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-keyout', `${dir}/key.pem`, '-out', `${dir}/cert.pem`]);
