@@ -20,24 +20,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include "pin.h"
-
-/* Layout of the shared Float64Array; keep in step with STATE in src/proxy/native-relay.ts. */
-enum {
-  ST_TO_SERVER, ST_TO_CLIENT, ST_QUERIES, ST_BUSY, ST_TX,
-  ST_CLIENT_SCAN, /* remaining, header fill, header bytes packed, wants status: 4 slots */
-  ST_SERVER_SCAN = ST_CLIENT_SCAN + 4,
-  ST_LEN = ST_SERVER_SCAN + 4
-};
+#include "scan.h"
 
 #define MAX_THREADS 16
 #define READ_SIZE 65536
-
-typedef struct {
-  int64_t remaining; /* body bytes of the current message still to pass */
-  int fill;          /* bytes of a split 5-byte header seen so far */
-  uint8_t header[5];
-  int want_status;   /* the next byte is a ReadyForQuery status */
-} scanner_t;
 
 typedef struct relay relay_t;
 typedef struct worker worker_t;
@@ -83,109 +69,6 @@ static worker_t *workers[MAX_THREADS];
 static int nworkers, next_worker, wanted_threads = 2;
 static napi_threadsafe_function tsfn;
 
-static void scanner_load(scanner_t *s, const double *at) {
-  s->remaining = (int64_t)at[0];
-  s->fill = (int)at[1];
-  uint64_t packed = (uint64_t)at[2];
-  for (int i = 0; i < 5; i++) s->header[i] = (uint8_t)(packed >> (8 * i));
-  s->want_status = at[3] != 0;
-}
-
-static void scanner_store(const scanner_t *s, double *at) {
-  uint64_t packed = 0;
-  for (int i = 0; i < 5; i++) packed |= (uint64_t)s->header[i] << (8 * i);
-  at[0] = (double)s->remaining;
-  at[1] = s->fill;
-  at[2] = (double)packed;
-  at[3] = s->want_status;
-}
-
-static int32_t be32(const uint8_t *p) {
-  return (int32_t)(((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3]);
-}
-
-/* Reads a message header at b[*i]; returns 1 with type and length once the header is whole. */
-static int read_header(scanner_t *s, const uint8_t *b, size_t n, size_t *i, uint8_t *type, int32_t *len) {
-  if (s->fill == 0 && n - *i >= 5) {
-    *type = b[*i];
-    *len = be32(b + *i + 1);
-    *i += 5;
-    return 1;
-  }
-  size_t take = 5 - (size_t)s->fill;
-  if (take > n - *i) take = n - *i;
-  memcpy(s->header + s->fill, b + *i, take);
-  s->fill += (int)take;
-  *i += take;
-  if (s->fill < 5) return 0;
-  s->fill = 0;
-  *type = s->header[0];
-  *len = be32(s->header + 1);
-  return 1;
-}
-
-/* Scans client bytes; returns how many may be forwarded before the first message TypeScript must see. */
-static size_t scan_client(relay_t *r, const uint8_t *b, size_t n) {
-  scanner_t *s = &r->cscan;
-  size_t i = 0;
-  while (i < n) {
-    if (s->remaining > 0) {
-      size_t take = (size_t)s->remaining < n - i ? (size_t)s->remaining : n - i;
-      s->remaining -= (int64_t)take;
-      i += take;
-      continue;
-    }
-    scanner_t before = *s;
-    size_t at = i;
-    uint8_t type;
-    int32_t len;
-    if (!read_header(s, b, n, &i, &type, &len)) continue;
-    int hand_over = type == 'X' || len < 4 || len > r->max_len;
-    if (!hand_over && r->check_pins && (type == 'Q' || type == 'P' || type == 'F')) {
-      size_t body = (size_t)len - 4;
-      int whole = i + body <= n;
-      hand_over = pin_message_verdict(type, whole ? b + i : NULL, body) != PIN_SAFE;
-    }
-    if (hand_over) {
-      *s = before;
-      return at;
-    }
-    s->remaining = len - 4;
-  }
-  return n;
-}
-
-/* Scans server bytes; 0 when they break the protocol (TypeScript reports it), else 1. */
-static int scan_server(relay_t *r, const uint8_t *b, size_t n) {
-  scanner_t s = r->sscan;
-  double queries = r->state[ST_QUERIES], busy = r->state[ST_BUSY], tx = r->state[ST_TX];
-  size_t i = 0;
-  while (i < n) {
-    if (s.remaining > 0) {
-      if (s.want_status) {
-        s.want_status = 0;
-        tx = b[i];
-        busy = 0;
-        queries++;
-      }
-      size_t take = (size_t)s.remaining < n - i ? (size_t)s.remaining : n - i;
-      s.remaining -= (int64_t)take;
-      i += take;
-      continue;
-    }
-    uint8_t type;
-    int32_t len;
-    if (!read_header(&s, b, n, &i, &type, &len)) continue;
-    if (len < 4) return 0;
-    s.remaining = len - 4;
-    if (type == 'Z' && s.remaining == 1) s.want_status = 1;
-  }
-  r->sscan = s;
-  r->state[ST_QUERIES] = queries;
-  r->state[ST_BUSY] = busy;
-  r->state[ST_TX] = tx;
-  return 1;
-}
 
 static uint8_t *copy_bytes(const uint8_t *b, size_t n) {
   if (!b || n == 0) return NULL;
@@ -267,7 +150,7 @@ static void client_readable(relay_t *r, uint8_t *buf) {
     hand_back(r, n == 0 ? "client closed" : "client error", 1, NULL, 0, NULL, 0);
     return;
   }
-  size_t pass = scan_client(r, buf, (size_t)n);
+  size_t pass = scan_client(&r->cscan, buf, (size_t)n, r->check_pins, r->max_len);
   if (pass > 0) {
     r->state[ST_BUSY] = 1;
     r->state[ST_TO_SERVER] += (double)pass;
@@ -291,7 +174,7 @@ static void server_readable(relay_t *r, uint8_t *buf) {
     hand_back(r, "server message while idle", 0, NULL, 0, buf, (size_t)n);
     return;
   }
-  if (!scan_server(r, buf, (size_t)n)) {
+  if (!scan_server(&r->sscan, r->state, buf, (size_t)n)) {
     hand_back(r, "invalid server message", 0, NULL, 0, buf, (size_t)n);
     return;
   }

@@ -18,6 +18,8 @@ test('defaults', () => {
   assert.deepEqual(c.readOnly, { host: '127.0.0.1', port: 6433 });
   assert.equal(c.relay, 'auto');
   assert.equal(parseProxyConfig({ ...valid, relay: 'js' }, 'p.yml').relay, 'js');
+  assert.ok(c.relayThreads >= 1 && c.relayThreads <= 4);
+  assert.equal(parseProxyConfig({ ...valid, relay_threads: 3 }, 'p.yml').relayThreads, 3);
 });
 
 test('refusals name the field', () => {
@@ -35,4 +37,6 @@ test('refusals name the field', () => {
   assert.match(err({ ...valid, extra: true }), /unknown key\(s\) "extra"/);
   assert.match(err({ ...valid, admin_password: 'short' }), /admin_password: use at least 8 characters/);
   assert.match(err({ ...valid, relay: 'fast' }), /relay/);
+  assert.match(err({ ...valid, relay_threads: 0 }), /relay_threads/);
+  assert.match(err({ ...valid, relay_threads: 17 }), /relay_threads/);
 });

@@ -1,0 +1,35 @@
+// Message boundaries in a relayed byte stream, for the native relay: the C twin of
+// src/proxy/scanner.ts, whose position it shares through the session's Float64Array.
+#ifndef BATON_SCAN_H
+#define BATON_SCAN_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* Layout of the shared Float64Array; keep in step with STATE in src/proxy/native-relay.ts. */
+enum {
+  ST_TO_SERVER, ST_TO_CLIENT, ST_QUERIES, ST_BUSY, ST_TX,
+  ST_CLIENT_SCAN, /* remaining, header fill, header bytes packed, wants status: 4 slots */
+  ST_SERVER_SCAN = ST_CLIENT_SCAN + 4,
+  ST_LEN = ST_SERVER_SCAN + 4
+};
+
+
+typedef struct {
+  int64_t remaining; /* body bytes of the current message still to pass */
+  int fill;          /* bytes of a split 5-byte header seen so far */
+  uint8_t header[5];
+  int want_status;   /* the next byte is a ReadyForQuery status */
+} scanner_t;
+
+void scanner_load(scanner_t *s, const double *at);
+void scanner_store(const scanner_t *s, double *at);
+
+/** Client bytes: how many may be forwarded before the first message TypeScript must see (a
+ * Terminate, a bad length, or with check_pins a message the pin fast path does not call safe). */
+size_t scan_client(scanner_t *s, const uint8_t *b, size_t n, int check_pins, int64_t max_len);
+
+/** Server bytes: 0 when they break the protocol (nothing changed), else 1 with ReadyForQuery status,
+ * busy and query count updated in state. */
+int scan_server(scanner_t *s, double *state, const uint8_t *b, size_t n);
+
+#endif
