@@ -6,8 +6,8 @@
 //   node --import tsx bench/proxy.ts [--seconds S] [--clients 8,32] [--rounds N] [--json FILE]
 //
 // For each client count, for select-only (-S) then simple-update (-N), the five paths run back to back
-// (direct, baton, baton-ts, haproxy, pgbouncer) so that drift affects them all alike. Before every run, over a
-// direct connection: the leader is checked unchanged, pgbench's tables vacuumed, its history truncated,
+// (direct, baton, baton-ts, haproxy, pgbouncer; each round starts one path later) so that drift
+// affects them all alike. Before every run, over a direct connection: the leader is checked unchanged, pgbench's tables vacuumed, its history truncated,
 // a CHECKPOINT taken, and the previous run's connections waited out. With --rounds N the whole sequence
 // runs N times and the tables show each path's median (tps, p50, p99 and CPU each taken separately).
 // The cluster, HAProxy and PgBouncer are always stopped (also on SIGINT/SIGTERM or an error).
@@ -42,6 +42,11 @@ function options(): { seconds: number; clients: number[]; rounds: number; json: 
     throw new BenchAbort(`--clients must be a comma-separated list of integers in 1..90 (got ${values.clients})`);
   }
   return { seconds, clients, rounds, json: values.json ?? null };
+}
+
+function rotate<T>(xs: readonly T[], by: number): T[] {
+  const k = by % xs.length;
+  return [...xs.slice(k), ...xs.slice(0, k)];
 }
 
 function killPgbench(): void {
@@ -157,7 +162,8 @@ async function main(): Promise<number> {
       if (o.rounds > 1) log(`round ${round} of ${o.rounds}`);
       for (const clients of o.clients) {
         for (const workload of WORKLOADS) {
-          for (const path of PATHS) {
+          // Each round starts from a different path, so that no path always runs right after another.
+          for (const path of rotate(PATHS, round - 1)) {
             if (life.aborted) return 130;
             const r = await runOne({ workload, clients, path, seconds: o.seconds, threads: Math.min(THREADS, clients) });
             results.push(r);
