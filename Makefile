@@ -20,7 +20,7 @@ build: deps native/relay/build/Release/baton_relay.node
 	npx tsc -p tsconfig.json
 
 # The proxy's native relay; without it (no compiler) the proxy relays in TypeScript, more slowly.
-native/relay/build/Release/baton_relay.node: native/relay/relay.c native/relay/pin.c native/relay/pin.h native/relay/binding.gyp
+native/relay/build/Release/baton_relay.node: $(wildcard native/relay/*.c native/relay/*.h) native/relay/binding.gyp
 	npm run --silent build:native >/dev/null || echo "warning: the native relay did not build; baton proxy will relay in TypeScript (slower)" >&2
 
 demo: build

@@ -1,6 +1,5 @@
 // `baton up` / `baton down`: a whole cluster on this machine (etcd and one agent per member),
 // each a separate process, so killing an agent and its PostgreSQL is a real host crash.
-import type { RelayMode } from '../proxy/native-relay.js';
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -23,6 +22,7 @@ import {
   type LocalMember,
   type LocalProxy,
 } from './local-cluster.js';
+import type { RelayMode } from '../proxy/native-relay.js';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/baton.js');
 

@@ -284,7 +284,7 @@ export class Session {
   }
 
   private scheduleHandOff(): void {
-    if (this.handOffQueued || this.relay || !this.hooks.nativeRelay || this.client instanceof tls.TLSSocket) return;
+    if (this.handOffQueued || this.relay || this.ending || !this.hooks.nativeRelay || this.client instanceof tls.TLSSocket) return;
     this.handOffQueued = true;
     setImmediate(() => {
       this.handOffQueued = false;
