@@ -8,7 +8,9 @@
 //
 // Threads: a relay's fields are guarded by its mutex. A relay thread frees a relay only between two
 // epoll_wait batches, after JavaScript has taken its handover and no callback to JavaScript is queued,
-// so an event still in a batch never points at freed memory.
+// so an event still in a batch never points at freed memory. Each thread measures its load over
+// BALANCE_WINDOW_MS and, at the end of a window, may move some of its sessions to another thread
+// (balance.h decides); a session moves only between batches of the thread that carries it.
 #include <node_api.h>
 #include <errno.h>
 #include <pthread.h>
@@ -18,7 +20,9 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
+#include "balance.h"
 #include "pin.h"
 #include "scan.h"
 
@@ -38,9 +42,15 @@ typedef struct {
 
 struct worker {
   pthread_t thread;
+  int index;
   int epfd, wakefd;
-  pthread_mutex_t retire_lock;
+  int sessions, load; /* read by other threads (atomics): relays it carries, load in per mille */
+  pthread_mutex_t lock; /* guards retired, shed, shed_to, forced */
   relay_t *retired;
+  int shed, shed_to;  /* sessions to move to thread shed_to as they show activity */
+  int forced;         /* the shed was asked for (moveSessions), not decided by load */
+  int64_t window_start, busy_ns;
+  int moved;          /* sessions moved during this window, whose load is then not a steady one */
   uint8_t rbuf[READ_SIZE];
 };
 
@@ -56,6 +66,7 @@ struct relay {
   int queued_call;  /* a handback callback to JavaScript is queued */
   int consumed;     /* JavaScript has taken the handover */
   int retired;      /* handed to the relay thread to be freed */
+  int marked;       /* picked to move to another thread at the end of this batch */
   const char *reason;
   int ended;        /* the handback is for EOF or a socket error: the session is ending */
   uint8_t *from_client, *from_server;
@@ -66,7 +77,7 @@ struct relay {
 };
 
 static worker_t *workers[MAX_THREADS];
-static int nworkers, next_worker, wanted_threads = 2;
+static int nworkers, wanted_threads = 2; /* nworkers: atomic, workers[i] is set before it grows */
 static napi_threadsafe_function tsfn;
 
 
@@ -81,6 +92,7 @@ static uint8_t *copy_bytes(const uint8_t *b, size_t n) {
  * go to the shared array. Safe from either thread. */
 static void stop_locked(relay_t *r) {
   r->active = 0;
+  __atomic_sub_fetch(&r->worker->sessions, 1, __ATOMIC_RELAXED);
   epoll_ctl(r->worker->epfd, EPOLL_CTL_DEL, r->client.fd, NULL);
   epoll_ctl(r->worker->epfd, EPOLL_CTL_DEL, r->server.fd, NULL);
   close(r->client.fd);
@@ -224,15 +236,77 @@ static void free_relay(relay_t *r) {
   free(r);
 }
 
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int thread_loads(thread_load_t *t) {
+  int n = __atomic_load_n(&nworkers, __ATOMIC_ACQUIRE);
+  for (int i = 0; i < n; i++) {
+    t[i].sessions = __atomic_load_n(&workers[i]->sessions, __ATOMIC_RELAXED);
+    t[i].load = __atomic_load_n(&workers[i]->load, __ATOMIC_RELAXED);
+  }
+  return n;
+}
+
+/* Relay locked, on the thread that carries it, between its batches: the session goes to thread `to`. */
+static void move_locked(relay_t *r, worker_t *to) {
+  worker_t *from = r->worker;
+  epoll_ctl(from->epfd, EPOLL_CTL_DEL, r->client.fd, NULL);
+  epoll_ctl(from->epfd, EPOLL_CTL_DEL, r->server.fd, NULL);
+  __atomic_sub_fetch(&from->sessions, 1, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&to->sessions, 1, __ATOMIC_RELAXED);
+  r->worker = to;
+  struct epoll_event ce = { .events = r->client.events, .data.ptr = &r->client };
+  struct epoll_event se = { .events = r->server.events, .data.ptr = &r->server };
+  if (epoll_ctl(to->epfd, EPOLL_CTL_ADD, r->client.fd, &ce) < 0 || epoll_ctl(to->epfd, EPOLL_CTL_ADD, r->server.fd, &se) < 0)
+    hand_back(r, "cannot move to another relay thread", 0, NULL, 0, NULL, 0);
+}
+
+/* End of a load window: publish the load and decide what to move in the next one. */
+static void end_window(worker_t *w, int64_t now) {
+  int64_t span = now - w->window_start;
+  int load = span > 0 ? (int)(w->busy_ns * 1000 / span) : 0;
+  __atomic_store_n(&w->load, load > 1000 ? 1000 : load, __ATOMIC_RELAXED);
+  w->window_start = now;
+  w->busy_ns = 0;
+  thread_load_t t[MAX_THREADS];
+  int n = thread_loads(t);
+  pthread_mutex_lock(&w->lock);
+  if (!w->forced) {
+    w->shed = 0;
+    /* A window in which sessions moved does not show the load that stays. */
+    if (!w->moved) w->shed_to = balance_decide(t, n, w->index, &w->shed);
+  }
+  pthread_mutex_unlock(&w->lock);
+  w->moved = 0;
+}
+
 static void *worker_main(void *arg) {
   worker_t *w = arg;
   struct epoll_event ev[64];
+  relay_t *moving[64];
+  w->window_start = now_ns();
   for (;;) {
-    int n = epoll_wait(w->epfd, ev, 64, -1);
+    /* With sessions, wake at least once a window so the load it publishes is never stale. */
+    int timeout = -1;
+    if (__atomic_load_n(&w->sessions, __ATOMIC_RELAXED) > 0) {
+      int64_t left = w->window_start + (int64_t)BALANCE_WINDOW_MS * 1000000 - now_ns();
+      timeout = left > 0 ? (int)(left / 1000000) + 1 : 0;
+    }
+    int n = epoll_wait(w->epfd, ev, 64, timeout);
     if (n < 0) {
       if (errno == EINTR) continue;
       return NULL;
     }
+    int64_t start = now_ns();
+    pthread_mutex_lock(&w->lock);
+    int shed = w->shed;
+    worker_t *shed_to = w->shed_to >= 0 && w->shed_to < MAX_THREADS && w->shed_to != w->index ? workers[w->shed_to] : NULL;
+    pthread_mutex_unlock(&w->lock);
+    int nmoving = 0;
     for (int i = 0; i < n; i++) {
       end_t *e = ev[i].data.ptr;
       if (!e) {
@@ -243,18 +317,42 @@ static void *worker_main(void *arg) {
       relay_t *r = e->relay;
       pthread_mutex_lock(&r->lock);
       if (r->active) on_event(r, e, ev[i].events, w->rbuf);
+      if (r->active && shed_to && nmoving < shed && !r->marked) {
+        r->marked = 1;
+        moving[nmoving++] = r;
+      }
+      pthread_mutex_unlock(&r->lock);
+    }
+    /* Moved after the batch: no event of it points at a session that is no longer this thread's. */
+    int moved = 0;
+    for (int i = 0; i < nmoving; i++) {
+      relay_t *r = moving[i];
+      pthread_mutex_lock(&r->lock);
+      r->marked = 0;
+      if (r->active && r->worker == w) {
+        move_locked(r, shed_to);
+        moved++;
+      }
       pthread_mutex_unlock(&r->lock);
     }
     /* Between batches no event refers to a retired relay any more. */
-    pthread_mutex_lock(&w->retire_lock);
+    pthread_mutex_lock(&w->lock);
     relay_t *dead = w->retired;
     w->retired = NULL;
-    pthread_mutex_unlock(&w->retire_lock);
+    if (moved) {
+      w->shed = w->shed > moved ? w->shed - moved : 0;
+      if (w->shed == 0) w->forced = 0;
+    }
+    pthread_mutex_unlock(&w->lock);
+    w->moved += moved;
     while (dead) {
       relay_t *next = dead->next_retired;
       free_relay(dead);
       dead = next;
     }
+    int64_t end = now_ns();
+    w->busy_ns += end - start;
+    if (end - w->window_start >= (int64_t)BALANCE_WINDOW_MS * 1000000) end_window(w, end);
   }
 }
 
@@ -263,10 +361,10 @@ static void retire_if_done(relay_t *r) {
   if (!r->consumed || r->queued_call || r->retired) return;
   r->retired = 1;
   worker_t *w = r->worker;
-  pthread_mutex_lock(&w->retire_lock);
+  pthread_mutex_lock(&w->lock);
   r->next_retired = w->retired;
   w->retired = r;
-  pthread_mutex_unlock(&w->retire_lock);
+  pthread_mutex_unlock(&w->lock);
   uint64_t one = 1;
   if (write(w->wakefd, &one, sizeof one) < 0) { /* the relay is freed after the next batch instead */ }
 }
@@ -348,12 +446,15 @@ static napi_value start_workers(napi_env env) {
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->epfd < 0 || w->wakefd < 0) return throw_errno(env, "epoll/eventfd for a relay thread");
-    pthread_mutex_init(&w->retire_lock, NULL);
+    pthread_mutex_init(&w->lock, NULL);
+    w->index = i;
+    w->shed_to = -1;
     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
     epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wakefd, &ev);
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0) return throw_errno(env, "starting a relay thread");
     pthread_detach(w->thread);
-    workers[nworkers++] = w;
+    workers[i] = w;
+    __atomic_store_n(&nworkers, i + 1, __ATOMIC_RELEASE);
   }
   return name;
 }
@@ -404,7 +505,10 @@ static napi_value attach(napi_env env, napi_callback_info info) {
   relay_t *r = calloc(1, sizeof *r);
   if (!r) return throw_errno(env, "allocating a relay");
   pthread_mutex_init(&r->lock, NULL);
-  r->worker = workers[next_worker++ % nworkers];
+  thread_load_t loads[MAX_THREADS];
+  int n = thread_loads(loads);
+  r->worker = workers[balance_pick(loads, n)];
+  __atomic_add_fetch(&r->worker->sessions, 1, __ATOMIC_RELAXED);
   r->state = data;
   r->check_pins = check_pins;
   r->max_len = (int64_t)max_len;
@@ -474,6 +578,81 @@ static napi_value detach(napi_env env, napi_callback_info info) {
   return o;
 }
 
+/* threadLoads() -> [{ sessions, load }] per relay thread started (load: per mille of its last window). */
+static napi_value thread_loads_js(napi_env env, napi_callback_info info) {
+  thread_load_t t[MAX_THREADS];
+  int n = thread_loads(t);
+  napi_value arr, o, v;
+  CHECK(napi_create_array_with_length(env, (size_t)n, &arr));
+  for (int i = 0; i < n; i++) {
+    CHECK(napi_create_object(env, &o));
+    CHECK(napi_create_int32(env, t[i].sessions, &v));
+    CHECK(napi_set_named_property(env, o, "sessions", v));
+    CHECK(napi_create_int32(env, t[i].load, &v));
+    CHECK(napi_set_named_property(env, o, "load", v));
+    CHECK(napi_set_element(env, arr, (uint32_t)i, o));
+  }
+  return arr;
+}
+
+/* moveSessions(from, to): thread `from` moves all its sessions to `to` as they show activity,
+ * whatever the loads say (an operator's or a test's request). */
+static napi_value move_sessions(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t from, to;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &from) != napi_ok || napi_get_value_int32(env, argv[1], &to) != napi_ok) {
+    napi_throw_type_error(env, NULL, "moveSessions(from, to)");
+    return NULL;
+  }
+  int n = __atomic_load_n(&nworkers, __ATOMIC_ACQUIRE);
+  if (from < 0 || to < 0 || from >= n || to >= n || from == to) {
+    napi_throw_range_error(env, NULL, "native relay: moveSessions needs two different started threads");
+    return NULL;
+  }
+  worker_t *w = workers[from];
+  pthread_mutex_lock(&w->lock);
+  w->shed = __atomic_load_n(&w->sessions, __ATOMIC_RELAXED);
+  w->shed_to = to;
+  w->forced = w->shed > 0;
+  pthread_mutex_unlock(&w->lock);
+  return NULL;
+}
+
+/* balance([{ sessions, load }], self) -> { pick, to, count }: the decisions of balance.c, for tests. */
+static napi_value balance_js(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  uint32_t n;
+  int32_t self;
+  if (argc < 2 || napi_get_array_length(env, argv[0], &n) != napi_ok || n < 1 || n > MAX_THREADS || napi_get_value_int32(env, argv[1], &self) != napi_ok) {
+    napi_throw_type_error(env, NULL, "balance([{ sessions, load }] (1..16), self)");
+    return NULL;
+  }
+  thread_load_t t[MAX_THREADS];
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value o, v;
+    CHECK(napi_get_element(env, argv[0], i, &o));
+    CHECK(napi_get_named_property(env, o, "sessions", &v));
+    CHECK(napi_get_value_int32(env, v, &t[i].sessions));
+    CHECK(napi_get_named_property(env, o, "load", &v));
+    CHECK(napi_get_value_int32(env, v, &t[i].load));
+  }
+  int count;
+  int to = balance_decide(t, (int)n, self, &count);
+  napi_value o, v;
+  CHECK(napi_create_object(env, &o));
+  CHECK(napi_create_int32(env, balance_pick(t, (int)n), &v));
+  CHECK(napi_set_named_property(env, o, "pick", v));
+  CHECK(napi_create_int32(env, to, &v));
+  CHECK(napi_set_named_property(env, o, "to", v));
+  CHECK(napi_create_int32(env, count, &v));
+  CHECK(napi_set_named_property(env, o, "count", v));
+  return o;
+}
+
 /* messageVerdict(type, body | null) -> 0 safe, 1 pins, 2 unsure: the pin fast path, for tests. */
 static napi_value message_verdict(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -497,6 +676,9 @@ static napi_value init(napi_env env, napi_value exports) {
     { "detach", NULL, detach, NULL, NULL, NULL, napi_default, NULL },
     { "threads", NULL, set_threads, NULL, NULL, NULL, napi_default, NULL },
     { "messageVerdict", NULL, message_verdict, NULL, NULL, NULL, napi_default, NULL },
+    { "threadLoads", NULL, thread_loads_js, NULL, NULL, NULL, napi_default, NULL },
+    { "moveSessions", NULL, move_sessions, NULL, NULL, NULL, napi_default, NULL },
+    { "balance", NULL, balance_js, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_value state_len;
   napi_create_uint32(env, ST_LEN, &state_len);
