@@ -50,7 +50,8 @@ struct worker {
   int shed, shed_to;  /* sessions to move to thread shed_to as they show activity */
   int forced;         /* the shed was asked for (moveSessions), not decided by load */
   int64_t window_start, busy_ns;
-  int moved;          /* sessions moved during this window, whose load is then not a steady one */
+  int moved;          /* sessions moved away during this window, whose load is then not a steady one */
+  int received;       /* atomic: sessions moved in during this window (as unsteady) */
   uint8_t rbuf[READ_SIZE];
 };
 
@@ -259,6 +260,7 @@ static void move_locked(relay_t *r, worker_t *to) {
   __atomic_sub_fetch(&from->sessions, 1, __ATOMIC_RELAXED);
   __atomic_add_fetch(&to->sessions, 1, __ATOMIC_RELAXED);
   r->worker = to;
+  __atomic_store_n(&to->received, 1, __ATOMIC_RELAXED);
   struct epoll_event ce = { .events = r->client.events, .data.ptr = &r->client };
   struct epoll_event se = { .events = r->server.events, .data.ptr = &r->server };
   if (epoll_ctl(to->epfd, EPOLL_CTL_ADD, r->client.fd, &ce) < 0 || epoll_ctl(to->epfd, EPOLL_CTL_ADD, r->server.fd, &se) < 0)
@@ -274,11 +276,12 @@ static void end_window(worker_t *w, int64_t now) {
   w->busy_ns = 0;
   thread_load_t t[MAX_THREADS];
   int n = thread_loads(t);
+  /* A window in which sessions moved away or in does not show the load that stays. */
+  int steady = !w->moved && !__atomic_exchange_n(&w->received, 0, __ATOMIC_RELAXED);
   pthread_mutex_lock(&w->lock);
   if (!w->forced) {
     w->shed = 0;
-    /* A window in which sessions moved does not show the load that stays. */
-    if (!w->moved) w->shed_to = balance_decide(t, n, w->index, &w->shed);
+    if (steady) w->shed_to = balance_decide(t, n, w->index, &w->shed);
   }
   pthread_mutex_unlock(&w->lock);
   w->moved = 0;
@@ -290,9 +293,13 @@ static void *worker_main(void *arg) {
   relay_t *moving[64];
   w->window_start = now_ns();
   for (;;) {
-    /* With sessions, wake at least once a window so the load it publishes is never stale. */
+    /* With sessions, wake at least once a window so the load it publishes is never stale; without,
+     * sleep until one comes, as an idle thread. */
     int timeout = -1;
-    if (__atomic_load_n(&w->sessions, __ATOMIC_RELAXED) > 0) {
+    int idle = __atomic_load_n(&w->sessions, __ATOMIC_RELAXED) == 0;
+    if (idle) {
+      __atomic_store_n(&w->load, 0, __ATOMIC_RELAXED);
+    } else {
       int64_t left = w->window_start + (int64_t)BALANCE_WINDOW_MS * 1000000 - now_ns();
       timeout = left > 0 ? (int)(left / 1000000) + 1 : 0;
     }
@@ -302,6 +309,10 @@ static void *worker_main(void *arg) {
       return NULL;
     }
     int64_t start = now_ns();
+    if (idle) {
+      w->window_start = start;
+      w->busy_ns = 0;
+    }
     pthread_mutex_lock(&w->lock);
     int shed = w->shed;
     worker_t *shed_to = w->shed_to >= 0 && w->shed_to < MAX_THREADS && w->shed_to != w->index ? workers[w->shed_to] : NULL;

@@ -24,6 +24,7 @@ export interface AdminBackend {
   clients(): AdminRow[];
   servers(): AdminRow[];
   stats(): AdminRow[];
+  relay(): AdminRow[];
   pause(): void | Promise<void>;
   resume(): void | Promise<void>;
 }
@@ -71,11 +72,15 @@ export const SERVER_COLUMNS = [
 /** One row per member (plus '(routing)' for sessions not yet placed). */
 export const STATS_COLUMNS = ['member', 'sessions', 'active', 'queries', 'bytes_to_server', 'bytes_to_client', 'select_cnt'] as const;
 
+/** One row per native relay thread, or one row for the TypeScript relay. */
+export const RELAY_COLUMNS = ['thread', 'kind', 'sessions', 'load_pct'] as const;
+
 export const HELP: [string, string][] = [
   ['SHOW POOL_NODES', 'members, their status, role, load-balance share, selects routed and replication delay'],
   ['SHOW CLIENTS', 'client sessions connected to the proxy'],
   ['SHOW SERVERS', 'server connections the proxy holds to members'],
   ['SHOW STATS', 'sessions, queries and bytes per member'],
+  ['SHOW RELAY', 'relay threads: sessions each carries and how busy it was over the last 100 ms'],
   ['PAUSE', 'hold new transactions (bounded wait) until RESUME'],
   ['RESUME', 'let held and new transactions proceed'],
   ['SHOW HELP', 'this list'],
@@ -156,6 +161,8 @@ async function runOne(statement: string, backend: AdminBackend): Promise<Buffer[
       return recordsResult(SERVER_COLUMNS, backend.servers());
     case 'SHOW STATS':
       return recordsResult(STATS_COLUMNS, backend.stats());
+    case 'SHOW RELAY':
+      return recordsResult(RELAY_COLUMNS, backend.relay());
     case 'SHOW HELP':
     case 'HELP':
       return resultSet(['command', 'description'], HELP);

@@ -40,6 +40,18 @@ export interface NativeRelay {
   threads(n: number): number;
   /** 0: the message leaves no session state; 1: it pins the session; 2: the native side cannot tell. */
   messageVerdict(type: number, body: Buffer | null): 0 | 1 | 2;
+  /** Per relay thread started: sessions it carries and its load (per mille of its last 100 ms window). */
+  threadLoads(): ThreadLoad[];
+  /** Thread `from` moves its sessions to `to` as they show activity, whatever the loads say. */
+  moveSessions(from: number, to: number): void;
+  /** balance.c's decisions for these loads: the thread for a new session, and where thread `self`
+   * would move how many sessions at the end of its window (to: -1 for nowhere). */
+  balance(threads: ThreadLoad[], self: number): { pick: number; to: number; count: number };
+}
+
+export interface ThreadLoad {
+  sessions: number;
+  load: number;
 }
 
 export type RelayMode = 'auto' | 'native' | 'js';

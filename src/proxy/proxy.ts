@@ -256,6 +256,7 @@ export class BatonProxy {
             bytes_to_client: s.bytesToClient,
           })),
       stats: () => this.stats(),
+      relay: () => this.relayRows(),
       pause: () => {
         this.paused = true;
         this.log.warn('paused by the admin console: new sessions wait');
@@ -309,6 +310,20 @@ export class BatonProxy {
       bytes_to_client: r.out,
       select_cnt: this.selectCount.get(member) ?? 0,
     }));
+  }
+
+  /** Native relay threads (sessions they carry, load), then the sessions relayed in TypeScript. */
+  private relayRows(): Record<string, string | number | null>[] {
+    const native = this.hooks.nativeRelay;
+    const rows: Record<string, string | number | null>[] = (native?.threadLoads() ?? []).map((t, i) => ({
+      thread: String(i),
+      kind: 'native',
+      sessions: t.sessions,
+      load_pct: (t.load / 10).toFixed(1),
+    }));
+    const inTypeScript = [...this.sessions].filter((s) => !s.native).length;
+    rows.push({ thread: 'main', kind: 'typescript', sessions: inTypeScript, load_pct: null });
+    return rows;
   }
 
   async stop(): Promise<void> {

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { startAdminConsole, type AdminBackend, type PoolNodeRow } from '../../src/proxy/admin.js';
-import { CLIENT_COLUMNS, SERVER_COLUMNS, STATS_COLUMNS } from '../../src/proxy/admin-commands.js';
+import { CLIENT_COLUMNS, RELAY_COLUMNS, SERVER_COLUMNS, STATS_COLUMNS } from '../../src/proxy/admin-commands.js';
 import { MessageReader, SSL_REQUEST, parseErrorOrNotice, type Message } from '../../src/proxy/protocol.js';
 import { encodeCancel, encodePassword, encodeQuery, encodeStartup } from '../../src/proxy/protocol-encode.js';
 import { silentLogger } from '../../src/util/log.js';
@@ -34,6 +34,9 @@ class TestBackend implements AdminBackend {
   stats() {
     if (this.failStats) throw new Error('stats are unavailable');
     return [{ member: 'pg1', sessions: 1, queries: 42 }];
+  }
+  relay() {
+    return [{ thread: '0', kind: 'native', sessions: 3, load_pct: '12.5' }];
   }
   async pause(): Promise<void> {
     await new Promise((r) => setTimeout(r, 20));
@@ -131,6 +134,9 @@ describe('admin console', () => {
     assert.deepEqual(stats.fields.map((f) => f.name), [...STATS_COLUMNS]);
     assert.equal(stats.rows[0].queries, '42');
     assert.equal(stats.rows[0].active, null);
+    const relay = await c.query('show relay');
+    assert.deepEqual(relay.fields.map((f) => f.name), [...RELAY_COLUMNS]);
+    assert.deepEqual(relay.rows, [{ thread: '0', kind: 'native', sessions: '3', load_pct: '12.5' }]);
   });
 
   it('PAUSE and RESUME call the backend, in order, and answer with their tags', async () => {
