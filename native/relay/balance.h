@@ -4,11 +4,11 @@
 #ifndef BATON_BALANCE_H
 #define BATON_BALANCE_H
 
-/* Load is the share of wall time a thread spent handling events over its last window, in per mille. */
+/* Load is the CPU time a thread used over its last window, in per mille of the window. */
 #define BALANCE_WINDOW_MS 100
-#define BALANCE_SPILL 350 /* busier than this: give half the sessions to a quiet thread */
-#define BALANCE_QUIET 200 /* a thread that takes sessions from a busy one must be under this */
-#define BALANCE_PACK 250  /* two threads whose loads add up to less than this become one */
+#define BALANCE_SPILL 400 /* busier than this: give half the sessions to a quiet thread */
+#define BALANCE_QUIET 250 /* a thread that takes sessions from a busy one must be under this */
+#define BALANCE_PACK 300  /* two threads whose loads add up to less than this become one */
 
 typedef struct {
   int sessions;

@@ -49,7 +49,7 @@ struct worker {
   relay_t *retired;
   int shed, shed_to;  /* sessions to move to thread shed_to as they show activity */
   int forced;         /* the shed was asked for (moveSessions), not decided by load */
-  int64_t window_start, busy_ns;
+  int64_t window_start, cpu_start; /* wall clock and this thread's CPU time when the window began */
   int moved;          /* sessions moved away during this window, whose load is then not a steady one */
   int received;       /* atomic: sessions moved in during this window (as unsteady) */
   uint8_t rbuf[READ_SIZE];
@@ -243,6 +243,12 @@ static int64_t now_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+static int64_t thread_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static int thread_loads(thread_load_t *t) {
   int n = __atomic_load_n(&nworkers, __ATOMIC_ACQUIRE);
   for (int i = 0; i < n; i++) {
@@ -269,11 +275,12 @@ static void move_locked(relay_t *r, worker_t *to) {
 
 /* End of a load window: publish the load and decide what to move in the next one. */
 static void end_window(worker_t *w, int64_t now) {
+  int64_t cpu = thread_cpu_ns();
   int64_t span = now - w->window_start;
-  int load = span > 0 ? (int)(w->busy_ns * 1000 / span) : 0;
+  int load = span > 0 ? (int)((cpu - w->cpu_start) * 1000 / span) : 0;
   __atomic_store_n(&w->load, load > 1000 ? 1000 : load, __ATOMIC_RELAXED);
   w->window_start = now;
-  w->busy_ns = 0;
+  w->cpu_start = cpu;
   thread_load_t t[MAX_THREADS];
   int n = thread_loads(t);
   /* A window in which sessions moved away or in does not show the load that stays. */
@@ -292,6 +299,7 @@ static void *worker_main(void *arg) {
   struct epoll_event ev[64];
   relay_t *moving[64];
   w->window_start = now_ns();
+  w->cpu_start = thread_cpu_ns();
   for (;;) {
     /* With sessions, wake at least once a window so the load it publishes is never stale; without,
      * sleep until one comes, as an idle thread. */
@@ -308,10 +316,9 @@ static void *worker_main(void *arg) {
       if (errno == EINTR) continue;
       return NULL;
     }
-    int64_t start = now_ns();
     if (idle) {
-      w->window_start = start;
-      w->busy_ns = 0;
+      w->window_start = now_ns();
+      w->cpu_start = thread_cpu_ns();
     }
     pthread_mutex_lock(&w->lock);
     int shed = w->shed;
@@ -362,7 +369,6 @@ static void *worker_main(void *arg) {
       dead = next;
     }
     int64_t end = now_ns();
-    w->busy_ns += end - start;
     if (end - w->window_start >= (int64_t)BALANCE_WINDOW_MS * 1000000) end_window(w, end);
   }
 }
@@ -694,6 +700,16 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_value state_len;
   napi_create_uint32(env, ST_LEN, &state_len);
   napi_set_named_property(env, exports, "stateLength", state_len);
+  napi_value limits, v;
+  napi_create_object(env, &limits);
+  const struct { const char *name; int value; } limit[] = {
+    { "windowMs", BALANCE_WINDOW_MS }, { "spill", BALANCE_SPILL }, { "quiet", BALANCE_QUIET }, { "pack", BALANCE_PACK },
+  };
+  for (size_t i = 0; i < sizeof limit / sizeof *limit; i++) {
+    napi_create_int32(env, limit[i].value, &v);
+    napi_set_named_property(env, limits, limit[i].name, v);
+  }
+  napi_set_named_property(env, exports, "balanceLimits", limits);
   napi_define_properties(env, exports, sizeof props / sizeof *props, props);
   return exports;
 }

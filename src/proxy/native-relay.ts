@@ -33,6 +33,8 @@ export type RelayHandle = { readonly __relay: unique symbol };
 
 export interface NativeRelay {
   stateLength: number;
+  /** balance.h: load window, and the loads (per mille of a CPU) at which threads spread and pack. */
+  balanceLimits: { windowMs: number; spill: number; quiet: number; pack: number };
   attach(clientFd: number, serverFd: number, state: Float64Array, checkPins: boolean, maxMessageLength: number, onHandback: (h: Handover) => void): RelayHandle;
   /** Takes the session back (the relay thread stops touching it); never call twice for one handle. */
   detach(handle: RelayHandle): Handover | null;

@@ -9,9 +9,7 @@ import { loadNativeRelay, socketFd, STATE, stopNodeReading, type Handover, type 
 import { encodeCommandComplete, encodeQuery, encodeReadyForQuery } from '../../src/proxy/protocol-encode.js';
 
 const { relay, error } = loadNativeRelay();
-const SPILL = 350;
-const QUIET = 200;
-const PACK = 250;
+const { spill: SPILL, quiet: QUIET, pack: PACK } = relay?.balanceLimits ?? { spill: 0, quiet: 0, pack: 0 };
 
 const threadsArb = fc.array(fc.record({ sessions: fc.nat({ max: 50 }), load: fc.nat({ max: 1000 }) }), { minLength: 1, maxLength: 16 });
 
