@@ -17,7 +17,7 @@ import pg from 'pg';
 import { BenchAbort, BenchCluster, runningLeader, sleep } from './lib/cluster.js';
 import { daemons, startBatonTsProxy, startHaproxy, startPgbouncer, versions } from './lib/proxy-daemons.js';
 import { PATHS, pgbench, pgbenchInit, running, WORKLOADS, type PathName, type PgbenchResult, type RunSpec, type Target } from './lib/proxy-pgbench.js';
-import { compare, markdownTable, medians, table, verdicts } from './lib/proxy-report.js';
+import { compare, markdownTable, medians, pairedLines, table, verdicts } from './lib/proxy-report.js';
 import { machine } from './lib/report.js';
 import { BenchLifecycle, runBenchmark } from './lib/run.js';
 
@@ -181,13 +181,16 @@ async function main(): Promise<number> {
     log(table(rows));
     log('');
     for (const x of vs) log(x.line);
+    const paired = pairedLines(results, WORKLOADS, o.clients);
+    log('');
+    for (const line of paired) log(line);
     log('');
     log(`Machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB memory, ${m.os}, Node ${m.node}. Date: ${m.date}.`);
     log(`Versions: ${v.haproxy}; ${v.pgbouncer}; ${v.pgbench}. pgbench -s ${SCALE}, ${o.seconds} s per run, -j ${THREADS}, simple protocol, median of ${o.rounds} round(s).`);
     log('');
     log(markdownTable(rows));
     if (o.json) {
-      const doc = { machine: m, versions: v, scale: SCALE, seconds: o.seconds, clients: o.clients, rounds: o.rounds, leader: leader.name, results: rows, runs: results, verdicts: vs };
+      const doc = { machine: m, versions: v, scale: SCALE, seconds: o.seconds, clients: o.clients, rounds: o.rounds, leader: leader.name, results: rows, runs: results, verdicts: vs, paired };
       fs.writeFileSync(o.json, JSON.stringify(doc, null, 2) + '\n');
       log(`\nraw results written to ${o.json}`);
     }

@@ -87,3 +87,31 @@ export function verdicts(rows: Row[], workloads: readonly Workload[], clients: r
     return { workload: w, pass, line };
   });
 }
+
+/** The k-th result of a workload, client count and path, in run order: round k's. */
+function byRound(results: PgbenchResult[], w: Workload, clients: number, path: string): PgbenchResult[] {
+  return results.filter((r) => r.workload === w && r.clients === clients && r.path === path);
+}
+
+/**
+ * Baton against PgBouncer round by round (both measured minutes apart, against the same direct run):
+ * a paired view that the medians hide when the machine drifts between rounds. Not part of the verdict.
+ */
+export function pairedLines(results: PgbenchResult[], workloads: readonly Workload[], clients: readonly number[]): string[] {
+  const lines: string[] = [];
+  for (const c of clients) {
+    for (const w of workloads) {
+      const [b, p, d] = ['baton', 'pgbouncer', 'direct'].map((path) => byRound(results, w, c, path));
+      const n = Math.min(b!.length, p!.length, d!.length);
+      if (n === 0) continue;
+      const ratios = Array.from({ length: n }, (_, i) => b![i]!.tps / p![i]!.tps);
+      const over = (xs: PgbenchResult[]): string => Array.from({ length: n }, (_, i) => signed(xs[i]!.p99Ms - d![i]!.p99Ms, 2)).join(' ');
+      const ahead = ratios.filter((x) => x >= 1).length;
+      lines.push(
+        `${w} ${c} clients, per round: baton/pgbouncer tps ${ratios.map((x) => f(x, 3)).join(' ')} (baton ahead in ${ahead} of ${n}); ` +
+          `p99 overhead baton ${over(b!)}, pgbouncer ${over(p!)} ms`,
+      );
+    }
+  }
+  return lines;
+}
