@@ -1,5 +1,6 @@
-// Mirrors sqlPinReason/messagePinReason of src/proxy/session-state.ts for plain ASCII SQL without
-// comments; test/unit/native-relay.test.ts checks the two agree on generated statements.
+// Mirrors sqlPinReason/messagePinReason of src/proxy/session-state.ts for plain ASCII SQL, comments
+// included (stripped as stripComments does); test/unit/native-relay.test.ts checks the two agree on
+// generated statements.
 #include "pin.h"
 #include <string.h>
 
@@ -43,12 +44,59 @@ static int safe_first_word(const uint8_t *word, size_t n) {
   return 0;
 }
 
+/* Longer SQL with comments is left to TypeScript rather than copied to the heap. */
+#define STRIP_MAX 16384
+
+/* As stripComments: first every block comment (shortest match, unterminated ones stay) becomes a
+ * space, then every line comment in what is left. Returns the length written to out. */
+static size_t strip_comments(const uint8_t *s, size_t n, uint8_t *out) {
+  size_t m = 0;
+  for (size_t i = 0; i < n;) {
+    if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
+      size_t j = i + 2;
+      while (j + 1 < n && !(s[j] == '*' && s[j + 1] == '/')) j++;
+      if (j + 1 < n) {
+        out[m++] = ' ';
+        i = j + 2;
+        continue;
+      }
+    }
+    out[m++] = s[i++];
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < m;) {
+    if (out[i] == '-' && i + 1 < m && out[i + 1] == '-') {
+      while (i < m && out[i] != '\n') i++;
+      out[k++] = ' ';
+      continue;
+    }
+    out[k++] = out[i++];
+  }
+  return k;
+}
+
+static int has_comment(const uint8_t *s, size_t n) {
+  for (size_t i = 0; i + 1 < n; i++)
+    if ((s[i] == '-' && s[i + 1] == '-') || (s[i] == '/' && s[i + 1] == '*')) return 1;
+  return 0;
+}
+
+static int verdict_plain(const uint8_t *s, size_t n);
+
 int pin_sql_verdict(const uint8_t *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (s[i] == 0 || s[i] >= 0x80) return PIN_UNSURE;
+  if (!has_comment(s, n)) return verdict_plain(s, n);
+  if (n > STRIP_MAX) return PIN_UNSURE;
+  uint8_t text[STRIP_MAX];
+  return verdict_plain(text, strip_comments(s, n, text));
+}
+
+/* ASCII SQL without comments. */
+static int verdict_plain(const uint8_t *s, size_t n) {
   int risky = 0;
   for (size_t i = 0; i < n; i++) {
     uint8_t c = s[i];
-    if (c == 0 || c >= 0x80) return PIN_UNSURE;
-    if (i + 1 < n && ((c == '-' && s[i + 1] == '-') || (c == '/' && s[i + 1] == '*'))) return PIN_UNSURE;
     /* Only letters that start a risky word are looked at further. */
     if (!risky && is_letter(c) && strchr("tsaldpTSALDP", c) && risky_at(s, n, i)) risky = 1;
   }

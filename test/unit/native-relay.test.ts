@@ -38,9 +38,30 @@ test('Query: where the native fast path decides, it decides as the TypeScript ru
       if (v === 1) assert.notEqual(reason, null, `native: pins, TypeScript: safe for ${JSON.stringify(text)}`);
       // Plain ASCII without comments is always decided natively (the fast path is not "always unsure").
       if (/^[\x01-\x7f]*$/.test(text) && !text.includes('--') && !text.includes('/*')) assert.notEqual(verdictName[v], 'unsure', JSON.stringify(text));
+      // Comments too: an application that tags its queries with comments keeps its sessions on the native relay.
+      if (/^[\x01-\x7f]*$/.test(text)) assert.notEqual(verdictName[v], 'unsure', `comments: ${JSON.stringify(text)}`);
     }),
     { numRuns: 3000 },
   );
+});
+
+test('Query with comments: decided as the TypeScript rule, which strips block comments before line comments', () => {
+  const cases: [string, 0 | 1][] = [
+    ['/* app=web */ SELECT 1', 0],
+    ['SELECT 1 -- trailing', 0],
+    ['-- leading\nUPDATE t SET a = 1', 0],
+    ['/* SET x = 1 */ SELECT 1', 0],
+    ['SELECT 1; -- x\nSET a = 1', 1],
+    ['-- /* \n */ SELECT 1', 0],
+    ['/* unterminated SET a = 1', 0], // no leading word: PostgreSQL rejects it anyway
+    ['SELECT /* temp */ 1', 0],
+    ['SELECT 1 /* a */ /* b */; /**/ COMMIT', 0],
+  ];
+  for (const [text, expected] of cases) {
+    const body = cstr(text);
+    assert.equal(relay!.messageVerdict(0x51, body), expected, JSON.stringify(text));
+    assert.equal(messagePinReason(0x51, body) === null ? 0 : 1, expected, `TypeScript: ${JSON.stringify(text)}`);
+  }
 });
 
 test('Parse: unnamed statements follow their SQL, named ones and malformed ones pin', () => {
