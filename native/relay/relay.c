@@ -595,18 +595,30 @@ static napi_value detach(napi_env env, napi_callback_info info) {
   return o;
 }
 
+/* obj[name] = value (an int32). */
+static napi_status set_int(napi_env env, napi_value obj, const char *name, int32_t value) {
+  napi_value v;
+  napi_status st = napi_create_int32(env, value, &v);
+  return st == napi_ok ? napi_set_named_property(env, obj, name, v) : st;
+}
+
+/* *out = obj[name] as an int32. */
+static napi_status get_int(napi_env env, napi_value obj, const char *name, int32_t *out) {
+  napi_value v;
+  napi_status st = napi_get_named_property(env, obj, name, &v);
+  return st == napi_ok ? napi_get_value_int32(env, v, out) : st;
+}
+
 /* threadLoads() -> [{ sessions, load }] per relay thread started (load: per mille of its last window). */
 static napi_value thread_loads_js(napi_env env, napi_callback_info info) {
   thread_load_t t[MAX_THREADS];
   int n = thread_loads(t);
-  napi_value arr, o, v;
+  napi_value arr, o;
   CHECK(napi_create_array_with_length(env, (size_t)n, &arr));
   for (int i = 0; i < n; i++) {
     CHECK(napi_create_object(env, &o));
-    CHECK(napi_create_int32(env, t[i].sessions, &v));
-    CHECK(napi_set_named_property(env, o, "sessions", v));
-    CHECK(napi_create_int32(env, t[i].load, &v));
-    CHECK(napi_set_named_property(env, o, "load", v));
+    CHECK(set_int(env, o, "sessions", t[i].sessions));
+    CHECK(set_int(env, o, "load", t[i].load));
     CHECK(napi_set_element(env, arr, (uint32_t)i, o));
   }
   return arr;
@@ -650,23 +662,18 @@ static napi_value balance_js(napi_env env, napi_callback_info info) {
   }
   thread_load_t t[MAX_THREADS];
   for (uint32_t i = 0; i < n; i++) {
-    napi_value o, v;
+    napi_value o;
     CHECK(napi_get_element(env, argv[0], i, &o));
-    CHECK(napi_get_named_property(env, o, "sessions", &v));
-    CHECK(napi_get_value_int32(env, v, &t[i].sessions));
-    CHECK(napi_get_named_property(env, o, "load", &v));
-    CHECK(napi_get_value_int32(env, v, &t[i].load));
+    CHECK(get_int(env, o, "sessions", &t[i].sessions));
+    CHECK(get_int(env, o, "load", &t[i].load));
   }
   int count;
   int to = balance_decide(t, (int)n, self, &count);
-  napi_value o, v;
+  napi_value o;
   CHECK(napi_create_object(env, &o));
-  CHECK(napi_create_int32(env, balance_pick(t, (int)n), &v));
-  CHECK(napi_set_named_property(env, o, "pick", v));
-  CHECK(napi_create_int32(env, to, &v));
-  CHECK(napi_set_named_property(env, o, "to", v));
-  CHECK(napi_create_int32(env, count, &v));
-  CHECK(napi_set_named_property(env, o, "count", v));
+  CHECK(set_int(env, o, "pick", balance_pick(t, (int)n)));
+  CHECK(set_int(env, o, "to", to));
+  CHECK(set_int(env, o, "count", count));
   return o;
 }
 
@@ -700,15 +707,12 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_value state_len;
   napi_create_uint32(env, ST_LEN, &state_len);
   napi_set_named_property(env, exports, "stateLength", state_len);
-  napi_value limits, v;
+  napi_value limits;
   napi_create_object(env, &limits);
-  const struct { const char *name; int value; } limit[] = {
-    { "windowMs", BALANCE_WINDOW_MS }, { "spill", BALANCE_SPILL }, { "quiet", BALANCE_QUIET }, { "pack", BALANCE_PACK },
-  };
-  for (size_t i = 0; i < sizeof limit / sizeof *limit; i++) {
-    napi_create_int32(env, limit[i].value, &v);
-    napi_set_named_property(env, limits, limit[i].name, v);
-  }
+  set_int(env, limits, "windowMs", BALANCE_WINDOW_MS);
+  set_int(env, limits, "spill", BALANCE_SPILL);
+  set_int(env, limits, "quiet", BALANCE_QUIET);
+  set_int(env, limits, "pack", BALANCE_PACK);
   napi_set_named_property(env, exports, "balanceLimits", limits);
   napi_define_properties(env, exports, sizeof props / sizeof *props, props);
   return exports;
