@@ -1,6 +1,8 @@
-// Mirrors sqlPinReason/messagePinReason of src/proxy/session-state.ts for plain ASCII SQL, comments
-// included (stripped as stripComments does); test/unit/native-relay.test.ts checks the two agree on
-// generated statements.
+// Mirrors sqlPinReason/messagePinReason of src/proxy/session-state.ts, comments included (stripped as
+// stripComments does); test/unit/native-relay.test.ts checks the two agree on generated statements.
+// Bytes of UTF-8 text above ASCII never match the rule's ASCII words, delimiters or case folding, so
+// they are only "other characters" here, except where the rule skips whitespace before a statement's
+// first word: JavaScript's \s also matches Unicode spaces, and that is left to TypeScript.
 #include "pin.h"
 #include <string.h>
 
@@ -15,7 +17,7 @@ static const char *const RISKY[] = { "temp", "set_config", "advisory", "listen",
 static uint8_t lower(uint8_t c) { return c >= 'A' && c <= 'Z' ? (uint8_t)(c + 32) : c; }
 static uint8_t upper(uint8_t c) { return c >= 'a' && c <= 'z' ? (uint8_t)(c - 32) : c; }
 static int is_letter(uint8_t c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-/* JavaScript's \s restricted to ASCII (non-ASCII text never reaches the checks below). */
+/* JavaScript's \s restricted to ASCII (see the top of the file for the rest). */
 static int is_space(uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
 /* Whether a risky word starts at s[i] (any case). */
@@ -84,15 +86,14 @@ static int has_comment(const uint8_t *s, size_t n) {
 static int verdict_plain(const uint8_t *s, size_t n);
 
 int pin_sql_verdict(const uint8_t *s, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (s[i] == 0 || s[i] >= 0x80) return PIN_UNSURE;
+  if (memchr(s, 0, n)) return PIN_UNSURE;
   if (!has_comment(s, n)) return verdict_plain(s, n);
   if (n > STRIP_MAX) return PIN_UNSURE;
   uint8_t text[STRIP_MAX];
   return verdict_plain(text, strip_comments(s, n, text));
 }
 
-/* ASCII SQL without comments. */
+/* SQL without comments. */
 static int verdict_plain(const uint8_t *s, size_t n) {
   int risky = 0;
   for (size_t i = 0; i < n; i++) {
@@ -104,6 +105,7 @@ static int verdict_plain(const uint8_t *s, size_t n) {
   size_t at = 0;
   for (;;) {
     while (at < n && is_space(s[at])) at++;
+    if (at < n && s[at] >= 0x80) return PIN_UNSURE; /* maybe a Unicode space, then a word */
     size_t start = at;
     while (at < n && is_letter(s[at])) at++;
     if (!safe_first_word(s + start, at - start)) return PIN_PINS;

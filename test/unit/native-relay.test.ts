@@ -64,6 +64,24 @@ test('Query with comments: decided as the TypeScript rule, which strips block co
   }
 });
 
+test('Query with text beyond ASCII: decided natively, except where a Unicode space may come before the first word', () => {
+  const cases: [string, 0 | 1 | 2][] = [
+    ["SELECT 'café'", 0],
+    ["INSERT INTO t VALUES ('ＳＥＴ')", 0],
+    ["UPDATE t SET a = 'é' -- é\n", 0],
+    ["SELECT 'é'; SET a = 1", 1],
+    ["SELECT 'temp é'", 1],
+    ['\u00a0SET a = 1', 2],
+    ["SELECT 1;\u00a0SELECT 'é'", 2],
+  ];
+  for (const [text, expected] of cases) {
+    const body = cstr(text);
+    assert.equal(relay!.messageVerdict(0x51, body), expected, JSON.stringify(text));
+    if (expected !== 2) assert.equal(messagePinReason(0x51, body) === null ? 0 : 1, expected, `TypeScript: ${JSON.stringify(text)}`);
+  }
+  assert.notEqual(messagePinReason(0x51, cstr('\u00a0SET a = 1')), null, 'TypeScript skips the no-break space and pins SET');
+});
+
 test('Parse: unnamed statements follow their SQL, named ones and malformed ones pin', () => {
   fc.assert(
     fc.property(fc.constantFrom('', 'stmt1'), sql, fc.boolean(), (name, text, truncated) => {
