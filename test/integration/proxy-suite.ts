@@ -270,8 +270,12 @@ export function proxySuite(mode: RelayMode): void {
     await c.query('SELECT 1; SELECT 2');
     let row = await clientRow(c, (r) => r.relay === expected);
     assert.equal(row.pinned, null);
-    await c.query("SELECT 'é' AS accented"); // not ASCII: the native fast path leaves it to TypeScript
+    await c.query("SELECT 'é' AS accented /* tagged */"); // UTF-8 and a comment: decided natively
     row = await clientRow(c, (r) => r.relay === expected && r.queries === '2');
+    assert.equal(row.pinned, null);
+    // Over 16 KB with a comment: the native fast path leaves it to TypeScript, which hands the session back.
+    await c.query(`SELECT 1 /* ${'x'.repeat(17_000)} */ AS long_comment`);
+    row = await clientRow(c, (r) => r.relay === expected && r.queries === '3');
     assert.equal(row.pinned, null);
     await c.query("SET application_name = 'pinned mid-stream'");
     row = await clientRow(c, (r) => r.relay === expected && r.pinned !== null);
