@@ -74,11 +74,11 @@ export class EtcdStore implements ClusterStore {
           if (isObject(value)) view.config = { ...DEFAULT_DYNAMIC_CONFIG, ...(value as Partial<DynamicConfig>) };
           else this.warnShape(kv, 'an object');
           break;
-        case 'member':
-          // The key is authoritative for the name.
-          if (isObject(value)) view.members.push({ ...(value as unknown as MemberRecord), name: parsed.name! });
-          else this.warnShape(kv, 'an object');
+        case 'member': {
+          const m = this.memberRecord(kv, value, parsed.name!);
+          if (m) view.members.push(m);
           break;
+        }
         case 'sync':
           if (isObject(value)) view.sync = value as unknown as SyncState;
           else this.warnShape(kv, 'an object');
@@ -98,17 +98,20 @@ export class EtcdStore implements ClusterStore {
     return view;
   }
 
-  watch(onChange: (change: ClusterChange) => void, onError?: (err: Error) => void): Watch {
+  watch(onChange: (change: ClusterChange) => void, onError?: (err: Error) => void, fromRevision?: string): Watch {
     const handle = this.client.watchPrefix(
       this.keys.prefix,
-      null,
+      fromRevision ?? null,
       (events) => {
         for (const e of events) {
           const parsed = this.keys.parse(e.kv.key);
           if (!parsed) continue;
           const deleted = e.type === 'delete';
-          if (parsed.kind === 'member') onChange({ kind: 'member', name: parsed.name!, deleted });
-          else onChange({ kind: parsed.kind, deleted });
+          if (parsed.kind === 'member') {
+            const value = deleted ? undefined : this.parseJson(e.kv);
+            const record = value === undefined ? null : this.memberRecord(e.kv, value, parsed.name!);
+            onChange({ kind: 'member', name: parsed.name!, deleted, record, revision: e.kv.modRevision });
+          } else onChange({ kind: parsed.kind, deleted });
         }
       },
       (err) => {
@@ -192,6 +195,13 @@ export class EtcdStore implements ClusterStore {
   }
 
   /** The parsed value, or undefined (with a warning) when the key holds something that is not JSON. */
+  /** The key is authoritative for the name. */
+  private memberRecord(kv: KeyValue, value: unknown, name: string): MemberRecord | null {
+    if (isObject(value)) return { ...(value as unknown as MemberRecord), name };
+    this.warnShape(kv, 'an object');
+    return null;
+  }
+
   private parseJson(kv: KeyValue): unknown {
     try {
       return JSON.parse(kv.value) as unknown;

@@ -20,7 +20,9 @@ export interface KeepAliveResult {
 
 export type ClusterChange =
   | { kind: 'leader'; deleted: boolean }
-  | { kind: 'member'; name: string; deleted: boolean }
+  /** `record`: the member's new record (null when deleted or unreadable); `revision`: the etcd
+   * revision of the change, so a view read at that revision or later already has it. */
+  | { kind: 'member'; name: string; deleted: boolean; record: MemberRecord | null; revision: string }
   | { kind: 'config' | 'sync' | 'switchover' | 'history' | 'initialize'; deleted: boolean };
 
 export interface Watch {
@@ -36,8 +38,10 @@ export interface ClusterStore {
 
   read(): Promise<ClusterView>;
   /** Calls onChange for every change under the cluster prefix; reconnects by itself, and calls
-   * onChange({kind:'initialize'...}) never spuriously. onError reports connection trouble. */
-  watch(onChange: (change: ClusterChange) => void, onError?: (err: Error) => void): Watch;
+   * onChange({kind:'initialize'...}) never spuriously. onError reports connection trouble.
+   * fromRevision: the first revision to report (say a view's revision + 1, so nothing between
+   * reading it and watching is missed); by default, changes after the watch starts. */
+  watch(onChange: (change: ClusterChange) => void, onError?: (err: Error) => void, fromRevision?: string): Watch;
 
   /** Create-if-absent; returns false when another member initialized the cluster first. */
   initialize(systemId: string): Promise<boolean>;

@@ -4,7 +4,8 @@ import net from 'node:net';
 import fs from 'node:fs';
 import tls from 'node:tls';
 import crypto from 'node:crypto';
-import type { ClusterStore } from '../dcs/store.js';
+import type { ClusterChange, ClusterStore } from '../dcs/store.js';
+import { withMemberChange } from '../dcs/member-change.js';
 import type { ClusterView, MemberRecord } from '../dcs/types.js';
 import { BatonError, ConfigError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
@@ -71,9 +72,12 @@ export class BatonProxy {
 
   async start(): Promise<void> {
     await this.refresh();
+    // From the revision after the first view, so no change between reading it and watching is lost.
+    const from = this.view ? (BigInt(this.view.revision) + 1n).toString() : undefined;
     const watch = this.store.watch(
-      () => void this.refresh(),
+      (change) => this.onChange(change),
       (err) => this.log.warn({ err: err.message }, 'etcd watch interrupted; reconnecting'),
+      from,
     );
     this.closeWatch = () => watch.close();
     this.poll = setInterval(() => void this.refresh(), SAFETY_POLL_MS);
@@ -112,6 +116,15 @@ export class BatonProxy {
         resolve(typeof a === 'object' && a ? a.port : port);
       });
     });
+  }
+
+  /** Members publish their positions every loop while the leader takes writes: those changes are
+   * applied from the watch event itself. Anything else (leader, switchover, sync, config) reads the
+   * whole view again. A member change that arrives while a read is under way reads again after it:
+   * patching the older view would drop what that read was sent for. */
+  private onChange(change: ClusterChange): void {
+    if (change.kind === 'member' && this.view && !this.refreshing) this.apply(withMemberChange(this.view, change));
+    else void this.refresh();
   }
 
   /** Re-reads the view (coalescing bursts of watch events) and closes sessions on a demoted leader. */

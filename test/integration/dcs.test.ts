@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import { EtcdClient, WatchCompactedError, type WatchEvent } from '../../src/dcs/etcd-client.js';
 import { EtcdStore } from '../../src/dcs/etcd-store.js';
 import type { ClusterChange } from '../../src/dcs/store.js';
+import { withMemberChange } from '../../src/dcs/member-change.js';
 import type { MemberRecord, SwitchoverRequest } from '../../src/dcs/types.js';
 import { StoreUnavailableError } from '../../src/util/errors.js';
 import { freePort } from '../../src/util/net.js';
@@ -206,11 +207,43 @@ test('watch reports member changes by name and ignores unknown keys', async (t) 
   await store.deleteMember('m1');
   await store.initialize('1');
   await until(() => changes.length >= 3, 2000);
-  assert.deepEqual(changes, [
-    { kind: 'member', name: 'm1', deleted: false },
-    { kind: 'member', name: 'm1', deleted: true },
-    { kind: 'initialize', deleted: false },
-  ]);
+  assert.deepEqual(
+    changes.map((c) => (c.kind === 'member' ? { kind: c.kind, name: c.name, deleted: c.deleted, record: c.record } : c)),
+    [
+      { kind: 'member', name: 'm1', deleted: false, record: member('m1') },
+      { kind: 'member', name: 'm1', deleted: true, record: null },
+      { kind: 'initialize', deleted: false },
+    ],
+  );
+  const [put, del] = changes as Extract<ClusterChange, { kind: 'member' }>[];
+  assert.ok(BigInt(del!.revision) > BigInt(put!.revision), `revisions ${put!.revision} then ${del!.revision}`);
+});
+
+test('a member change applied from the watch gives the view a fresh read gives', async (t) => {
+  const store = newStore(t);
+  const lease = await store.grantLease(30);
+  t.after(() => store.revokeLease(lease));
+  await store.putMember(member('m1'), lease);
+  let view = await store.read();
+  // Watching from the revision after the read: changes made before the watch opens still arrive.
+  const changes: ClusterChange[] = [];
+  await store.putMember({ ...member('m2'), receivedLsn: 5 }, lease);
+  await store.putMember({ ...member('m1'), receivedLsn: 200 }, lease);
+  const w = store.watch((c) => changes.push(c), undefined, (BigInt(view.revision) + 1n).toString());
+  t.after(() => w.close());
+  await store.deleteMember('m2');
+  // Not a member object: read() skips it, and so does the patched view.
+  await new EtcdClient({ endpoints: [etcd.endpoint] }).put(store.keys.member('m3'), '[1]');
+  await until(() => changes.length >= 4, 2000);
+  for (const c of changes) {
+    assert.equal(c.kind, 'member');
+    if (c.kind === 'member') view = withMemberChange(view, c);
+  }
+  // A change the view already has (replayed) leaves it as it is.
+  assert.equal(withMemberChange(view, changes[0] as Extract<ClusterChange, { kind: 'member' }>), view);
+  const fresh = await store.read();
+  assert.deepEqual(view.members, fresh.members);
+  assert.deepEqual(view.members.map((m) => [m.name, m.receivedLsn]), [['m1', 200]]);
 });
 
 test('watch resumes from the current revision after compaction', async (t) => {
