@@ -168,7 +168,9 @@ async function main(): Promise<number> {
             const r = await runOne({ workload, clients, path, seconds: o.seconds, threads: Math.min(THREADS, clients) });
             results.push(r);
             const failed = r.failed > 0 ? `, ${r.failed} FAILED transactions` : '';
-            const cpu = r.relayCpuUs === null ? '' : `, relay CPU ${r.relayCpuUs.toFixed(1)} µs/tx`;
+            const cpu =
+              (r.relayCpuUs === null ? '' : `, relay CPU ${r.relayCpuUs.toFixed(1)} µs/tx`) +
+              (r.relayWaitUs === null ? '' : `, waiting for a CPU ${r.relayWaitUs.toFixed(1)} µs/tx`);
             log(`${workload} ${clients} clients ${path}: ${r.tps.toFixed(0)} tps, p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms${cpu}${failed}`);
           }
         }

@@ -33,6 +33,9 @@ export interface PgbenchResult {
   p99Ms: number;
   /** CPU time (user + system) the relaying process spent per transaction, µs; null for direct. */
   relayCpuUs: number | null;
+  /** Time the relaying process's threads spent runnable but waiting for a CPU, per transaction, µs
+   * (/proc/<pid>/task/<tid>/schedstat); null for direct or where the kernel keeps no schedstat. */
+  relayWaitUs: number | null;
 }
 
 /** pgbench children still running, so an abort can stop them. */
@@ -108,6 +111,22 @@ export function cpuTicks(pid: number): number {
   return Number(f[11]) + Number(f[12]);
 }
 
+/** Nanoseconds the threads of a process have waited on a run queue, summed; null without schedstat. */
+export function runQueueWaitNs(pid: number): number | null {
+  let total = 0;
+  try {
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      // "<on cpu ns> <waiting on a run queue ns> <timeslices>"; a thread gone meanwhile counts 0.
+      const f = fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ');
+      total += Number(f[1]);
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  return Number.isFinite(total) ? total : null;
+}
+
 /** Clock ticks per second for /proc times (getconf CLK_TCK; 100 on Linux). */
 const TICKS_PER_SECOND = 100;
 
@@ -119,8 +138,10 @@ export async function pgbench(t: Target, s: RunSpec, relayPid: number | null): P
     // -n: the caller vacuums and truncates pgbench_history directly before every run.
     const args = [FLAG[s.workload], '-n', '-j', String(s.threads), '-c', String(s.clients), '-T', String(s.seconds)];
     const cpuBefore = relayPid ? cpuTicks(relayPid) : 0;
+    const waitBefore = relayPid ? runQueueWaitNs(relayPid) : null;
     const out = await run([...args, '--log', `--log-prefix=${path.join(logDir, 'tx')}`], t);
     const cpu = relayPid ? cpuTicks(relayPid) - cpuBefore : 0;
+    const waitAfter = relayPid ? runQueueWaitNs(relayPid) : null;
     const lat = readLatencies(logDir);
     const failedMatch = /number of failed transactions: (\d+)/.exec(out);
     const transactions = field(out, /number of transactions actually processed: (\d+)/, 'transaction count');
@@ -135,6 +156,7 @@ export async function pgbench(t: Target, s: RunSpec, relayPid: number | null): P
       p50Ms: percentile(lat, 50),
       p99Ms: percentile(lat, 99),
       relayCpuUs: relayPid && transactions > 0 ? (cpu / TICKS_PER_SECOND / transactions) * 1e6 : null,
+      relayWaitUs: waitBefore !== null && waitAfter !== null && transactions > 0 ? (waitAfter - waitBefore) / 1000 / transactions : null,
     };
   } finally {
     fs.rmSync(logDir, { recursive: true, force: true });

@@ -25,6 +25,7 @@ export function medians(results: PgbenchResult[]): PgbenchResult[] {
   }
   return [...groups.values()].map((g) => {
     const cpu = g.map((r) => r.relayCpuUs).filter((x): x is number => x !== null);
+    const wait = g.map((r) => r.relayWaitUs).filter((x): x is number => x !== null);
     return {
       ...g[0]!,
       tps: median(g.map((r) => r.tps)),
@@ -33,6 +34,7 @@ export function medians(results: PgbenchResult[]): PgbenchResult[] {
       p50Ms: median(g.map((r) => r.p50Ms)),
       p99Ms: median(g.map((r) => r.p99Ms)),
       relayCpuUs: cpu.length ? median(cpu) : null,
+      relayWaitUs: wait.length ? median(wait) : null,
     };
   });
 }
@@ -47,11 +49,11 @@ export function compare(results: PgbenchResult[]): Row[] {
 const f = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : '-');
 const signed = (x: number, digits: number): string => (Number.isFinite(x) && x >= 0 ? '+' : '') + f(x, digits);
 
-const HEADERS = ['workload', 'clients', 'path', 'tps', 'p50 ms', 'p99 ms', 'tps ratio to direct', 'p99 overhead vs direct (ms)', 'relay CPU µs/tx'];
+const HEADERS = ['workload', 'clients', 'path', 'tps', 'p50 ms', 'p99 ms', 'tps ratio to direct', 'p99 overhead vs direct (ms)', 'relay CPU µs/tx', 'relay run-queue wait µs/tx'];
 
 function cells(r: Row): string[] {
   const direct = r.path === 'direct';
-  return [r.workload, String(r.clients), r.path, f(r.tps, 0), f(r.p50Ms, 3), f(r.p99Ms, 3), f(r.tpsRatio, 3), direct ? '' : signed(r.p99OverheadMs, 3), r.relayCpuUs === null ? '' : f(r.relayCpuUs, 1)];
+  return [r.workload, String(r.clients), r.path, f(r.tps, 0), f(r.p50Ms, 3), f(r.p99Ms, 3), f(r.tpsRatio, 3), direct ? '' : signed(r.p99OverheadMs, 3), r.relayCpuUs === null ? '' : f(r.relayCpuUs, 1), r.relayWaitUs === null ? '' : f(r.relayWaitUs, 1)];
 }
 
 export function table(rows: Row[]): string {

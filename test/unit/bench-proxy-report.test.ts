@@ -2,11 +2,13 @@
 // the target, and the round-by-round comparison of baton with PgBouncer.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compare, medians, pairedLines, verdicts } from '../../bench/lib/proxy-report.js';
+import { compare, markdownTable, medians, pairedLines, verdicts } from '../../bench/lib/proxy-report.js';
 import type { PathName, PgbenchResult, Workload } from '../../bench/lib/proxy-pgbench.js';
 
 function run(workload: Workload, clients: number, path: PathName, tps: number, p99Ms: number): PgbenchResult {
-  return { workload, clients, path, startedAt: '2026-11-30T00:00:00Z', tps, transactions: tps * 15, failed: 0, p50Ms: p99Ms / 3, p99Ms, relayCpuUs: path === 'direct' ? null : 15 };
+  // Relay CPU and run-queue wait vary with tps, so their medians are checked too.
+  const relayed = path !== 'direct';
+  return { workload, clients, path, startedAt: '2026-11-30T00:00:00Z', tps, transactions: tps * 15, failed: 0, p50Ms: p99Ms / 3, p99Ms, relayCpuUs: relayed ? tps / 100 : null, relayWaitUs: relayed ? tps / 10 : null };
 }
 
 /** Two rounds of simple-update at 8 clients: baton ahead of PgBouncer in the first, behind in the second. */
@@ -27,6 +29,10 @@ test('medians per path, ratios to the median direct run, and the verdict', () =>
   assert.equal(baton.tpsRatio, 2650 / 3200);
   assert.ok(Math.abs(baton.p99OverheadMs - (6.45 - 5.5)) < 1e-9);
   assert.equal(pgb.tpsRatio, 2680 / 3200);
+  assert.equal(baton.relayCpuUs, 26.5);
+  assert.equal(baton.relayWaitUs, 265);
+  assert.equal(rows.find((r) => r.path === 'direct')!.relayWaitUs, null);
+  assert.match(markdownTable(rows), /\| simple-update \| 8 \| baton \| 2650 \| [^|]+ \| [^|]+ \| 0\.828 \| \+0\.950 \| 26\.5 \| 265\.0 \|/);
   const [v] = verdicts(rows, ['simple-update'], [8]);
   assert.equal(v!.pass, false, 'baton 0.828 under PgBouncer 0.838 misses');
   assert.match(v!.line, /8 clients MISSED \(tps ratio baton 0\.828 vs pgbouncer 0\.838, baton p99 overhead \+0\.950 ms\)/);
@@ -36,4 +42,12 @@ test('paired lines compare baton with PgBouncer round by round, p99 overhead aga
   const lines = pairedLines(RESULTS, ['simple-update'], [8]);
   assert.deepEqual(lines, ['simple-update 8 clients, per round: baton/pgbouncer tps 1.080 0.909 (baton ahead in 1 of 2); p99 overhead baton +0.50 +1.40, pgbouncer +1.20 +0.50 ms']);
   assert.deepEqual(pairedLines(RESULTS, ['select-only'], [8]), [], 'a cell not measured gives no line');
+});
+
+test('run-queue wait of a process: a count for a live one, null for one that is gone', async () => {
+  const { runQueueWaitNs } = await import('../../bench/lib/proxy-pgbench.js');
+  const mine = runQueueWaitNs(process.pid);
+  assert.ok(mine !== null && Number.isInteger(mine) && mine >= 0, `got ${mine}`);
+  // pid_max is at most 2^22: no process has this pid.
+  assert.equal(runQueueWaitNs(2 ** 22 + 1), null);
 });
