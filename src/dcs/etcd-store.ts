@@ -194,14 +194,14 @@ export class EtcdStore implements ClusterStore {
     return r.succeeded;
   }
 
-  /** The parsed value, or undefined (with a warning) when the key holds something that is not JSON. */
-  /** The key is authoritative for the name. */
+  /** A member's record from its key's value; the key is authoritative for the name. */
   private memberRecord(kv: KeyValue, value: unknown, name: string): MemberRecord | null {
     if (isObject(value)) return { ...(value as unknown as MemberRecord), name };
     this.warnShape(kv, 'an object');
     return null;
   }
 
+  /** The parsed value, or undefined (with a warning) when the key holds something that is not JSON. */
   private parseJson(kv: KeyValue): unknown {
     try {
       return JSON.parse(kv.value) as unknown;
