@@ -6,13 +6,31 @@
 #include "pin.h"
 #include <string.h>
 
-static const char *const SAFE_FIRST_WORDS[] = {
-  "SELECT", "INSERT", "UPDATE", "DELETE", "MERGE", "WITH", "VALUES", "TABLE", "COPY", "SHOW", "EXPLAIN",
-  "BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE",
-  "CREATE", "ALTER", "DROP", "TRUNCATE", "GRANT", "REVOKE", "COMMENT", "VACUUM", "ANALYZE", "REINDEX", "CLUSTER",
+/* Words with their lengths, so the per-query checks never call strlen. */
+typedef struct {
+  const char *text;
+  size_t len;
+} word_t;
+#define WORD(w) { w, sizeof w - 1 }
+
+static const word_t SAFE_FIRST_WORDS[] = {
+  WORD("SELECT"), WORD("INSERT"), WORD("UPDATE"), WORD("DELETE"), WORD("MERGE"), WORD("WITH"), WORD("VALUES"),
+  WORD("TABLE"), WORD("COPY"), WORD("SHOW"), WORD("EXPLAIN"), WORD("BEGIN"), WORD("START"), WORD("COMMIT"),
+  WORD("END"), WORD("ROLLBACK"), WORD("ABORT"), WORD("SAVEPOINT"), WORD("RELEASE"), WORD("CREATE"), WORD("ALTER"),
+  WORD("DROP"), WORD("TRUNCATE"), WORD("GRANT"), WORD("REVOKE"), WORD("COMMENT"), WORD("VACUUM"), WORD("ANALYZE"),
+  WORD("REINDEX"), WORD("CLUSTER"),
 };
 
-static const char *const RISKY[] = { "temp", "set_config", "advisory", "listen", "dblink", "declare", "prepare" };
+static const word_t RISKY[] = {
+  WORD("temp"), WORD("set_config"), WORD("advisory"), WORD("listen"), WORD("dblink"), WORD("declare"), WORD("prepare"),
+};
+
+/* For each byte, which risky words start with it in either case (bit k: RISKY[k], so keep the two
+ * in step); most bytes start none and are not looked at further. */
+static const uint8_t RISKY_START[256] = {
+  ['t'] = 1 << 0, ['T'] = 1 << 0, ['s'] = 1 << 1, ['S'] = 1 << 1, ['a'] = 1 << 2, ['A'] = 1 << 2,
+  ['l'] = 1 << 3, ['L'] = 1 << 3, ['d'] = 1 << 4 | 1 << 5, ['D'] = 1 << 4 | 1 << 5, ['p'] = 1 << 6, ['P'] = 1 << 6,
+};
 
 static uint8_t lower(uint8_t c) { return c >= 'A' && c <= 'Z' ? (uint8_t)(c + 32) : c; }
 static uint8_t upper(uint8_t c) { return c >= 'a' && c <= 'z' ? (uint8_t)(c - 32) : c; }
@@ -20,12 +38,12 @@ static int is_letter(uint8_t c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && 
 /* JavaScript's \s restricted to ASCII (see the top of the file for the rest). */
 static int is_space(uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
-/* Whether a risky word starts at s[i] (any case). */
-static int risky_at(const uint8_t *s, size_t n, size_t i) {
-  for (size_t k = 0; k < sizeof RISKY / sizeof *RISKY; k++) {
-    const char *w = RISKY[k];
-    if (lower(s[i]) != (uint8_t)w[0]) continue;
-    size_t len = strlen(w);
+/* Whether one of the risky words in `words` (a RISKY_START mask) starts at s[i] (any case). */
+static int risky_at(const uint8_t *s, size_t n, size_t i, unsigned words) {
+  for (size_t k = 0; words; k++, words >>= 1) {
+    if (!(words & 1)) continue;
+    const char *w = RISKY[k].text;
+    size_t len = RISKY[k].len;
     if (i + len > n) continue;
     size_t j = 1;
     while (j < len && lower(s[i + j]) == (uint8_t)w[j]) j++;
@@ -37,8 +55,8 @@ static int risky_at(const uint8_t *s, size_t n, size_t i) {
 static int safe_first_word(const uint8_t *word, size_t n) {
   if (n == 0) return 1; /* no leading word: the TypeScript rule finds nothing to object to */
   for (size_t i = 0; i < sizeof SAFE_FIRST_WORDS / sizeof *SAFE_FIRST_WORDS; i++) {
-    const char *w = SAFE_FIRST_WORDS[i];
-    if (strlen(w) != n) continue;
+    const char *w = SAFE_FIRST_WORDS[i].text;
+    if (SAFE_FIRST_WORDS[i].len != n) continue;
     size_t k = 0;
     while (k < n && upper(word[k]) == (uint8_t)w[k]) k++;
     if (k == n) return 1;
@@ -95,13 +113,8 @@ int pin_sql_verdict(const uint8_t *s, size_t n) {
 
 /* SQL without comments. */
 static int verdict_plain(const uint8_t *s, size_t n) {
-  int risky = 0;
-  for (size_t i = 0; i < n; i++) {
-    uint8_t c = s[i];
-    /* Only letters that start a risky word are looked at further. */
-    if (!risky && is_letter(c) && strchr("tsaldpTSALDP", c) && risky_at(s, n, i)) risky = 1;
-  }
-  if (risky) return PIN_PINS;
+  for (size_t i = 0; i < n; i++)
+    if (RISKY_START[s[i]] && risky_at(s, n, i, RISKY_START[s[i]])) return PIN_PINS;
   size_t at = 0;
   for (;;) {
     while (at < n && is_space(s[at])) at++;

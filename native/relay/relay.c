@@ -157,7 +157,7 @@ static int flush(end_t *e) {
 }
 
 static void client_readable(relay_t *r, uint8_t *buf) {
-  ssize_t n = read(r->client.fd, buf, READ_SIZE);
+  ssize_t n = recv(r->client.fd, buf, READ_SIZE, 0);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
   if (n <= 0) {
     hand_back(r, n == 0 ? "client closed" : "client error", 1, NULL, 0, NULL, 0);
@@ -176,7 +176,7 @@ static void client_readable(relay_t *r, uint8_t *buf) {
 }
 
 static void server_readable(relay_t *r, uint8_t *buf) {
-  ssize_t n = read(r->server.fd, buf, READ_SIZE);
+  ssize_t n = recv(r->server.fd, buf, READ_SIZE, 0);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
   if (n <= 0) {
     hand_back(r, n == 0 ? "server closed" : "server error", 1, NULL, 0, NULL, 0);

@@ -19,6 +19,8 @@ const fragment = fc.constantFrom(
   'SELECT', 'select', 'InSeRt', 'UPDATE', 'delete', 'WITH', 'begin', 'COMMIT', 'end', 'CREATE', 'TABLE', 'copy', 'explain', 'VALUES',
   'SET', 'set', 'RESET', 'DISCARD', 'LISTEN', 'unlisten', 'PREPARE', 'EXECUTE', 'DEALLOCATE', 'DO', 'CALL', 'LOCK', 'FETCH', 'NOTIFY',
   'temp', 'TEMPORARY', 'tmp', 'pg_advisory_lock(1)', 'set_config', 'dblink', 'declare', 'x', 't', 'p1', '42', "'str'", '(', ')', '*', ',', '=',
+  // Risky words in other cases, after a safe first word too: every first letter in both cases.
+  'prepare', 'Listen', 'AdViSoRy', 'DBLINK', 'Declare', 'SET_CONFIG', 'Temp', 'lis', 'prep',
   ' ', '  ', '\t', '\n', '\r\n', ';', ' ; ', ';;', '--', '-- c\n', '/*', '*/', '/* c */', 'é', '\u00a0', '\u0000', 'ＳＥＬＥＣＴ',
 );
 const sql = fc.array(fragment, { maxLength: 12 }).map((parts) => parts.join(''));
