@@ -25,6 +25,7 @@ export interface AdminBackend {
   servers(): AdminRow[];
   stats(): AdminRow[];
   relay(): AdminRow[];
+  routing(): AdminRow[];
   pause(): void | Promise<void>;
   resume(): void | Promise<void>;
 }
@@ -75,12 +76,16 @@ export const STATS_COLUMNS = ['member', 'sessions', 'active', 'queries', 'bytes_
 /** One row per native relay thread, or one row for the TypeScript relay. */
 export const RELAY_COLUMNS = ['thread', 'kind', 'sessions', 'load_pct'] as const;
 
+/** Per listener: where a new session would go now, or what it would wait for (or why it is refused). */
+export const ROUTING_COLUMNS = ['listener', 'member', 'waits_for', 'refused'] as const;
+
 export const HELP: [string, string][] = [
   ['SHOW POOL_NODES', 'members, their status, role, load-balance share, selects routed and replication delay'],
   ['SHOW CLIENTS', 'client sessions connected to the proxy'],
   ['SHOW SERVERS', 'server connections the proxy holds to members'],
   ['SHOW STATS', 'sessions, queries and bytes per member'],
   ['SHOW RELAY', 'relay threads: sessions each carries and how busy it was over the last 100 ms'],
+  ['SHOW ROUTING', 'where a new session on each listener would go now, or what it would wait for'],
   ['PAUSE', 'hold new transactions (bounded wait) until RESUME'],
   ['RESUME', 'let held and new transactions proceed'],
   ['SHOW HELP', 'this list'],
@@ -163,6 +168,8 @@ async function runOne(statement: string, backend: AdminBackend): Promise<Buffer[
       return recordsResult(STATS_COLUMNS, backend.stats());
     case 'SHOW RELAY':
       return recordsResult(RELAY_COLUMNS, backend.relay());
+    case 'SHOW ROUTING':
+      return recordsResult(ROUTING_COLUMNS, backend.routing());
     case 'SHOW HELP':
     case 'HELP':
       return resultSet(['command', 'description'], HELP);

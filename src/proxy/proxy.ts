@@ -270,6 +270,16 @@ export class BatonProxy {
           })),
       stats: () => this.stats(),
       relay: () => this.relayRows(),
+      routing: () =>
+        (['rw', 'ro'] as const).map((kind) => {
+          const t = this.target(kind);
+          return {
+            listener: kind === 'rw' ? 'read-write' : 'read-only',
+            member: 'member' in t ? t.member.name : null,
+            waits_for: 'wait' in t ? t.wait : null,
+            refused: 'refuse' in t ? t.refuse : null,
+          };
+        }),
       pause: () => {
         this.paused = true;
         this.log.warn('paused by the admin console: new sessions wait');

@@ -77,6 +77,17 @@ async function clientRow(c: pg.Client, ready: (row: Record<string, string | null
   assert.fail(`SHOW CLIENTS row of ${address}: ${JSON.stringify(row)}`);
 }
 
+/** SHOW ROUTING's read-write row, once the proxy would hold a new read-write session (it knows a leader change is under way). */
+async function routingHeld(): Promise<Record<string, string | null>> {
+  let row: Record<string, string | null> | undefined;
+  for (let i = 0; i < 200; i++) {
+    row = (await admin('SHOW ROUTING'))[0];
+    if (row?.waits_for) return row;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.fail(`SHOW ROUTING never held read-write sessions: ${JSON.stringify(row)}`);
+}
+
 async function sh(script: string): Promise<string> {
   const env = { ...process.env, PGPASSWORD: t.c.superuser.password };
   return (await run('bash', ['-o', 'pipefail', '-c', script], { env, maxBuffer: 1 << 20 })).stdout.trim();
@@ -98,6 +109,7 @@ export function proxySuite(mode: RelayMode): void {
   test('writes through the read-write port land on the leader, also after a switchover, with the same connection string; idle sessions follow', async () => {
     const leader = await t.leader();
     assert.deepEqual(await whereAmI('rw'), { port: leader.port, recovery: false });
+    assert.deepEqual((await admin('SHOW ROUTING'))[0], { listener: 'read-write', member: leader.name, waits_for: null, refused: null });
     const idle = proxyClient('rw');
     await idle.connect();
     await idle.query("INSERT INTO p(v) VALUES ('before')");
@@ -108,8 +120,13 @@ export function proxySuite(mode: RelayMode): void {
     const target = t.c.members.find((m) => m.name !== leader.name)!.name;
     const sw = switchover(t.store, { to: target });
     sw.catch(() => undefined);
-    // New sessions opened once the switchover is under way wait for it instead of failing.
+    // New sessions opened once the proxy knows the switchover is under way wait for it instead of
+    // failing. (Waiting for etcd to show it is not enough: the proxy learns of it a moment later,
+    // and a query sent to the old leader in that moment dies with it.)
     await t.waitFor('the switchover under way', (v) => v.switchover);
+    const held = await routingHeld();
+    assert.equal(held.member, null);
+    assert.match(String(held.waits_for), /switchover is in progress|not running as primary|no leader/);
     const during = await Promise.all([0, 1, 2].map(() => whereAmI('rw')));
     await sw;
     const newLeader = await t.leader();

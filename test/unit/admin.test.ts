@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { startAdminConsole, type AdminBackend, type PoolNodeRow } from '../../src/proxy/admin.js';
-import { CLIENT_COLUMNS, RELAY_COLUMNS, SERVER_COLUMNS, STATS_COLUMNS } from '../../src/proxy/admin-commands.js';
+import { CLIENT_COLUMNS, RELAY_COLUMNS, ROUTING_COLUMNS, SERVER_COLUMNS, STATS_COLUMNS } from '../../src/proxy/admin-commands.js';
 import { MessageReader, SSL_REQUEST, parseErrorOrNotice, type Message } from '../../src/proxy/protocol.js';
 import { encodeCancel, encodePassword, encodeQuery, encodeStartup } from '../../src/proxy/protocol-encode.js';
 import { silentLogger } from '../../src/util/log.js';
@@ -37,6 +37,12 @@ class TestBackend implements AdminBackend {
   }
   relay() {
     return [{ thread: '0', kind: 'native', sessions: 3, load_pct: '12.5' }];
+  }
+  routing() {
+    return [
+      { listener: 'read-write', member: null, waits_for: 'a switchover is in progress', refused: null },
+      { listener: 'read-only', member: 'pg2', waits_for: null, refused: null },
+    ];
   }
   async pause(): Promise<void> {
     await new Promise((r) => setTimeout(r, 20));
@@ -137,6 +143,12 @@ describe('admin console', () => {
     const relay = await c.query('show relay');
     assert.deepEqual(relay.fields.map((f) => f.name), [...RELAY_COLUMNS]);
     assert.deepEqual(relay.rows, [{ thread: '0', kind: 'native', sessions: '3', load_pct: '12.5' }]);
+    const routing = await c.query('SHOW ROUTING');
+    assert.deepEqual(routing.fields.map((f) => f.name), [...ROUTING_COLUMNS]);
+    assert.deepEqual(routing.rows, [
+      { listener: 'read-write', member: null, waits_for: 'a switchover is in progress', refused: null },
+      { listener: 'read-only', member: 'pg2', waits_for: null, refused: null },
+    ]);
   });
 
   it('PAUSE and RESUME call the backend, in order, and answer with their tags', async () => {
