@@ -300,6 +300,7 @@ static void *worker_main(void *arg) {
   relay_t *moving[64];
   w->window_start = now_ns();
   w->cpu_start = thread_cpu_ns();
+  int64_t now = w->window_start; /* as of the end of the last batch: the clock is read once a batch */
   for (;;) {
     /* With sessions, wake at least once a window so the load it publishes is never stale; without,
      * sleep until one comes, as an idle thread. */
@@ -308,7 +309,7 @@ static void *worker_main(void *arg) {
     if (idle) {
       __atomic_store_n(&w->load, 0, __ATOMIC_RELAXED);
     } else {
-      int64_t left = w->window_start + (int64_t)BALANCE_WINDOW_MS * 1000000 - now_ns();
+      int64_t left = w->window_start + (int64_t)BALANCE_WINDOW_MS * 1000000 - now;
       timeout = left > 0 ? (int)(left / 1000000) + 1 : 0;
     }
     int n = epoll_wait(w->epfd, ev, 64, timeout);
@@ -368,8 +369,8 @@ static void *worker_main(void *arg) {
       free_relay(dead);
       dead = next;
     }
-    int64_t end = now_ns();
-    if (end - w->window_start >= (int64_t)BALANCE_WINDOW_MS * 1000000) end_window(w, end);
+    now = now_ns();
+    if (now - w->window_start >= (int64_t)BALANCE_WINDOW_MS * 1000000) end_window(w, now);
   }
 }
 

@@ -123,8 +123,14 @@ export class BatonProxy {
    * whole view again. A member change that arrives while a read is under way reads again after it:
    * patching the older view would drop what that read was sent for. */
   private onChange(change: ClusterChange): void {
-    if (change.kind === 'member' && this.view && !this.refreshing) this.apply(withMemberChange(this.view, change));
-    else void this.refresh();
+    if (change.kind !== 'member' || !this.view || this.refreshing) {
+      void this.refresh();
+      return;
+    }
+    // The leader key is not a member record: no session has to leave its member, but a session
+    // waiting for a route may find one now (a leader now running, a replica back within the lag).
+    this.view = withMemberChange(this.view, change);
+    this.wake();
   }
 
   /** Re-reads the view (coalescing bursts of watch events) and closes sessions on a demoted leader. */
@@ -270,16 +276,7 @@ export class BatonProxy {
           })),
       stats: () => this.stats(),
       relay: () => this.relayRows(),
-      routing: () =>
-        (['rw', 'ro'] as const).map((kind) => {
-          const t = this.target(kind);
-          return {
-            listener: kind === 'rw' ? 'read-write' : 'read-only',
-            member: 'member' in t ? t.member.name : null,
-            waits_for: 'wait' in t ? t.wait : null,
-            refused: 'refuse' in t ? t.refuse : null,
-          };
-        }),
+      routing: () => this.routingRows(),
       pause: () => {
         this.paused = true;
         this.log.warn('paused by the admin console: new sessions wait');
@@ -333,6 +330,19 @@ export class BatonProxy {
       bytes_to_client: r.out,
       select_cnt: this.selectCount.get(member) ?? 0,
     }));
+  }
+
+  /** Per listener, where a new session would go now (target() has no side effects, route() counts). */
+  private routingRows(): Record<string, string | null>[] {
+    return (['rw', 'ro'] as const).map((kind) => {
+      const t = this.target(kind);
+      return {
+        listener: kind === 'rw' ? 'read-write' : 'read-only',
+        member: 'member' in t ? t.member.name : null,
+        waits_for: 'wait' in t ? t.wait : null,
+        refused: 'refuse' in t ? t.refuse : null,
+      };
+    });
   }
 
   /** Native relay threads (sessions they carry, load), then the sessions relayed in TypeScript. */
