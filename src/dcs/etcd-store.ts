@@ -10,6 +10,7 @@ import {
   type DynamicConfig,
   type HistoryEntry,
   type MemberRecord,
+  type ProxyRecord,
   type SwitchoverRequest,
   type SyncState,
 } from './types.js';
@@ -180,6 +181,26 @@ export class EtcdStore implements ClusterStore {
 
   async appendHistory(entry: HistoryEntry): Promise<void> {
     await this.client.put(this.keys.history(entry.timeline), JSON.stringify(entry));
+  }
+
+  async putProxy(record: ProxyRecord, lease: LeaseId): Promise<void> {
+    await this.client.put(this.keys.proxy(record.name), JSON.stringify(record), { lease });
+  }
+
+  async deleteProxy(name: string): Promise<void> {
+    await this.client.deleteRange(this.keys.proxy(name));
+  }
+
+  async listProxies(): Promise<ProxyRecord[]> {
+    const { kvs } = await this.client.range(this.keys.proxiesPrefix, { prefix: true });
+    const out: ProxyRecord[] = [];
+    for (const kv of kvs) {
+      const value = this.parseJson(kv);
+      if (value === undefined) continue;
+      if (isObject(value) && typeof value.name === 'string') out.push(value as unknown as ProxyRecord);
+      else this.warnShape(kv, 'an object with a name');
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name));
   }
 
   async close(): Promise<void> {

@@ -39,12 +39,20 @@ export class ClusterKeys {
   member(name: string): string {
     return this.membersPrefix + name;
   }
+  /** Proxies register here; not part of ClusterView (see ClusterStore.listProxies). */
+  get proxiesPrefix(): string {
+    return this.prefix + 'proxies/';
+  }
+  proxy(name: string): string {
+    return this.proxiesPrefix + name;
+  }
   /** Zero-padded so that etcd's byte order is numeric order. */
   history(timelineOrSeq: number): string {
     return this.prefix + 'history/' + String(timelineOrSeq).padStart(10, '0');
   }
 
-  /** What a key under this cluster's prefix holds; null for keys Baton does not know. */
+  /** What a key under this cluster's prefix holds; null for keys Baton does not know, and for
+   * proxies/ keys, which neither the view nor the watch carries. */
   parse(key: string): ParsedKey | null {
     if (!key.startsWith(this.prefix)) return null;
     const rest = key.slice(this.prefix.length);

@@ -5,6 +5,7 @@ import type {
   DynamicConfig,
   HistoryEntry,
   MemberRecord,
+  ProxyRecord,
   SwitchoverRequest,
   SyncState,
 } from './types.js';
@@ -63,6 +64,12 @@ export interface ClusterStore {
   updateSwitchover(req: SwitchoverRequest): Promise<void>;
   clearSwitchover(): Promise<void>;
   appendHistory(entry: HistoryEntry): Promise<void>;
+
+  /** Attached to the proxy's lease: the key goes when the proxy does. */
+  putProxy(record: ProxyRecord, lease: LeaseId): Promise<void>;
+  deleteProxy(name: string): Promise<void>;
+  /** Live proxies (their leases keep the keys), by name. */
+  listProxies(): Promise<ProxyRecord[]>;
 
   close(): Promise<void>;
 }

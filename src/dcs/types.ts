@@ -81,6 +81,19 @@ export interface SwitchoverRequest {
   reason: string;
 }
 
+/** A running `baton proxy`, under proxies/<name> with the proxy's own lease. */
+export interface ProxyRecord {
+  name: string;
+  /** Listener addresses, host:port. */
+  readWrite: string;
+  readOnly: string;
+  admin: string;
+  startedAt: string;
+  /** requestedAt of the switchover for which this proxy holds new transactions on its read-write
+   * sessions (the old leader waits for this before it shuts down); null when not holding. */
+  holding: string | null;
+}
+
 export interface HistoryEntry {
   timeline: number;
   /** LSN at which the new timeline starts (or the promoted member's position). */
@@ -106,6 +119,9 @@ export interface DynamicConfig {
   paused: boolean;
   /** Members put in standby (maintenance) by an operator: never leader. */
   standbyMembers: string[];
+  /** Seconds a leader handing over waits for open transactions to finish before its fast shutdown;
+   * 0 stops at once. */
+  switchoverDrainTimeout: number;
 }
 
 export const DEFAULT_DYNAMIC_CONFIG: DynamicConfig = {
@@ -118,6 +134,7 @@ export const DEFAULT_DYNAMIC_CONFIG: DynamicConfig = {
   restartWindow: 60,
   paused: false,
   standbyMembers: [],
+  switchoverDrainTimeout: 5,
 };
 
 export interface LeaderKey {

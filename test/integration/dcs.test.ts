@@ -177,6 +177,37 @@ test('switchover request is create-if-absent', async (t) => {
   assert.equal(await store.requestSwitchover({ ...req, to: 'c' }), true);
 });
 
+test('proxy records live on their lease, are listed by name, and stay out of the view and the watch', async (t) => {
+  const store = newStore(t);
+  const changes: ClusterChange[] = [];
+  const w = store.watch((c) => changes.push(c));
+  t.after(() => w.close());
+  await new Promise((r) => setTimeout(r, 200)); // let the stream open
+  const record = (name: string, holding: string | null) => ({
+    name,
+    readWrite: '127.0.0.1:6432',
+    readOnly: '127.0.0.1:6433',
+    admin: '127.0.0.1:6434',
+    startedAt: new Date().toISOString(),
+    holding,
+  });
+  const lease = await store.grantLease(30);
+  await store.putProxy(record('p2', null), lease);
+  await store.putProxy(record('p1', 'x'), lease);
+  const client = new EtcdClient({ endpoints: [etcd.endpoint] });
+  await client.put(store.keys.proxy('broken'), '"a string"');
+  assert.deepEqual((await store.listProxies()).map((p) => [p.name, p.holding]), [['p1', 'x'], ['p2', null]]);
+  const view = await store.read();
+  assert.deepEqual([view.members, view.leader, view.switchover], [[], null, null]);
+  await store.deleteProxy('p2');
+  assert.deepEqual((await store.listProxies()).map((p) => p.name), ['p1']);
+  await store.revokeLease(lease);
+  assert.deepEqual(await store.listProxies(), []);
+  await store.initialize('1'); // a change the watch does report, after all the proxy ones
+  await until(() => changes.length >= 1, 2000);
+  assert.deepEqual(changes, [{ kind: 'initialize', deleted: false }]);
+});
+
 test('watch sees the leader key vanish when its lease expires', async (t) => {
   const store = newStore(t);
   const changes: ClusterChange[] = [];
