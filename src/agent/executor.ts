@@ -10,6 +10,7 @@ import { BatonError } from '../util/errors.js';
 import type { Action, UpstreamRef } from './actions.js';
 import type { AgentMemory } from './state.js';
 import { waitForPeerPosition } from './peers.js';
+import { drainBeforeHandover } from './drain.js';
 
 const SWITCHOVER_CATCH_UP_MS = 10_000;
 
@@ -230,6 +231,9 @@ async function demoteForSwitchover(ctx: ExecutorContext, target: UpstreamRef): P
   const req = view.switchover;
   if (!req) return;
   await store.updateSwitchover({ ...req, to: target.name, phase: 'demoting' });
+  const drain = await drainBeforeHandover({ store, openTransactions: () => pg.openTransactions(), log }, req, view.config.switchoverDrainTimeout * 1000);
+  const level = drain.cutOff > 0 || drain.proxiesNotHolding.length > 0 ? 'warn' : 'info';
+  log[level]({ ...drain, target: target.name }, 'switchover: drained open transactions');
   log.warn({ target: target.name }, 'switchover: shutting down cleanly so the target receives all WAL');
   await ctx.publish('stopping');
   await pg.stop('fast');

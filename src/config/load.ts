@@ -125,6 +125,7 @@ function toMemberConfig(c: MemberConfigFile, file: string): MemberConfig {
       ...(d.synchronous_mode_strict !== undefined && { synchronousModeStrict: d.synchronous_mode_strict }),
       ...(d.max_restarts !== undefined && { maxRestarts: d.max_restarts }),
       ...(d.restart_window !== undefined && { restartWindow: d.restart_window }),
+      ...(d.switchover_drain_timeout !== undefined && { switchoverDrainTimeout: d.switchover_drain_timeout }),
     },
   };
 }

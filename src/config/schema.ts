@@ -33,6 +33,8 @@ export const dynamicConfigSchema = z
     synchronous_mode_strict: z.boolean().optional(),
     max_restarts: z.number().int().nonnegative().optional(),
     restart_window: seconds.optional(),
+    /** How long a leader handing over waits for open transactions to finish; 0: stop at once. */
+    switchover_drain_timeout: z.number().nonnegative().max(300).optional(),
   })
   .strict();
 

@@ -252,6 +252,10 @@ export class PostgresInstance {
     return q.queryCurrentLsn(this.getPool());
   }
 
+  async openTransactions(): Promise<q.OpenTransaction[]> {
+    return q.queryOpenTransactions(this.getPool());
+  }
+
   /** Small helper for the agent (2 s statement timeout). */
   async query<T extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<T[]> {
     return (await this.getPool().query<T>(sql, params)).rows;

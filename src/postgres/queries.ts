@@ -175,3 +175,19 @@ export async function queryInRecovery(db: Queryable): Promise<boolean> {
   const res = await db.query<{ r: boolean }>('SELECT pg_is_in_recovery() AS r');
   return res.rows[0]?.r === true;
 }
+
+/** A transaction open on a client backend (or a statement running outside one). */
+export interface OpenTransaction {
+  pid: number;
+  /** xact_start, ms since the epoch (the server's clock, the agent's host). */
+  startedAt: number;
+}
+
+/** Client backends inside a transaction, other than the asking one. */
+export async function queryOpenTransactions(db: Queryable): Promise<OpenTransaction[]> {
+  const r = await db.query<{ pid: number; started_at: number }>(
+    `SELECT pid, (extract(epoch FROM xact_start) * 1000)::float8 AS started_at FROM pg_stat_activity
+      WHERE backend_type = 'client backend' AND xact_start IS NOT NULL AND pid <> pg_backend_pid()`,
+  );
+  return r.rows.map((row) => ({ pid: row.pid, startedAt: row.started_at }));
+}
