@@ -10,6 +10,12 @@ const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/
 const schema = z
   .object({
     cluster: z.string().min(1),
+    /** This proxy's name in etcd (proxies/<name>); default: host name and read-write port. */
+    name: z
+      .string()
+      .max(100)
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]*$/, 'letters, digits, "_", ".", ":" and "-" only, starting with a letter or digit')
+      .optional(),
     etcd: z.object({ hosts: z.array(hostPort).min(1) }).strict(),
     listen: z
       .object({ read_write: hostPort, read_only: hostPort, admin: hostPort })
@@ -32,6 +38,8 @@ const schema = z
 
 export interface ProxyConfig {
   cluster: string;
+  /** null: the host name and the bound read-write port. */
+  name: string | null;
   etcdEndpoints: string[];
   readWrite: HostPort;
   readOnly: HostPort;
@@ -56,6 +64,7 @@ export function parseProxyConfig(raw: unknown, file: string): ProxyConfig {
   const c = r.data;
   return {
     cluster: c.cluster,
+    name: c.name ?? null,
     etcdEndpoints: c.etcd.hosts.map((h) => `http://${h}`),
     readWrite: splitHostPort(c.listen.read_write),
     readOnly: splitHostPort(c.listen.read_only),

@@ -1,6 +1,7 @@
 // `baton proxy`: listeners for read-write and read-only sessions, routing from etcd watch events,
 // new sessions held (bounded) while a switchover or failover is under way, routed cancels.
 import net from 'node:net';
+import os from 'node:os';
 import fs from 'node:fs';
 import tls from 'node:tls';
 import crypto from 'node:crypto';
@@ -14,6 +15,7 @@ import { readCandidates, readTarget, replayLag, writeTarget, type Target } from 
 import { RouteRefused, Session, type ListenerKind, type SessionHooks } from './session.js';
 import { startAdminConsole, type AdminBackend, type PoolNodeRow } from './admin.js';
 import { loadNativeRelay, type NativeRelay, type RelayMode } from './native-relay.js';
+import { ProxyRegistration } from './registration.js';
 
 const SAFETY_POLL_MS = 1000;
 /** After a leader change, unsolicited server messages on idle sessions are taken as the old leader going away. */
@@ -46,6 +48,9 @@ export class BatonProxy {
   private poll: NodeJS.Timeout | null = null;
   private refreshing: Promise<void> | null = null;
   private refreshAgain = false;
+  /** requestedAt of the switchover whose new transactions are held, or null. */
+  private holdingFor: string | null = null;
+  private registration: ProxyRegistration | null = null;
   private readonly hooks: SessionHooks;
   ports = { readWrite: 0, readOnly: 0, admin: 0 };
 
@@ -61,6 +66,7 @@ export class BatonProxy {
       cancel: (pid, secret) => this.cancel(pid, secret),
       credentials: (user) => cfg.authUsers[user] ?? null,
       leaderInFlux: () => this.leaderInFlux(),
+      holdingTransactions: () => this.holdingFor !== null,
       pauseTimeoutMs: cfg.pauseTimeoutMs,
       tls: cfg.tls ? tls.createSecureContext({ cert: fs.readFileSync(cfg.tls.cert), key: fs.readFileSync(cfg.tls.key) }) : null,
       maxMessageLength: cfg.maxMessageLength,
@@ -93,6 +99,20 @@ export class BatonProxy {
     });
     this.ports.admin = admin.port;
     this.closeAdmin = admin.close;
+    this.registration = new ProxyRegistration(
+      this.store,
+      {
+        name: this.cfg.name ?? `${os.hostname()}-${this.ports.readWrite}`,
+        readWrite: `${this.cfg.readWrite.host}:${this.ports.readWrite}`,
+        readOnly: `${this.cfg.readOnly.host}:${this.ports.readOnly}`,
+        admin: `${this.cfg.admin.host}:${this.ports.admin}`,
+        startedAt: new Date().toISOString(),
+        holding: this.holdingFor,
+      },
+      this.view?.config.ttl ?? 3,
+      this.log,
+    );
+    await this.registration.start();
     this.log.info({ ports: this.ports }, 'proxy listening');
   }
 
@@ -171,7 +191,24 @@ export class BatonProxy {
         else s.fail('57P01', `baton proxy: ${s.member.name} is no longer the leader (now ${leader}); reconnect to continue${s.pinned ? ` (the session could not move: ${s.pinned})` : ''}`);
       }
     }
+    this.holdFor(view.switchover?.requestedAt ?? null);
     this.wake();
+  }
+
+  /** While a switchover runs, the next transaction of every movable read-write session waits for the
+   * new leader; the proxy's record says so once every session is out of the native relay, and the
+   * old leader waits for that before it shuts down (src/agent/drain.ts). */
+  private holdFor(requestedAt: string | null): void {
+    if (requestedAt === this.holdingFor) return;
+    this.holdingFor = requestedAt;
+    if (requestedAt) {
+      for (const s of this.sessions) if (s.kind === 'rw') s.holdForSwitchover();
+      this.log.info({ switchover: requestedAt }, 'holding new transactions for the switchover');
+    } else {
+      for (const s of this.sessions) s.releaseHeld();
+      this.log.info('switchover over: held transactions released');
+    }
+    void this.registration?.setHolding(requestedAt);
   }
 
   /** A switchover or failover is under way or just happened. */
@@ -362,6 +399,7 @@ export class BatonProxy {
   async stop(): Promise<void> {
     if (this.poll) clearInterval(this.poll);
     this.closeWatch?.();
+    await this.registration?.stop();
     for (const s of [...this.sessions]) s.fail('57P01', 'baton proxy is shutting down');
     await Promise.all(this.servers.map((srv) => new Promise((r) => srv.close(() => r(undefined)))));
     await this.closeAdmin?.();

@@ -40,6 +40,8 @@ export interface SessionHooks {
   credentials(user: string): string | null;
   /** A switchover runs or the leader just changed: unsolicited server messages on idle sessions are the old leader going away. */
   leaderInFlux(): boolean;
+  /** A switchover runs: a movable session's next transaction waits for the new leader (see holdForSwitchover). */
+  holdingTransactions(): boolean;
   /** How long a session may wait for a leader (new sessions and moving ones). */
   pauseTimeoutMs: number;
   tls: tls.SecureContext | null;
@@ -76,6 +78,10 @@ export class Session {
   private connecting = false;
   private startupBuf: Buffer = Buffer.alloc(0);
   private held: Buffer[] = [];
+  /** Client bytes of a transaction held during a switchover, not yet scanned (they may never pin:
+   * they run on the new leader). */
+  private heldTx: Buffer[] = [];
+  private heldTxTimer: NodeJS.Timeout | null = null;
   private serverKey: { pid: number; secret: number } | null = null;
   private server: net.Socket | null = null;
   private serverScan: FrameScanner | null = null;
@@ -227,6 +233,11 @@ export class Session {
   }
 
   private onClientData(chunk: Buffer): void {
+    if (this.heldTx.length > 0 || (this.hooks.holdingTransactions() && this.canMove())) return this.holdTx(chunk);
+    this.forwardClientData(chunk);
+  }
+
+  private forwardClientData(chunk: Buffer): void {
     try {
       this.clientScan!.scan(chunk);
     } catch (err) {
@@ -245,6 +256,36 @@ export class Session {
     }
     this.count(STATE.toServer, chunk.length);
     if (this.server && !this.server.write(chunk)) this.client.pause();
+  }
+
+  /** The proxy holds new transactions for a switchover: bytes must reach onClientData, so the
+   * session leaves the native relay (and handOff refuses it until the hold ends). */
+  holdForSwitchover(): void {
+    this.takeBack();
+  }
+
+  private holdTx(chunk: Buffer): void {
+    this.heldTx.push(chunk);
+    // Bounded like every other wait: a switchover that never finishes lets the transaction run where the session is.
+    this.heldTxTimer ??= setTimeout(() => {
+      this.hooks.log.warn({ session: this.id, member: this.member?.name }, 'held transaction released after pause_timeout');
+      this.releaseHeld();
+    }, this.hooks.pauseTimeoutMs);
+  }
+
+  /** Sends what the hold kept back to the session's server (after a move: the new leader). */
+  releaseHeld(): void {
+    if (this.heldTxTimer) clearTimeout(this.heldTxTimer);
+    this.heldTxTimer = null;
+    if (this.moving || this.connecting || this.state !== 'active' || this.heldTx.length === 0) return;
+    const chunks = this.heldTx;
+    this.heldTx = [];
+    for (const chunk of chunks) if (this.state === 'active') this.forwardClientData(chunk);
+  }
+
+  /** Bytes held back from the server right now (a moving session's, or a transaction held for a switchover). */
+  get heldBytes(): number {
+    return [...this.held, ...this.heldTx].reduce((n, c) => n + c.length, 0);
   }
 
   /** Wires a server connection: `startup` when the server has yet to answer the client's startup. */
@@ -297,7 +338,7 @@ export class Session {
     const native = this.hooks.nativeRelay;
     const server = this.server;
     if (!native || this.relay || this.ending || this.state !== 'active' || this.moving || this.connecting || this.terminating) return;
-    if (!server || !this.serverScan || !this.clientScan || this.held.length > 0) return;
+    if (!server || !this.serverScan || !this.clientScan || this.held.length > 0 || this.heldTx.length > 0 || this.hooks.holdingTransactions()) return;
     if (this.client.writableLength || server.writableLength || this.client.readableLength || server.readableLength) return;
     const clientFd = socketFd(this.client);
     const serverFd = socketFd(server);
@@ -436,10 +477,12 @@ export class Session {
         login.socket.on('error', (err) => this.serverLost(login.socket, err.message));
         this.attachServer(login.socket, false);
         this.moving = false;
+        const heldBytes = this.heldBytes;
         const held = this.held;
         this.held = [];
         for (const chunk of held) this.fromClient(chunk);
-        this.hooks.log.info({ session: this.id, from, to: target.name, reason, heldBytes: held.reduce((n, c) => n + c.length, 0) }, 'session moved to the leader');
+        this.releaseHeld();
+        this.hooks.log.info({ session: this.id, from, to: target.name, reason, heldBytes }, 'session moved to the leader');
         return;
       } catch (err) {
         lastError = (err as Error).message;
@@ -497,6 +540,7 @@ export class Session {
     this.takeBack();
     const wasBusy = this.state === 'active' && this.busy && !this.moving;
     this.state = 'closed';
+    if (this.heldTxTimer) clearTimeout(this.heldTxTimer);
     // A client that vanished mid-query would otherwise leave the query running on the server.
     if (wasBusy) void this.cancelOnServer();
     this.client.end();

@@ -151,6 +151,77 @@ export function proxySuite(mode: RelayMode): void {
     assert.equal(r.rows[0]!.n, 3);
   });
 
+  test('a switchover under writes through the proxy: no client sees an error, and a transaction open when it began commits', async () => {
+    const view = await t.waitFor('all streaming', (v) => (!v.switchover && v.members.filter((m) => m.state === 'streaming').length === 2 ? v : null));
+    const oldLeader = view.members.find((m) => m.name === view.leader?.name)!;
+    const target = view.members.find((m) => m.name !== oldLeader.name)!;
+    // The proxy registered itself under its lease, not holding anything.
+    const [registered, ...others] = await t.store.listProxies();
+    assert.equal(others.length, 0);
+    assert.equal(registered!.readWrite, `${t.c.host}:${t.c.proxy!.readWritePort}`);
+    assert.equal(registered!.holding, null);
+    const db = await t.client(oldLeader.name);
+    await db.query('CREATE TABLE sw(writer int, n int, port int, PRIMARY KEY (writer, n))');
+    await db.end();
+
+    const open = proxyClient('rw');
+    await open.connect();
+    await open.query('BEGIN');
+    await open.query("INSERT INTO sw VALUES (-1, 1, inet_server_port())");
+    let writing = true;
+    const errors: string[] = [];
+    const acked: string[] = [];
+    const writers = [0, 1, 2, 3].map(async (w) => {
+      const c = proxyClient('rw');
+      await c.connect();
+      for (let n = 1; writing; n++) {
+        try {
+          await c.query('INSERT INTO sw VALUES ($1, $2, inet_server_port())', [w, n]);
+          acked.push(`${w}/${n}`);
+        } catch (err) {
+          errors.push(`writer ${w}, row ${n}: ${(err as Error).message}`);
+          break;
+        }
+      }
+      await c.end().catch(() => undefined);
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const sw = switchover(t.store, { to: target.name });
+    sw.catch(() => undefined);
+    // Once the proxy says it holds new transactions, the old leader waits for the open one.
+    const requestedAt = await t.waitFor('the switchover under way', (v) => v.switchover?.requestedAt);
+    for (let i = 0; (await t.store.listProxies())[0]?.holding !== requestedAt; i++) {
+      assert.ok(i < 500, 'the proxy never recorded that it holds new transactions');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const inTx = await open.query<{ port: number }>("INSERT INTO sw VALUES (-1, 2, inet_server_port()) RETURNING port");
+    assert.equal(inTx.rows[0]!.port, oldLeader.port, 'the open transaction is still on the old leader');
+    await open.query('COMMIT');
+    await sw;
+    await new Promise((r) => setTimeout(r, 300));
+    writing = false;
+    await Promise.all(writers);
+    assert.deepEqual(errors, []);
+
+    const newLeader = await t.leader();
+    assert.equal(newLeader.name, target.name);
+    // The session of the committed transaction moved too.
+    const where = await open.query<{ port: number }>('SELECT inet_server_port() AS port');
+    assert.equal(where.rows[0]!.port, newLeader.port);
+    await open.end();
+    const check = await t.client(newLeader.name);
+    const rows = await check.query<{ key: string; port: number }>("SELECT writer || '/' || n AS key, port FROM sw");
+    await check.end();
+    const stored = new Set(rows.rows.map((r) => r.key));
+    for (const k of [...acked, '-1/1', '-1/2']) assert.ok(stored.has(k), `acknowledged row ${k} is on the new leader`);
+    const ports = new Set(rows.rows.map((r) => r.port));
+    assert.ok(ports.has(oldLeader.port) && ports.has(newLeader.port), 'the writers wrote on both leaders');
+    for (let i = 0; (await t.store.listProxies())[0]?.holding !== null; i++) {
+      assert.ok(i < 500, 'the proxy still records holding after the switchover');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  });
+
   test('read-only sessions spread over the replicas (select_cnt) and avoid one whose replay is paused past the lag limit', async () => {
     const view = await t.waitFor('all streaming', (v) => (!v.switchover && v.members.filter((m) => m.state === 'streaming').length === 2 ? v : null));
     const replicas = view.members.filter((m) => m.name !== view.leader?.name);
