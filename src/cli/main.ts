@@ -120,9 +120,9 @@ export function buildProgram(): Command {
     .option('--json', 'machine-readable, with process ids and connection URIs')
     .action(async (o: TargetOptions & { json?: boolean }) =>
       withTarget(o, async ({ store, local }) => {
-        const view = await store.read();
-        if (o.json) out(JSON.stringify(statusJson(view, local), null, 2));
-        else out(statusText(view, store.cluster, local));
+        const [view, proxies] = await Promise.all([store.read(), store.listProxies()]);
+        if (o.json) out(JSON.stringify(statusJson(view, local, proxies), null, 2));
+        else out(statusText(view, store.cluster, local, proxies));
       }),
     );
 

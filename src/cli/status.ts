@@ -1,5 +1,5 @@
 // `baton status`: the cluster at a glance, like `pcs status` or `patronictl list`.
-import type { ClusterView, MemberRecord } from '../dcs/types.js';
+import type { ClusterView, MemberRecord, ProxyRecord } from '../dcs/types.js';
 import { formatBytes, formatLsn } from '../util/lsn.js';
 import { connectionUris, proxyUris, type LocalCluster } from './local-cluster.js';
 import { renderTable } from './table.js';
@@ -10,7 +10,8 @@ function roleOf(view: ClusterView, m: MemberRecord): string {
   return m.role === 'replica' ? 'Replica' : m.role === 'primary' ? 'Primary (no key)' : 'Unknown';
 }
 
-export function statusJson(view: ClusterView, local: LocalCluster | null) {
+/** `proxies`: the proxies registered in etcd (any host), beside the local cluster's own proxy URIs. */
+export function statusJson(view: ClusterView, local: LocalCluster | null, proxies: ProxyRecord[]) {
   const hosts = view.members.map((m) => ({ host: m.host, port: m.port }));
   return {
     cluster: local?.cluster ?? null,
@@ -37,11 +38,12 @@ export function statusJson(view: ClusterView, local: LocalCluster | null) {
     })),
     uris: hosts.length ? connectionUris(hosts, local?.superuser.username ?? 'postgres') : null,
     proxy: local ? proxyUris(local) : null,
+    proxies,
     ...(local && { dir: local.dir, passfile: `${local.dir}/pgpass` }),
   };
 }
 
-export function statusText(view: ClusterView, clusterName: string, local: LocalCluster | null = null): string {
+export function statusText(view: ClusterView, clusterName: string, local: LocalCluster | null, proxies: ProxyRecord[]): string {
   const rows = view.members.map((m) => [
     m.name,
     `${m.host}:${m.port}`,
@@ -66,6 +68,10 @@ export function statusText(view: ClusterView, clusterName: string, local: LocalC
   }
   const proxy = local ? proxyUris(local) : null;
   if (proxy) notes.push(`Proxy: read-write ${proxy.readWrite}  read-only ${proxy.readOnly}`);
+  if (proxies.length) {
+    const list = proxies.map((p) => `${p.name} (read-write ${p.readWrite}, read-only ${p.readOnly}${p.holding ? ', holding transactions for the switchover' : ''})`);
+    notes.push(`Proxies in etcd: ${list.join('; ')}`);
+  }
   if (view.switchover) notes.push(`Switchover in progress: ${view.switchover.from ?? '?'} -> ${view.switchover.to ?? 'best'} (${view.switchover.phase})`);
   return [head, renderTable(['Member', 'Host', 'Role', 'State', 'TL', 'Lag', 'Notes'], rows), ...notes].join('\n');
 }

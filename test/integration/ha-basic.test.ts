@@ -55,8 +55,14 @@ test('status --json gives process ids and a multi-host read-write URI', async ()
     leader: string;
     members: { name: string; agentPid: number; postmasterPid: number; state: string }[];
     uris: { readWrite: string };
+    proxies: { readWrite: string; holding: string | null }[];
   };
   assert.equal(s.members.length, 3);
+  assert.deepEqual(
+    s.proxies.map((p) => [p.readWrite, p.holding]),
+    [[`${t.c.host}:${t.c.proxy!.readWritePort}`, null]],
+    'the local proxy, as registered in etcd',
+  );
   for (const m of s.members) {
     assert.ok(m.agentPid > 0 && m.postmasterPid > 0, `pids of ${m.name}`);
     assert.equal(m.agentPid, t.member(m.name).agentPid);
@@ -67,6 +73,7 @@ test('status --json gives process ids and a multi-host read-write URI', async ()
   assert.match(text.stdout, /Leader/);
   assert.match(text.stdout, /Sync Standby/);
   assert.match(text.stdout, /streaming/);
+  assert.match(text.stdout, new RegExp(`Proxies in etcd: \\S+ \\(read-write ${t.c.host}:${t.c.proxy!.readWritePort}, `));
 });
 
 test('switchover to a named member, then the old leader streams from it', async () => {
