@@ -53,6 +53,8 @@ export interface SessionHooks {
 }
 
 let nextId = 1;
+/** Bytes of a held transaction kept in memory before the client is paused. */
+const HELD_TX_LIMIT = 1 << 20;
 
 export class Session {
   readonly id = nextId++;
@@ -82,6 +84,8 @@ export class Session {
    * they run on the new leader). */
   private heldTx: Buffer[] = [];
   private heldTxTimer: NodeJS.Timeout | null = null;
+  /** The client was paused because its held bytes passed HELD_TX_LIMIT. */
+  private pausedForHold = false;
   private serverKey: { pid: number; secret: number } | null = null;
   private server: net.Socket | null = null;
   private serverScan: FrameScanner | null = null;
@@ -266,6 +270,11 @@ export class Session {
 
   private holdTx(chunk: Buffer): void {
     this.heldTx.push(chunk);
+    if (!this.pausedForHold && this.heldBytes > HELD_TX_LIMIT) {
+      // A client that pipelines or streams COPY data waits in TCP, not in the proxy's memory.
+      this.pausedForHold = true;
+      this.client.pause();
+    }
     // Bounded like every other wait: a switchover that never finishes lets the transaction run where the session is.
     this.heldTxTimer ??= setTimeout(() => {
       this.hooks.log.warn({ session: this.id, member: this.member?.name }, 'held transaction released after pause_timeout');
@@ -281,6 +290,11 @@ export class Session {
     const chunks = this.heldTx;
     this.heldTx = [];
     for (const chunk of chunks) if (this.state === 'active') this.forwardClientData(chunk);
+    if (this.pausedForHold) {
+      this.pausedForHold = false;
+      // The server may have pushed back on what was just forwarded: its 'drain' resumes the client then.
+      if (this.server && !this.server.writableNeedDrain) this.client.resume();
+    }
   }
 
   /** Bytes held back from the server right now (a moving session's, or a transaction held for a switchover). */
