@@ -222,6 +222,45 @@ export function proxySuite(mode: RelayMode): void {
     }
   });
 
+  test('a switchover that ends without a leader change releases held transactions to the same leader', async () => {
+    const view = await t.waitFor('all streaming', (v) => (!v.switchover && v.members.filter((m) => m.state === 'streaming').length === 2 ? v : null));
+    const leader = view.members.find((m) => m.name === view.leader?.name)!;
+    const c = proxyClient('rw');
+    await c.connect();
+    await c.query('SELECT 1');
+    // A request already past 'requested' is the leader's own switchover under way: the agents leave
+    // it alone, so it stands until the test clears it, as an aborted switchover is cleared.
+    const requestedAt = new Date().toISOString();
+    let q: Promise<pg.QueryResult<{ port: number }>> | null = null;
+    const target = view.members.find((m) => m.name !== leader.name)!.name;
+    await t.store.requestSwitchover({ kind: 'switchover', from: leader.name, to: target, requestedAt, phase: 'demoting', deadline: Date.now() + 60_000, reason: 'test' });
+    try {
+      for (let i = 0; (await t.store.listProxies())[0]?.holding !== requestedAt; i++) {
+        assert.ok(i < 500, 'the proxy never recorded that it holds new transactions');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      let answered = false;
+      q = c.query<{ port: number }>('SELECT inet_server_port() AS port').then((r) => {
+        answered = true;
+        return r;
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(answered, false, 'the transaction is held while the switchover stands');
+      assert.equal((await clientRow(c, () => true)).tx_status, 'I');
+    } finally {
+      await t.store.clearSwitchover();
+    }
+    assert.ok(q, 'the held query was sent');
+    const answer = await Promise.race([q, new Promise<null>((r) => setTimeout(() => r(null), 5000).unref())]);
+    assert.ok(answer, 'the held transaction was answered within 5 s of the switchover being cleared');
+    assert.equal(answer.rows[0]!.port, leader.port, 'the held transaction ran on the same leader');
+    await c.end();
+    for (let i = 0; (await t.store.listProxies())[0]?.holding !== null; i++) {
+      assert.ok(i < 500, 'the proxy still records holding after the switchover was cleared');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  });
+
   test('read-only sessions spread over the replicas (select_cnt) and avoid one whose replay is paused past the lag limit', async () => {
     const view = await t.waitFor('all streaming', (v) => (!v.switchover && v.members.filter((m) => m.state === 'streaming').length === 2 ? v : null));
     const replicas = view.members.filter((m) => m.name !== view.leader?.name);
