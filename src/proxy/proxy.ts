@@ -1,5 +1,6 @@
 // `baton proxy`: listeners for read-write and read-only sessions, routing from etcd watch events,
-// new sessions held (bounded) while a switchover or failover is under way, routed cancels.
+// new sessions held (bounded) while a switchover or failover is under way, and during a switchover
+// the next transaction of every movable read-write session; routed cancels; its record in etcd.
 import net from 'node:net';
 import os from 'node:os';
 import fs from 'node:fs';

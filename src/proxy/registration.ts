@@ -33,10 +33,6 @@ export class ProxyRegistration {
     return this.enqueue(() => this.write());
   }
 
-  get holding(): string | null {
-    return this.record.holding;
-  }
-
   private enqueue(step: () => Promise<void>): Promise<void> {
     this.chain = this.chain.then(step).catch((err: Error) => {
       this.dirty = true;
