@@ -3,6 +3,7 @@
 // (`succeeded: false`, `kvs: []`, `count: 0`, event type PUT all arrive as missing fields).
 import { BatonError, StoreUnavailableError } from '../util/errors.js';
 import { silentLogger, type Logger } from '../util/log.js';
+import { JsonPoster } from './json-post.js';
 
 const HINT = 'is etcd running? check etcd.hosts in the config';
 
@@ -147,6 +148,7 @@ export class EtcdClient {
   private current = 0;
   private readonly timeoutMs: number;
   private readonly log: Logger;
+  private readonly poster = new JsonPoster();
 
   constructor(opts: { endpoints: string[]; requestTimeoutMs?: number; logger?: Logger }) {
     if (opts.endpoints.length === 0) throw new BatonError('no etcd endpoints given', HINT);
@@ -168,16 +170,10 @@ export class EtcdClient {
     for (let i = 0; i < n; i++) {
       const index = (first + i) % n;
       const endpoint = this.endpoints[index]!;
-      let res: Response;
+      let status: number;
       let text: string;
       try {
-        res = await fetch(endpoint + path, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify(body),
-          signal: AbortSignal.timeout(this.timeoutMs),
-        });
-        text = await res.text();
+        ({ status, text } = await this.poster.post(endpoint + path, JSON.stringify(body), this.timeoutMs));
       } catch (err) {
         lastErr = err;
         failures.push(`${endpoint} (${describeCause(err)})`);
@@ -191,17 +187,22 @@ export class EtcdClient {
       try {
         parsed = JSON.parse(text);
       } catch {
-        throw new EtcdRequestError(`etcd at ${endpoint} sent non-JSON for ${path}: ${text.slice(0, 200)}`, -1, res.status);
+        throw new EtcdRequestError(`etcd at ${endpoint} sent non-JSON for ${path}: ${text.slice(0, 200)}`, -1, status);
       }
-      if (!res.ok) {
+      if (status < 200 || status >= 300) {
         const e = parsed as { message?: string; error?: string; code?: number };
-        throw new EtcdRequestError(`etcd ${path}: ${e.message ?? e.error ?? `HTTP ${res.status}`}`, e.code ?? -1, res.status);
+        throw new EtcdRequestError(`etcd ${path}: ${e.message ?? e.error ?? `HTTP ${status}`}`, e.code ?? -1, status);
       }
       return parsed as T;
     }
     throw new StoreUnavailableError(`cannot reach etcd for ${path}: tried ${failures.join(', ')}`, HINT, {
       cause: lastErr,
     });
+  }
+
+  /** Closes kept-alive connections (watches close through their handles). */
+  close(): void {
+    this.poster.close();
   }
 
   async range(key: string, opts: { prefix?: boolean } = {}): Promise<{ kvs: KeyValue[]; revision: string }> {

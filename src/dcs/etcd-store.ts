@@ -205,6 +205,7 @@ export class EtcdStore implements ClusterStore {
 
   async close(): Promise<void> {
     for (const w of [...this.watches]) w.close();
+    this.client.close();
   }
 
   private async createIfAbsent(key: string, value: string, lease?: LeaseId): Promise<boolean> {
