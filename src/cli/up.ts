@@ -242,10 +242,16 @@ export async function waitUntilHealthy(c: LocalCluster, timeoutMs: number, out: 
       if (view) {
         const leader = view.members.find((m) => m.name === view.leader?.name && m.state === 'running');
         const streaming = view.members.filter((m) => m.state === 'streaming').length;
-        const line = `leader: ${leader?.name ?? 'none'}; streaming replicas: ${streaming}/${c.members.length - 1}`;
+        // In synchronous mode the cluster is only whole once a standby holds every commit: until then
+        // commits are asynchronous and no member may take over (status says so).
+        const needSync = view.config.synchronousMode && c.members.length > 1;
+        const sync = view.sync?.leader === leader?.name ? (view.sync?.members ?? []) : [];
+        const line =
+          `leader: ${leader?.name ?? 'none'}; streaming replicas: ${streaming}/${c.members.length - 1}` +
+          (needSync ? `; synchronous standby: ${sync.join(', ') || 'none yet'}` : '');
         if (line !== last) out(line);
         last = line;
-        if (leader && streaming === c.members.length - 1) return view;
+        if (leader && streaming === c.members.length - 1 && (!needSync || sync.length > 0)) return view;
       }
       for (const m of c.members) {
         if (m.agentPid && !pidAlive(m.agentPid)) {
