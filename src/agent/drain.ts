@@ -3,6 +3,7 @@
 // the transactions begun before that get until the drain timeout to end. Only what is still open
 // then is cut off by the fast shutdown. Best effort: trouble reaching etcd or PostgreSQL ends the
 // wait, never the switchover.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClusterStore } from '../dcs/store.js';
 import type { ProxyRecord, SwitchoverRequest } from '../dcs/types.js';
 import type { OpenTransaction } from '../postgres/queries.js';
@@ -46,11 +47,7 @@ export async function drainBeforeHandover(deps: DrainDeps, req: SwitchoverReques
   const outcome: DrainOutcome = { proxiesNotHolding: [], waitedFor: 0, cutOff: 0, ms: 0 };
   if (timeoutMs <= 0) return outcome;
   try {
-    let waiting = proxiesNotHolding(await deps.store.listProxies(), req);
-    while (waiting.length > 0 && Date.now() < deadline) {
-      await sleep(POLL_MS);
-      waiting = proxiesNotHolding(await deps.store.listProxies(), req);
-    }
+    const { last: waiting } = await pollUntilEmpty(async () => proxiesNotHolding(await deps.store.listProxies(), req), deadline);
     outcome.proxiesNotHolding = waiting;
     if (waiting.length) deps.log.warn({ proxies: waiting }, 'switchover: these proxies did not confirm holding new transactions in time');
   } catch (err) {
@@ -58,13 +55,9 @@ export async function drainBeforeHandover(deps: DrainDeps, req: SwitchoverReques
   }
   const heldAt = Date.now();
   try {
-    let pending = transactionsToWaitFor(await deps.openTransactions(), heldAt);
-    outcome.waitedFor = pending.length;
-    while (pending.length > 0 && Date.now() < deadline) {
-      await sleep(POLL_MS);
-      pending = transactionsToWaitFor(await deps.openTransactions(), heldAt);
-    }
-    outcome.cutOff = pending.length;
+    const { first, last } = await pollUntilEmpty(async () => transactionsToWaitFor(await deps.openTransactions(), heldAt), deadline);
+    outcome.waitedFor = first.length;
+    outcome.cutOff = last.length;
   } catch (err) {
     deps.log.warn({ err: (err as Error).message }, 'switchover: cannot list open transactions; shutting down without waiting for them');
   }
@@ -72,6 +65,13 @@ export async function drainBeforeHandover(deps: DrainDeps, req: SwitchoverReques
   return outcome;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+/** Reads until the answer is empty or the deadline passes; the first and the last answer. */
+async function pollUntilEmpty<T>(read: () => Promise<T[]>, deadline: number): Promise<{ first: T[]; last: T[] }> {
+  const first = await read();
+  let last = first;
+  while (last.length > 0 && Date.now() < deadline) {
+    await sleep(POLL_MS);
+    last = await read();
+  }
+  return { first, last };
 }

@@ -299,7 +299,10 @@ export class Session {
 
   /** Bytes held back from the server right now (a moving session's, or a transaction held for a switchover). */
   get heldBytes(): number {
-    return [...this.held, ...this.heldTx].reduce((n, c) => n + c.length, 0);
+    let n = 0;
+    for (const c of this.held) n += c.length;
+    for (const c of this.heldTx) n += c.length;
+    return n;
   }
 
   /** Wires a server connection: `startup` when the server has yet to answer the client's startup. */
