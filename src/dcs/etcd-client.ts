@@ -272,40 +272,34 @@ export class EtcdClient {
     onError: (err: Error) => void,
   ): WatchHandle {
     let closed = false;
-    let controller: AbortController | null = null;
+    let abortStream: (() => void) | null = null;
     let next: bigint | null = startRevision === null ? null : BigInt(startRevision);
     let backoff = 100;
     let wake: (() => void) | null = null;
 
     const streamOnce = async (endpoint: string): Promise<void> => {
-      controller = new AbortController();
-      const ctl = controller;
-      // Only the connection and the headers are bounded by the request timeout; the body lives on.
-      const timer = setTimeout(() => ctl.abort(new DOMException('watch connect timed out', 'TimeoutError')), this.timeoutMs);
       const create: Record<string, unknown> = { ...rangeBody(prefix, true) };
       if (next !== null) create.start_revision = next.toString();
-      let res: Response;
-      try {
-        res = await fetch(endpoint + '/v3/watch', {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ create_request: create }),
-          signal: ctl.signal,
-        });
-      } finally {
-        clearTimeout(timer);
+      // Only the connection and the headers are bounded by the request timeout; the body lives on.
+      const stream = this.poster.openStream(endpoint + '/v3/watch', JSON.stringify({ create_request: create }), this.timeoutMs);
+      abortStream = stream.abort;
+      if (closed) stream.abort();
+      const res = await stream.response;
+      if (res.statusCode !== 200) {
+        let text = '';
+        for await (const chunk of res) text += String(chunk);
+        throw new Error(`watch on ${endpoint}: HTTP ${res.statusCode ?? '?'} ${text}`);
       }
-      if (!res.ok || !res.body) throw new Error(`watch on ${endpoint}: HTTP ${res.status} ${await res.text()}`);
-      const decoder = new TextDecoder();
+      res.setEncoding('utf8');
       let buf = '';
-      for await (const chunk of res.body) {
-        buf += decoder.decode(chunk, { stream: true });
+      for await (const chunk of res as AsyncIterable<string>) {
+        buf += chunk;
         let nl: number;
         while ((nl = buf.indexOf('\n')) >= 0) {
           const line = buf.slice(0, nl).trim();
           buf = buf.slice(nl + 1);
           if (line && !handleMessage(line)) {
-            ctl.abort();
+            stream.abort();
             return;
           }
         }
@@ -370,7 +364,7 @@ export class EtcdClient {
     return {
       close: () => {
         closed = true;
-        controller?.abort();
+        abortStream?.();
         wake?.();
       },
     };

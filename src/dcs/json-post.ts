@@ -50,6 +50,34 @@ export class JsonPoster {
     });
   }
 
+  /**
+   * A POST whose answer streams (etcd's watch), on a connection of its own: resolves with the
+   * response once its headers arrive within timeoutMs; the body then lives until `abort()`, which
+   * ends its iteration with an error. Rejects as `post` does.
+   */
+  openStream(url: string, body: string, timeoutMs: number): { response: Promise<http.IncomingMessage>; abort: () => void } {
+    const target = new URL(url);
+    const secure = target.protocol === 'https:';
+    const req = (secure ? https : http).request(target, {
+      method: 'POST',
+      agent: false,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+    });
+    const response = new Promise<http.IncomingMessage>((resolve, reject) => {
+      const timer = setTimeout(() => req.destroy(new RequestTimeoutError(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      req.on('response', (res) => {
+        clearTimeout(timer);
+        resolve(res);
+      });
+      req.on('error', (err) => {
+        clearTimeout(timer);
+        reject(err instanceof RequestTimeoutError ? err : new Error(err.message, { cause: err }));
+      });
+    });
+    req.end(body);
+    return { response, abort: () => req.destroy() };
+  }
+
   /** Closes the kept-alive connections. */
   close(): void {
     this.agents.http.destroy();

@@ -93,6 +93,50 @@ async function sh(script: string): Promise<string> {
   return (await run('bash', ['-o', 'pipefail', '-c', script], { env, maxBuffer: 1 << 20 })).stdout.trim();
 }
 
+/** A loopback TCP forwarder whose open connections can be frozen: kept open, nothing passed on, as
+ * with a peer that went away without closing (new connections still pass). */
+async function freezableForwarder(
+  host: string,
+  port: number,
+): Promise<{ port: number; freeze: () => number; watchBytesHeldBack: () => number; close: () => void }> {
+  const pairs: { client: net.Socket; upstream: net.Socket; frozen: boolean; watch: boolean }[] = [];
+  let watchBytesHeldBack = 0;
+  const server = net.createServer((client) => {
+    const upstream = net.connect({ host, port });
+    const pair = { client, upstream, frozen: false, watch: false };
+    pairs.push(pair);
+    client.once('data', (d: Buffer) => {
+      pair.watch = d.toString('latin1').startsWith('POST /v3/watch ');
+    });
+    for (const [from, to] of [
+      [client, upstream],
+      [upstream, client],
+    ] as const) {
+      from.on('data', (d: Buffer) => {
+        if (!pair.frozen) to.write(d);
+        else if (pair.watch && from === upstream) watchBytesHeldBack += d.length;
+      });
+      from.on('error', () => to.destroy());
+      from.on('close', () => to.destroy());
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address() as net.AddressInfo;
+  return {
+    port: address.port,
+    freeze: () => {
+      const open = pairs.filter((p) => !p.client.destroyed && !p.frozen);
+      for (const p of open) p.frozen = true;
+      return open.length;
+    },
+    watchBytesHeldBack: () => watchBytesHeldBack,
+    close: () => {
+      for (const p of pairs) p.client.destroy();
+      server.close();
+    },
+  };
+}
+
 /** Registers the suite against a cluster whose proxy relays with `mode`. */
 export function proxySuite(mode: RelayMode): void {
   relay = mode;
@@ -260,6 +304,50 @@ export function proxySuite(mode: RelayMode): void {
       await new Promise((r) => setTimeout(r, 10));
     }
   });
+
+  if (mode === 'native') {
+    // The watch can die without a word (a half-open connection, a frozen etcd): the proxy must still
+    // see changes, through its safety poll. Relay-independent, so run once.
+    test('a watch that goes silent: the proxy still follows a switchover request through its safety poll', async () => {
+      const fwd = await freezableForwarder(t.c.host, t.c.etcd.clientPort);
+      const cfg = parseProxyConfig(
+        {
+          cluster: t.c.cluster,
+          name: 'silent-watch',
+          etcd: { hosts: [`127.0.0.1:${fwd.port}`] },
+          listen: { read_write: '127.0.0.1:0', read_only: '127.0.0.1:0', admin: '127.0.0.1:0' },
+          relay,
+        },
+        'test',
+      );
+      const proxy = new BatonProxy(cfg, new EtcdStore({ endpoints: cfg.etcdEndpoints, cluster: cfg.cluster, requestTimeoutMs: 500 }), silentLogger());
+      await proxy.start();
+      const holding = async (): Promise<string | null | undefined> => (await t.store.listProxies()).find((p) => p.name === 'silent-watch')?.holding;
+      try {
+        const view = await t.waitFor('no switchover', (v) => (!v.switchover && v.leader ? v : null));
+        assert.ok(fwd.freeze() >= 1, 'the watch stream is frozen');
+        const requestedAt = new Date().toISOString();
+        const to = view.members.find((m) => m.name !== view.leader!.name)!.name;
+        await t.store.requestSwitchover({ kind: 'switchover', from: view.leader!.name, to, requestedAt, phase: 'demoting', deadline: Date.now() + 60_000, reason: 'test' });
+        try {
+          for (let i = 0; (await holding()) !== requestedAt; i++) {
+            assert.ok(i < 150, 'the proxy never saw the switchover request with its watch silent');
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        } finally {
+          await t.store.clearSwitchover();
+        }
+        for (let i = 0; (await holding()) !== null; i++) {
+          assert.ok(i < 150, 'the proxy never saw the switchover request cleared with its watch silent');
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.ok(fwd.watchBytesHeldBack() > 0, 'etcd sent the changes on the watch, and the proxy never got them');
+      } finally {
+        await proxy.stop();
+        fwd.close();
+      }
+    });
+  }
 
   test('read-only sessions spread over the replicas (select_cnt) and avoid one whose replay is paused past the lag limit', async () => {
     const view = await t.waitFor('all streaming', (v) => (!v.switchover && v.members.filter((m) => m.state === 'streaming').length === 2 ? v : null));
