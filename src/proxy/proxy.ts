@@ -317,6 +317,7 @@ export class BatonProxy {
           moves: s.moves,
           pinned: s.pinned,
           relay: s.native ? 'native' : 'typescript',
+          held_bytes: s.heldBytes,
           connected_at: new Date(s.startedAt).toISOString(),
         })),
       servers: () =>

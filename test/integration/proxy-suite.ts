@@ -290,7 +290,9 @@ export function proxySuite(mode: RelayMode): void {
       });
       await new Promise((r) => setTimeout(r, 300));
       assert.equal(answered, false, 'the transaction is held while the switchover stands');
-      assert.equal((await clientRow(c, () => true)).tx_status, 'I');
+      const row = await clientRow(c, () => true);
+      assert.equal(row.tx_status, 'I');
+      assert.ok(Number(row.held_bytes) > 0, `SHOW CLIENTS shows the held query's bytes: ${JSON.stringify(row)}`);
     } finally {
       await t.store.clearSwitchover();
     }
