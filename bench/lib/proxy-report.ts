@@ -90,6 +90,21 @@ export function verdicts(rows: Row[], workloads: readonly Workload[], clients: r
   });
 }
 
+/** Student's t, two-sided 95 %, by degrees of freedom (1..19: the benchmark runs at most 20 rounds). */
+const T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145, 2.131, 2.12, 2.11, 2.101, 2.093];
+
+/** Geometric mean of per-round ratios and its 95 % confidence interval (t on the logs); null under two rounds. */
+export function ratioInterval(ratios: number[]): { mean: number; low: number; high: number } | null {
+  const n = ratios.length;
+  const t = T95[n - 2];
+  if (n < 2 || t === undefined || ratios.some((x) => !(x > 0))) return null;
+  const logs = ratios.map(Math.log);
+  const m = logs.reduce((a, b) => a + b, 0) / n;
+  const sd = Math.sqrt(logs.reduce((a, x) => a + (x - m) ** 2, 0) / (n - 1));
+  const half = (t * sd) / Math.sqrt(n);
+  return { mean: Math.exp(m), low: Math.exp(m - half), high: Math.exp(m + half) };
+}
+
 /** The k-th result of a workload, client count and path, in run order: round k's. */
 function byRound(results: PgbenchResult[], w: Workload, clients: number, path: string): PgbenchResult[] {
   return results.filter((r) => r.workload === w && r.clients === clients && r.path === path);
@@ -109,8 +124,10 @@ export function pairedLines(results: PgbenchResult[], workloads: readonly Worklo
       const ratios = Array.from({ length: n }, (_, i) => b![i]!.tps / p![i]!.tps);
       const over = (xs: PgbenchResult[]): string => Array.from({ length: n }, (_, i) => signed(xs[i]!.p99Ms - d![i]!.p99Ms, 2)).join(' ');
       const ahead = ratios.filter((x) => x >= 1).length;
+      const ci = ratioInterval(ratios);
       lines.push(
-        `${w} ${c} clients, per round: baton/pgbouncer tps ${ratios.map((x) => f(x, 3)).join(' ')} (baton ahead in ${ahead} of ${n}); ` +
+        `${w} ${c} clients, per round: baton/pgbouncer tps ${ratios.map((x) => f(x, 3)).join(' ')} (baton ahead in ${ahead} of ${n}` +
+          `${ci ? `; geometric mean ${f(ci.mean, 3)}, 95 % interval ${f(ci.low, 3)}-${f(ci.high, 3)}` : ''}); ` +
           `p99 overhead baton ${over(b!)}, pgbouncer ${over(p!)} ms`,
       );
     }

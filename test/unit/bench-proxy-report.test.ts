@@ -2,7 +2,7 @@
 // the target, and the round-by-round comparison of baton with PgBouncer.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compare, markdownTable, medians, pairedLines, verdicts } from '../../bench/lib/proxy-report.js';
+import { compare, markdownTable, medians, pairedLines, ratioInterval, verdicts } from '../../bench/lib/proxy-report.js';
 import type { PathName, PgbenchResult, Workload } from '../../bench/lib/proxy-pgbench.js';
 
 function run(workload: Workload, clients: number, path: PathName, tps: number, p99Ms: number): PgbenchResult {
@@ -40,8 +40,19 @@ test('medians per path, ratios to the median direct run, and the verdict', () =>
 
 test('paired lines compare baton with PgBouncer round by round, p99 overhead against that round’s direct run', () => {
   const lines = pairedLines(RESULTS, ['simple-update'], [8]);
-  assert.deepEqual(lines, ['simple-update 8 clients, per round: baton/pgbouncer tps 1.080 0.909 (baton ahead in 1 of 2); p99 overhead baton +0.50 +1.40, pgbouncer +1.20 +0.50 ms']);
+  assert.deepEqual(lines, ['simple-update 8 clients, per round: baton/pgbouncer tps 1.080 0.909 (baton ahead in 1 of 2; geometric mean 0.991, 95 % interval 0.332-2.960); p99 overhead baton +0.50 +1.40, pgbouncer +1.20 +0.50 ms']);
   assert.deepEqual(pairedLines(RESULTS, ['select-only'], [8]), [], 'a cell not measured gives no line');
+});
+
+test('paired ratios: geometric mean with a 95 % t interval on the logs; none for one round or a ratio that is not positive', () => {
+  assert.deepEqual(ratioInterval([1, 1, 1]), { mean: 1, low: 1, high: 1 });
+  const ci = ratioInterval([1.1, 0.9, 1.0])!;
+  // logs 0.0953, -0.1054, 0: mean -0.00335, sd 0.1004, t(2) = 4.303, half-width 0.2494
+  assert.ok(Math.abs(ci.mean - 0.99666) < 1e-4, `mean ${ci.mean}`);
+  assert.ok(Math.abs(ci.low - 0.7767) < 1e-3 && Math.abs(ci.high - 1.2789) < 1e-3, `interval ${ci.low}-${ci.high}`);
+  assert.equal(ratioInterval([1.05]), null);
+  assert.equal(ratioInterval([1.05, 0]), null);
+  assert.equal(ratioInterval(Array.from({ length: 21 }, () => 1)), null, 'beyond the t table');
 });
 
 test('run-queue wait of a process: a count for a live one, null for one that is gone', async () => {
