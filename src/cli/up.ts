@@ -12,6 +12,7 @@ import type { ClusterView, MemberTags } from '../dcs/types.js';
 import { UsageError } from '../util/errors.js';
 import { portInUse } from '../util/net.js';
 import { ensureDirFor, runAsFor } from '../util/os-user.js';
+import { removeOrphanedDsmSegments } from '../postgres/dsm.js';
 import {
   clusterFile,
   etcdEndpoint,
@@ -338,6 +339,10 @@ export async function down(dir: string, purge: boolean, out: (l: string) => void
   }
   c.etcd.pid = null;
   if (purge) {
+    // A member killed outright leaves its shared memory segments in /dev/shm; restarted in place it
+    // would remove them, but its data directory goes now.
+    const orphans = removeOrphanedDsmSegments(c.dir, c.members.map((m) => m.dataDir));
+    if (orphans.length > 0) out(`removed ${orphans.length} shared memory segment(s) of killed PostgreSQL instances`);
     fs.rmSync(c.dir, { recursive: true, force: true });
     out(`removed ${c.dir}`);
   } else {

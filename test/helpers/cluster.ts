@@ -127,8 +127,7 @@ export async function startCluster(opts: { nodes?: number; dcs?: Record<string, 
     },
     async stop() {
       await store.close();
-      await down(dir, false, () => undefined);
-      if (!process.env.BATON_KEEP_TEST_DIRS) fs.rmSync(dir, { recursive: true, force: true });
+      await down(dir, !process.env.BATON_KEEP_TEST_DIRS, () => undefined);
     },
   };
   return t;

@@ -11,6 +11,7 @@ import type { InstanceOptions, ManagedSettings } from '../../src/postgres/types.
 import { ensureDirFor, runAsFor } from '../../src/util/os-user.js';
 import { freePort } from '../../src/util/net.js';
 import { createLogger, silentLogger } from '../../src/util/log.js';
+import { removeOrphanedDsmSegments } from '../../src/postgres/dsm.js';
 
 const BIN = process.env.PG_BIN_DIR ?? '/usr/lib/postgresql/15/bin';
 const OS_USER = process.env.BATON_TEST_OS_USER ?? 'postgres';
@@ -79,6 +80,8 @@ describe('PostgresInstance', () => {
       await inst.stop('immediate', 10_000).catch(() => undefined);
       await inst.close();
     }
+    // The last test leaves p2 killed: its shared memory segments would outlive its data directory.
+    removeOrphanedDsmSegments(dir, instances.map((i) => i.opts.dataDir));
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
