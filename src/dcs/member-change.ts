@@ -15,3 +15,9 @@ export function withMemberChange(view: ClusterView, change: MemberChange): Clust
   }
   return { ...view, members, revision: change.revision };
 }
+
+/** Whether two views hold the same cluster state, their revisions aside: a view kept current from
+ * watch events against one read afresh. */
+export function sameClusterState(a: ClusterView, b: ClusterView): boolean {
+  return JSON.stringify({ ...a, revision: null }) === JSON.stringify({ ...b, revision: null });
+}

@@ -6,8 +6,8 @@ import os from 'node:os';
 import fs from 'node:fs';
 import tls from 'node:tls';
 import crypto from 'node:crypto';
-import type { ClusterChange, ClusterStore } from '../dcs/store.js';
-import { withMemberChange } from '../dcs/member-change.js';
+import type { ClusterChange, ClusterStore, Watch } from '../dcs/store.js';
+import { sameClusterState, withMemberChange } from '../dcs/member-change.js';
 import type { ClusterView, MemberRecord } from '../dcs/types.js';
 import { BatonError, ConfigError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
@@ -47,7 +47,7 @@ export class BatonProxy {
   private changeWaiters: (() => void)[] = [];
   private servers: net.Server[] = [];
   private closeAdmin: (() => Promise<void>) | null = null;
-  private closeWatch: (() => void) | null = null;
+  private watch: Watch | null = null;
   private poll: NodeJS.Timeout | null = null;
   private refreshing: Promise<void> | null = null;
   private refreshAgain = false;
@@ -84,17 +84,7 @@ export class BatonProxy {
 
   async start(): Promise<void> {
     await this.refresh();
-    // From the revision after the first view, so no change between reading it and watching is lost.
-    const from = this.view ? (BigInt(this.view.revision) + 1n).toString() : undefined;
-    const watch = this.store.watch(
-      (change) => this.onChange(change),
-      (err) => {
-        this.lastReadFailed = true;
-        this.log.warn({ err: err.message }, 'etcd watch interrupted; reconnecting');
-      },
-      from,
-    );
-    this.closeWatch = () => watch.close();
+    this.openWatch();
     this.poll = setInterval(() => this.safetyPoll(), SAFETY_POLL_MS);
     this.ports.readWrite = await this.listen('rw', this.cfg.readWrite.host, this.cfg.readWrite.port);
     this.ports.readOnly = await this.listen('ro', this.cfg.readOnly.host, this.cfg.readOnly.port);
@@ -163,12 +153,34 @@ export class BatonProxy {
     this.wake();
   }
 
+  /** From the revision after the current view, so no change between reading it and watching is lost. */
+  private openWatch(): void {
+    this.watch?.close();
+    const from = this.view ? (BigInt(this.view.revision) + 1n).toString() : undefined;
+    this.watch = this.store.watch(
+      (change) => this.onChange(change),
+      (err) => {
+        this.lastReadFailed = true;
+        this.log.warn({ err: err.message }, 'etcd watch interrupted; reconnecting');
+      },
+      from,
+    );
+  }
+
   /** etcd sends a live watch's events in order and without gaps, so while the watch delivers (the
    * agents publish positions every second under writes) reading the view again adds nothing: under
    * load this skips a read a second, CPU that the relay threads wait for. */
   private safetyPoll(): void {
     if (!this.lastReadFailed && Date.now() - this.lastWatchChangeAt < SAFETY_POLL_MS) return;
-    void this.refresh();
+    const before = this.view;
+    const readAt = Date.now();
+    void this.refresh().then(() => {
+      // The read found a change, and the watch delivered nothing since: its stream is dead without
+      // having said so (a half-open connection). A new one starts after this view.
+      if (!before || !this.view || this.lastReadFailed || this.lastWatchChangeAt >= readAt || sameClusterState(before, this.view)) return;
+      this.log.warn({ revision: this.view.revision }, 'the etcd watch missed a change; opening it again');
+      this.openWatch();
+    });
   }
 
   /** Re-reads the view (coalescing bursts of watch events) and closes sessions on a demoted leader. */
@@ -419,7 +431,7 @@ export class BatonProxy {
 
   async stop(): Promise<void> {
     if (this.poll) clearInterval(this.poll);
-    this.closeWatch?.();
+    this.watch?.close();
     await this.registration?.stop();
     for (const s of [...this.sessions]) s.fail('57P01', 'baton proxy is shutting down');
     await Promise.all(this.servers.map((srv) => new Promise((r) => srv.close(() => r(undefined)))));

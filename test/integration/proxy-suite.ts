@@ -98,7 +98,7 @@ async function sh(script: string): Promise<string> {
 async function freezableForwarder(
   host: string,
   port: number,
-): Promise<{ port: number; freeze: () => number; watchBytesHeldBack: () => number; close: () => void }> {
+): Promise<{ port: number; freeze: () => number; watchBytesHeldBack: () => number; watchStreams: () => number; close: () => void }> {
   const pairs: { client: net.Socket; upstream: net.Socket; frozen: boolean; watch: boolean }[] = [];
   let watchBytesHeldBack = 0;
   const server = net.createServer((client) => {
@@ -130,6 +130,7 @@ async function freezableForwarder(
       return open.length;
     },
     watchBytesHeldBack: () => watchBytesHeldBack,
+    watchStreams: () => pairs.filter((p) => p.watch).length,
     close: () => {
       for (const p of pairs) p.client.destroy();
       server.close();
@@ -310,7 +311,7 @@ export function proxySuite(mode: RelayMode): void {
   if (mode === 'native') {
     // The watch can die without a word (a half-open connection, a frozen etcd): the proxy must still
     // see changes, through its safety poll. Relay-independent, so run once.
-    test('a watch that goes silent: the proxy still follows a switchover request through its safety poll', async () => {
+    test('a watch that goes silent: the proxy follows a switchover request through its safety poll, and opens its watch again', async () => {
       const fwd = await freezableForwarder(t.c.host, t.c.etcd.clientPort);
       const cfg = parseProxyConfig(
         {
@@ -336,14 +337,20 @@ export function proxySuite(mode: RelayMode): void {
             assert.ok(i < 150, 'the proxy never saw the switchover request with its watch silent');
             await new Promise((r) => setTimeout(r, 100));
           }
+          assert.ok(fwd.watchBytesHeldBack() > 0, 'etcd sent the change on the watch, and the proxy never got it');
+          // Having read a change its watch never delivered, the proxy opens a new watch (a new connection, not frozen).
+          for (let i = 0; fwd.watchStreams() < 2; i++) {
+            assert.ok(i < 50, 'the proxy never opened its watch again');
+            await new Promise((r) => setTimeout(r, 100));
+          }
         } finally {
           await t.store.clearSwitchover();
         }
         for (let i = 0; (await holding()) !== null; i++) {
-          assert.ok(i < 150, 'the proxy never saw the switchover request cleared with its watch silent');
+          assert.ok(i < 150, 'the proxy never saw the switchover request cleared');
           await new Promise((r) => setTimeout(r, 100));
         }
-        assert.ok(fwd.watchBytesHeldBack() > 0, 'etcd sent the changes on the watch, and the proxy never got them');
+        assert.ok(fwd.watchStreams() <= 3, `the watch was opened again ${fwd.watchStreams() - 1} times: once was needed`);
       } finally {
         await proxy.stop();
         fwd.close();

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { withMemberChange, type MemberChange } from '../../src/dcs/member-change.js';
+import { sameClusterState, withMemberChange, type MemberChange } from '../../src/dcs/member-change.js';
 import type { ClusterView } from '../../src/dcs/types.js';
 import { cluster, member } from '../helpers/observation.js';
 
@@ -55,6 +55,12 @@ test('changes applied in revision order give the members a fresh read would give
       );
       const last = steps.length - 1;
       assert.equal(v.revision, String(last > readIndex ? 10 + last : 10 + readIndex), 'the revision of the newest change in the view');
+      const fresh: ClusterView = {
+        ...cluster(),
+        members: [...state].sort(([x], [y]) => x.localeCompare(y)).map(([n, lsn]) => member(n, { receivedLsn: lsn })),
+        revision: '999',
+      };
+      assert.ok(sameClusterState(v, fresh), 'the kept view is the state a fresh read gives, whatever their revisions');
     }),
     { numRuns: 2000 },
   );
@@ -66,4 +72,13 @@ test('an unreadable member value (record null) takes the member out, as read() s
   assert.deepEqual(next.members.map((m) => m.name), ['b']);
   assert.equal(next.revision, '6');
   assert.deepEqual(v.members.map((m) => m.name), ['a', 'b'], 'the old view is not changed in place');
+});
+
+test('sameClusterState: revisions aside, any difference in the state counts', () => {
+  const v: ClusterView = { ...cluster(), members: [member('a'), member('b')], revision: '5' };
+  assert.ok(sameClusterState(v, { ...v, revision: '7' }));
+  assert.ok(!sameClusterState(v, { ...v, leader: { name: 'b', modRevision: '6' } }), 'another leader');
+  assert.ok(!sameClusterState(v, { ...v, switchover: { kind: 'switchover', from: 'a', to: 'b', requestedAt: 'x', phase: 'requested', deadline: 0, reason: 'test' } }), 'a switchover');
+  assert.ok(!sameClusterState(v, { ...v, members: [member('a'), member('b', { receivedLsn: 9 })] }), 'a member moved on');
+  assert.ok(!sameClusterState(v, { ...v, members: [member('a')] }), 'a member gone');
 });
