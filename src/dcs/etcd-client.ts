@@ -131,7 +131,7 @@ function encodeOp(op: TxnOp): Record<string, unknown> {
 /** Errors after which the request surely never reached etcd, so another endpoint may take it. */
 function neverSent(err: unknown): boolean {
   const code = (err as { cause?: { code?: unknown } } | undefined)?.cause?.code;
-  return ['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT'].includes(
+  return ['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'].includes(
     String(code),
   );
 }

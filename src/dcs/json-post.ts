@@ -15,35 +15,31 @@ export class RequestTimeoutError extends Error {
   override name = 'TimeoutError';
 }
 
+/** A transport error as the etcd client reads it: the socket error as `cause`, a timeout as is. */
+function wrapped(err: Error): Error {
+  return err instanceof RequestTimeoutError ? err : new Error(err.message, { cause: err });
+}
+
 export class JsonPoster {
   private readonly agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
 
   /** Rejects with RequestTimeoutError, or with an Error whose `cause` is the socket error (its `code` says what failed). */
   post(url: string, body: string, timeoutMs: number): Promise<PostResult> {
-    const target = new URL(url);
-    const secure = target.protocol === 'https:';
     return new Promise((resolve, reject) => {
       const fail = (err: Error): void => {
         clearTimeout(timer);
-        reject(err instanceof RequestTimeoutError ? err : new Error(err.message, { cause: err }));
+        reject(wrapped(err));
       };
-      const req = (secure ? https : http).request(
-        target,
-        {
-          method: 'POST',
-          agent: secure ? this.agents.https : this.agents.http,
-          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('error', fail);
-          res.on('end', () => {
-            clearTimeout(timer);
-            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
-          });
-        },
-      );
+      const req = this.request(url, body, true);
+      req.on('response', (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', fail);
+        res.on('end', () => {
+          clearTimeout(timer);
+          resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
+        });
+      });
       const timer = setTimeout(() => req.destroy(new RequestTimeoutError(`no answer within ${timeoutMs} ms`)), timeoutMs);
       req.on('error', fail);
       req.end(body);
@@ -56,13 +52,7 @@ export class JsonPoster {
    * ends its iteration with an error. Rejects as `post` does.
    */
   openStream(url: string, body: string, timeoutMs: number): { response: Promise<http.IncomingMessage>; abort: () => void } {
-    const target = new URL(url);
-    const secure = target.protocol === 'https:';
-    const req = (secure ? https : http).request(target, {
-      method: 'POST',
-      agent: false,
-      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-    });
+    const req = this.request(url, body, false);
     const response = new Promise<http.IncomingMessage>((resolve, reject) => {
       const timer = setTimeout(() => req.destroy(new RequestTimeoutError(`no answer within ${timeoutMs} ms`)), timeoutMs);
       req.on('response', (res) => {
@@ -71,7 +61,7 @@ export class JsonPoster {
       });
       req.on('error', (err) => {
         clearTimeout(timer);
-        reject(err instanceof RequestTimeoutError ? err : new Error(err.message, { cause: err }));
+        reject(wrapped(err));
       });
     });
     req.end(body);
@@ -82,5 +72,16 @@ export class JsonPoster {
   close(): void {
     this.agents.http.destroy();
     this.agents.https.destroy();
+  }
+
+  /** A JSON POST, on a kept-alive connection or (`keepAlive` false) a connection of its own. */
+  private request(url: string, body: string, keepAlive: boolean): http.ClientRequest {
+    const target = new URL(url);
+    const secure = target.protocol === 'https:';
+    return (secure ? https : http).request(target, {
+      method: 'POST',
+      agent: keepAlive ? (secure ? this.agents.https : this.agents.http) : false,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+    });
   }
 }
