@@ -144,6 +144,10 @@ int pin_message_verdict(uint8_t type, const uint8_t *body, size_t n) {
     }
     case 'F':
       return PIN_PINS;
+    case 'C':
+      /* Closing a named prepared statement changes what a move replays (session-replay.ts). */
+      if (!body) return PIN_UNSURE;
+      return n >= 2 && body[0] == 'S' && body[1] != 0 ? PIN_UNSURE : PIN_SAFE;
     default:
       return PIN_SAFE;
   }

@@ -328,6 +328,7 @@ export class BatonProxy {
           queries: s.queries,
           moves: s.moves,
           pinned: s.pinned,
+          carried_state: s.kind === 'rw' && !s.pinned ? s.replayLog.summary() : null,
           relay: s.native ? 'native' : 'typescript',
           held_bytes: s.heldBytes,
           connected_at: new Date(s.startedAt).toISOString(),

@@ -1,6 +1,8 @@
-// Whether a session holds state that a new server connection would not have (prepared statements,
-// settings, temporary tables, LISTEN, advisory locks, cursors). Such a session is "pinned": it cannot
-// be moved to a new leader and is closed instead. The rule is a whitelist: anything not understood pins.
+// Whether a message may leave state in the server session that a new server connection would not
+// have (prepared statements, settings, temporary tables, LISTEN, advisory locks, cursors). The rule is
+// a whitelist: anything not understood counts. Named prepared statements and settings can still be
+// carried to a new leader (session-replay.ts); the rest makes the session "pinned": it cannot be
+// moved and is closed instead.
 
 const SAFE_FIRST_WORDS = new Set([
   'SELECT', 'INSERT', 'UPDATE', 'DELETE', 'MERGE', 'WITH', 'VALUES', 'TABLE', 'COPY', 'SHOW', 'EXPLAIN',
@@ -9,10 +11,10 @@ const SAFE_FIRST_WORDS = new Set([
 ]);
 
 /** Substrings that suggest session state even inside an otherwise safe statement (any case). */
-const RISKY = /temp|set_config|advisory|listen|dblink|declare|prepare/i;
+export const RISKY = /temp|set_config|advisory|listen|dblink|declare|prepare/i;
 const FIRST_WORD = /^\s*([A-Za-z]+)/;
 
-function stripComments(sql: string): string {
+export function stripComments(sql: string): string {
   return sql.replace(/\/\*[\s\S]*?\*\//g, ' ').replace(/--[^\n]*/g, ' ');
 }
 
@@ -36,7 +38,7 @@ export function sqlPinReason(sql: string): string | null {
   return null;
 }
 
-function cstring(body: Buffer, from: number): { text: string; next: number } | null {
+export function cstring(body: Buffer, from: number): { text: string; next: number } | null {
   const end = body.indexOf(0, from);
   if (end < 0) return null;
   return { text: body.toString('utf8', from, end), next: end + 1 };

@@ -2,8 +2,9 @@
 // message (to answer SSL/GSSENC requests, route cancels, and swap the server's BackendKeyData for
 // one the proxy issues); after the first ReadyForQuery bytes are forwarded as they come, with a
 // scanner that only tracks message boundaries and the transaction status.
-// An idle read-write session with no session state can be moved to a new leader: the proxy logs in
-// there on the client's behalf and the client never notices (see move()).
+// An idle read-write session whose state the proxy can rebuild can be moved to a new leader: the
+// proxy logs in there on the client's behalf, prepares its statements and makes its settings again
+// (session-replay.ts), and the client never notices (see move()).
 // Once active, a plain-TCP session is handed to the native relay when it is built (native/relay):
 // the bytes then flow without entering JavaScript until the relay hands the session back (handOff,
 // onHandback, takeBack); counters and transaction status live in a Float64Array both sides share.
@@ -16,8 +17,9 @@ import { encodeBackendKeyData, encodeCancel, encodeErrorResponse } from './proto
 import { resumeNodeReading, socketFd, STATE, stopNodeReading, type Handover, type NativeRelay, type RelayHandle } from './native-relay.js';
 import { FrameError, FrameScanner } from './scanner.js';
 import { loginToServer } from './server-login.js';
+import { ReplayFailed, replaySessionState } from './server-replay.js';
+import { SessionReplayLog } from './session-replay.js';
 import { connectServer, isFatal } from './server-connect.js';
-import { messagePinReason } from './session-state.js';
 
 export type ListenerKind = 'rw' | 'ro';
 
@@ -66,6 +68,8 @@ export class Session {
   moves = 0;
   /** Why this session cannot be moved to another server, once it did something that ties it to one. */
   pinned: string | null = null;
+  /** What a move runs again on the new server (read-write sessions that are not pinned). */
+  readonly replayLog = new SessionReplayLog();
   /** Counters and status, shared with the native relay while it has the session. */
   private readonly shared = new Float64Array(new ArrayBuffer(STATE.length * 8)); // off the V8 heap: the native relay keeps a pointer to it
   private relay: RelayHandle | null = null;
@@ -226,7 +230,7 @@ export class Session {
     this.clientScan = new FrameScanner(this.hooks.maxMessageLength, {
       onMessage: (type, _length, body) => {
         if (type === 0x58 /* X: Terminate */) this.terminating = true;
-        if (this.kind === 'rw' && !this.pinned) this.pinned = messagePinReason(type, body);
+        if (this.kind === 'rw' && !this.pinned) this.pinned = this.replayLog.clientMessage(type, body, this.busy);
       },
     });
     this.client.on('data', (chunk: Buffer) => this.onClientData(chunk));
@@ -332,13 +336,22 @@ export class Session {
   private beginActive(): void {
     this.state = 'active';
     this.serverScan = new FrameScanner(Number.MAX_SAFE_INTEGER, {
+      onMessage: (type) => {
+        if (type !== 0x5a /* Z: see onReadyForQuery */ && this.followsReplies()) this.pinned = this.replayLog.serverMessage(type);
+      },
       onReadyForQuery: (s) => {
+        if (this.followsReplies()) this.pinned = this.replayLog.readyForQuery(s);
         this.txStatus = s as 'I' | 'T' | 'E';
         this.busy = false;
         this.count(STATE.queries, 1);
       },
     });
     this.scheduleHandOff();
+  }
+
+  /** The replay log follows a batch: its replies must be matched to its requests here. */
+  private followsReplies(): boolean {
+    return this.kind === 'rw' && this.pinned === null && this.replayLog.following;
   }
 
   private scheduleHandOff(): void {
@@ -356,6 +369,7 @@ export class Session {
     const server = this.server;
     if (!native || this.relay || this.ending || this.state !== 'active' || this.moving || this.connecting || this.terminating) return;
     if (!server || !this.serverScan || !this.clientScan || this.held.length > 0 || this.heldTx.length > 0 || this.hooks.holdingTransactions()) return;
+    if (this.followsReplies()) return; // scheduled again by the reply that ends the batch
     if (this.client.writableLength || server.writableLength || this.client.readableLength || server.readableLength) return;
     const clientFd = socketFd(this.client);
     const serverFd = socketFd(server);
@@ -456,6 +470,7 @@ export class Session {
       !this.terminating &&
       this.txStatus === 'I' &&
       this.pinned === null &&
+      !this.replayLog.following &&
       this.hooks.credentials(this.user) !== null
     );
   }
@@ -484,6 +499,17 @@ export class Session {
           password: this.hooks.credentials(this.user) ?? '',
           timeoutMs: this.hooks.connectTimeoutMs,
         });
+        try {
+          await replaySessionState(login.socket, this.replayLog.replay, this.hooks.connectTimeoutMs);
+        } catch (err) {
+          login.socket.destroy();
+          // The same statements would fail the same way on any server: the session cannot follow.
+          if (err instanceof ReplayFailed) {
+            this.moving = false;
+            return this.fail('08006', `baton proxy: the leader changed (${reason}) and the session could not follow: restoring ${err.entry} on ${target.name} failed: ${err.serverError}`);
+          }
+          throw err;
+        }
         if (this.isClosed()) {
           login.socket.destroy();
           return;
@@ -499,7 +525,7 @@ export class Session {
         this.held = [];
         for (const chunk of held) this.fromClient(chunk);
         this.releaseHeld();
-        this.hooks.log.info({ session: this.id, from, to: target.name, reason, heldBytes }, 'session moved to the leader');
+        this.hooks.log.info({ session: this.id, from, to: target.name, reason, heldBytes, replayed: this.replayLog.replay.length }, 'session moved to the leader');
         return;
       } catch (err) {
         lastError = (err as Error).message;

@@ -160,7 +160,23 @@ export function proxySuite(mode: RelayMode): void {
     await idle.query("INSERT INTO p(v) VALUES ('before')");
     const pinned = proxyClient('rw');
     await pinned.connect();
-    await pinned.query("SET application_name = 'pinned by a setting'");
+    await pinned.query('CREATE TEMP TABLE pinned_by(x int)');
+    // Prepared statements and settings come along; one that cannot be prepared on the new leader ends its session.
+    const carrying = proxyClient('rw');
+    await carrying.connect();
+    await carrying.query("SET application_name = 'carried'");
+    const countP = { name: 'count_p', text: 'SELECT count(*)::int AS n FROM p' };
+    await carrying.query(countP);
+    const carryingRow = await clientRow(carrying, (r) => r.carried_state !== null && r.tx_status === 'I');
+    assert.equal(carryingRow.carried_state, '1 prepared statement, 1 setting');
+    assert.equal(carryingRow.pinned, null);
+    const doomed = proxyClient('rw');
+    await doomed.connect();
+    const doomedErrors: string[] = [];
+    doomed.on('error', (e: Error) => doomedErrors.push(e.message));
+    await doomed.query('CREATE TABLE doomed(x int)');
+    await doomed.query({ name: 'from_doomed', text: 'SELECT x FROM doomed' });
+    await idle.query('DROP TABLE doomed'); // the statement stays prepared on this leader, and cannot be prepared again
 
     const target = t.c.members.find((m) => m.name !== leader.name)!.name;
     const sw = switchover(t.store, { to: target });
@@ -187,6 +203,15 @@ export function proxySuite(mode: RelayMode): void {
     const err = await pinned.query('SELECT 1').then(() => null, (e: Error) => e.message);
     assert.ok(err, 'the pinned session on the old leader is closed');
     await pinned.end().catch(() => undefined);
+    const carried = await carrying.query<{ app: string; port: number }>("SELECT current_setting('application_name') AS app, inet_server_port() AS port");
+    assert.deepEqual(carried.rows[0], { app: 'carried', port: newLeader.port });
+    assert.equal((await carrying.query<{ n: number }>(countP)).rows[0]!.n, 2, 'the prepared statement runs on the new leader');
+    await carrying.end();
+    await doomed.query('SELECT 1').catch((e: Error) => doomedErrors.push(e.message));
+    assert.ok(
+      doomedErrors.some((m) => /restoring prepared statement "from_doomed" on \S+ failed: 42P01/.test(m)),
+      `the session whose statement cannot be prepared again is closed with the reason: ${JSON.stringify(doomedErrors)}`,
+    );
 
     const c = proxyClient('rw');
     await c.connect();
@@ -216,17 +241,26 @@ export function proxySuite(mode: RelayMode): void {
     let writing = true;
     const errors: string[] = [];
     const acked: string[] = [];
+    const carried: string[] = [];
     const writers = [0, 1, 2, 3].map(async (w) => {
       const c = proxyClient('rw');
       await c.connect();
+      // Writers 2 and 3 carry session state (a named prepared statement, a setting) to the new leader.
+      const prepared = w >= 2;
+      if (prepared) await c.query("SET statement_timeout = '20s'");
       for (let n = 1; writing; n++) {
         try {
-          await c.query('INSERT INTO sw VALUES ($1, $2, inet_server_port())', [w, n]);
+          const text = 'INSERT INTO sw VALUES ($1, $2, inet_server_port())';
+          await c.query(prepared ? { name: 'ins', text, values: [w, n] } : { text, values: [w, n] });
           acked.push(`${w}/${n}`);
         } catch (err) {
           errors.push(`writer ${w}, row ${n}: ${(err as Error).message}`);
           break;
         }
+      }
+      if (prepared) {
+        const r = await c.query<{ t: string; port: number }>('SELECT current_setting($1) AS t, inet_server_port() AS port', ['statement_timeout']);
+        carried.push(`${r.rows[0]!.t} on ${r.rows[0]!.port}`);
       }
       await c.end().catch(() => undefined);
     });
@@ -250,6 +284,7 @@ export function proxySuite(mode: RelayMode): void {
 
     const newLeader = await t.leader();
     assert.equal(newLeader.name, target.name);
+    assert.deepEqual(carried, [`20s on ${newLeader.port}`, `20s on ${newLeader.port}`], 'the settings came along to the new leader');
     // The session of the committed transaction moved too.
     const where = await open.query<{ port: number }>('SELECT inet_server_port() AS port');
     assert.equal(where.rows[0]!.port, newLeader.port);
@@ -501,9 +536,16 @@ export function proxySuite(mode: RelayMode): void {
     await c.query(`SELECT 1 /* ${'x'.repeat(17_000)} */ AS long_comment`);
     row = await clientRow(c, (r) => r.relay === expected && r.queries === '3');
     assert.equal(row.pinned, null);
-    await c.query("SET application_name = 'pinned mid-stream'");
+    // A setting and a named statement go through TypeScript, which keeps them for a move, and back.
+    await c.query("SET application_name = 'carried mid-stream'");
+    await c.query({ name: 'mid', text: 'SELECT $1::int AS n', values: [1] });
+    row = await clientRow(c, (r) => r.relay === expected && r.queries === '5');
+    assert.equal(row.pinned, null);
+    assert.equal(row.carried_state, '1 prepared statement, 1 setting');
+    await c.query('LISTEN pinned_mid_stream');
     row = await clientRow(c, (r) => r.relay === expected && r.pinned !== null);
-    assert.match(row.pinned!, /SET changes session state/);
+    assert.match(row.pinned!, /mentions "listen"/);
+    assert.equal(row.carried_state, null);
     assert.equal((await c.query('SELECT 41 + 1 AS n')).rows[0].n, 42);
 
     const d = proxyClient('rw');

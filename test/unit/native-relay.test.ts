@@ -100,6 +100,9 @@ test('Parse: unnamed statements follow their SQL, named ones and malformed ones 
   assert.equal(relay!.messageVerdict(0x46, Buffer.alloc(4)), 1, 'FunctionCall pins');
   assert.equal(relay!.messageVerdict(0x51, null), 1, 'a query not whole in the chunk pins');
   assert.equal(relay!.messageVerdict(0x42, Buffer.alloc(10)), 0, 'Bind leaves nothing behind by itself');
+  assert.equal(relay!.messageVerdict(0x43, Buffer.from('Sstmt1\0')), 2, 'closing a named statement goes to TypeScript, which keeps the replay log');
+  assert.equal(relay!.messageVerdict(0x43, Buffer.from('S\0')), 0, 'closing the unnamed statement does not');
+  assert.equal(relay!.messageVerdict(0x43, Buffer.from('Pportal\0')), 0, 'closing a portal does not');
 });
 
 test('a scanner position saved to the shared array and loaded again scans on identically, at any cut', () => {

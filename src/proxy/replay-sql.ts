@@ -1,0 +1,62 @@
+// Which simple-protocol statements leave session state the proxy can rebuild on another server by
+// running them again (settings), or that undo state it keeps (DISCARD ALL, DEALLOCATE). Everything
+// else that session-state.ts calls pinning stays pinning. Conservative on purpose: a statement this
+// does not recognise exactly (quoted values holding a ';', SET ROLE, SET LOCAL...) pins the session.
+import { RISKY, stripComments } from './session-state.js';
+
+/** What running a simple Query does to the state the proxy keeps for replay. */
+export type QueryEffect =
+  /** Settings (SET/RESET of configuration parameters, lower-cased names; "*" for RESET ALL): the
+   * statement is replayed as it was sent. */
+  | { kind: 'settings'; names: string[] }
+  /** DISCARD ALL: the server session is back to a fresh one. */
+  | { kind: 'discard-all' }
+  /** DEALLOCATE: a protocol-level prepared statement (null: all of them) is gone. */
+  | { kind: 'deallocate'; name: string | null };
+
+const IDENT = String.raw`[A-Za-z_][A-Za-z0-9_$]*`;
+/** SET [SESSION] <parameter> {TO | =} ..., where <parameter> is not a keyword of another SET form. */
+const SET_PARAM = new RegExp(
+  String.raw`^SET\s+(?:SESSION\s+)?(?!(?:LOCAL|ROLE|TRANSACTION|CONSTRAINTS|SESSION|AUTHORIZATION|CHARACTERISTICS|TIME)\b)(${IDENT}(?:\.${IDENT})?)\s*(?:=|TO\b)`,
+  'i',
+);
+const SET_TIME_ZONE = /^SET\s+(?:SESSION\s+)?TIME\s+ZONE\s/i;
+const RESET = new RegExp(String.raw`^RESET\s+(?!(?:ROLE|SESSION)\b)(ALL|${IDENT}(?:\.${IDENT})?)$`, 'i');
+const DISCARD_ALL = /^DISCARD\s+ALL$/i;
+const DEALLOCATE = new RegExp(String.raw`^DEALLOCATE\s+(?:PREPARE\s+)?(?:(ALL)|(${IDENT})|"((?:[^"]|"")+)")$`, 'i');
+
+function statements(sql: string): string[] {
+  const text = sql.includes('--') || sql.includes('/*') ? stripComments(sql) : sql;
+  return text
+    .split(';')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+function settingName(statement: string): string | null {
+  if (RISKY.test(statement)) return null;
+  if (SET_TIME_ZONE.test(statement)) return 'timezone';
+  const set = SET_PARAM.exec(statement);
+  if (set) return set[1]!.toLowerCase();
+  const reset = RESET.exec(statement);
+  if (reset) return reset[1]!.toUpperCase() === 'ALL' ? '*' : reset[1]!.toLowerCase();
+  return null;
+}
+
+/** The effect of a simple Query's SQL on replayable state, or null when it is none of the forms above. */
+export function queryEffect(sql: string): QueryEffect | null {
+  const parts = statements(sql);
+  if (parts.length === 0) return null;
+  if (parts.length === 1) {
+    if (DISCARD_ALL.test(parts[0]!)) return { kind: 'discard-all' };
+    const d = DEALLOCATE.exec(parts[0]!);
+    if (d) return { kind: 'deallocate', name: d[1] ? null : d[2] ? d[2].toLowerCase() : d[3]!.replace(/""/g, '"') };
+  }
+  const names: string[] = [];
+  for (const p of parts) {
+    const name = settingName(p);
+    if (name === null) return null;
+    names.push(name);
+  }
+  return { kind: 'settings', names };
+}

@@ -1,0 +1,65 @@
+// Runs a moving session's prepared statements and settings again on its new server (after
+// server-login.ts, before the client's bytes flow), so the client finds the server session it left.
+import type net from 'node:net';
+import { MessageReader, parseErrorOrNotice } from './protocol.js';
+import type { ReplayEntry } from './session-replay.js';
+
+const SYNC = Buffer.from([0x53, 0, 0, 0, 4]);
+
+/** The server refused an entry: the same statement would fail on any server, so the move cannot succeed. */
+export class ReplayFailed extends Error {
+  constructor(
+    readonly entry: string,
+    readonly serverError: string,
+  ) {
+    super(`${entry}: ${serverError}`);
+  }
+}
+
+function describe(e: ReplayEntry): string {
+  if (e.kind === 'prepare') return `prepared statement "${e.names[0]}"`;
+  return `setting "${e.frame.toString('utf8', 5, Math.min(e.frame.length - 1, 85))}"`;
+}
+
+/** Sends every entry (a Parse with its own Sync, or a Query) at once and waits for one
+ * ReadyForQuery each; any error rejects, naming the entry it came from. */
+export function replaySessionState(socket: net.Socket, entries: readonly ReplayEntry[], timeoutMs: number): Promise<void> {
+  if (entries.length === 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const reader = new MessageReader();
+    let answered = 0;
+    let error: ReplayFailed | null = null;
+    const done = (err: Error | null) => {
+      socket.setTimeout(0);
+      socket.removeListener('data', onData);
+      socket.removeListener('error', onError);
+      socket.removeListener('close', onClose);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      try {
+        reader.push(chunk);
+        for (let m = reader.next(); m; m = reader.next()) {
+          if (m.type === 0x45 /* E */ && error === null) {
+            const f = parseErrorOrNotice(m.frame);
+            error = new ReplayFailed(describe(entries[answered]!), `${f.C ?? ''} ${f.M ?? 'error'}`.trim());
+          }
+          if (m.type !== 0x5a /* Z */) continue;
+          answered++;
+          if (answered < entries.length) continue;
+          return done(error);
+        }
+      } catch (err) {
+        done(err as Error);
+      }
+    };
+    const onError = (err: Error) => done(err);
+    const onClose = () => done(new Error('the server closed the connection while the session state was restored'));
+    socket.on('data', onData);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+    socket.setTimeout(timeoutMs, () => done(new Error(`restoring the session state timed out after ${timeoutMs} ms`)));
+    socket.write(Buffer.concat(entries.flatMap((e) => (e.kind === 'prepare' ? [e.frame, SYNC] : [e.frame]))));
+  });
+}

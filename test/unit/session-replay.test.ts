@@ -1,0 +1,179 @@
+// The replay log of a moving session: which statements it keeps, matched to the server's replies.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { queryEffect } from '../../src/proxy/replay-sql.js';
+import { REPLAY_LIMITS, SessionReplayLog } from '../../src/proxy/session-replay.js';
+
+const P = 0x50;
+const Q = 0x51;
+const C = 0x43;
+const S = 0x53;
+const B = 0x42;
+
+const parse = (name: string, sql: string) => Buffer.from(`${name}\0${sql}\0\0\0`);
+const query = (sql: string) => Buffer.from(`${sql}\0`);
+const close = (kind: 'S' | 'P', name: string) => Buffer.from(`${kind}${name}\0`);
+
+/** Replies as a server gives them, one letter per message ('Z' + status for ReadyForQuery). */
+function reply(log: SessionReplayLog, ...messages: string[]): (string | null)[] {
+  return messages.map((m) => (m.startsWith('Z') ? log.readyForQuery(m[1] ?? 'I') : log.serverMessage(m.charCodeAt(0))));
+}
+
+const kept = (log: SessionReplayLog) => log.replay.map((e) => `${e.kind}:${e.names.join(',')}`);
+
+test('queryEffect: settings, DISCARD ALL and DEALLOCATE are recognised; other forms are not', () => {
+  assert.deepEqual(queryEffect("SET search_path = app, public"), { kind: 'settings', names: ['search_path'] });
+  assert.deepEqual(queryEffect("set session statement_timeout to '5s'"), { kind: 'settings', names: ['statement_timeout'] });
+  assert.deepEqual(queryEffect("SET TIME ZONE 'UTC'; SET my.tenant = '42'"), { kind: 'settings', names: ['timezone', 'my.tenant'] });
+  assert.deepEqual(queryEffect('RESET ALL'), { kind: 'settings', names: ['*'] });
+  assert.deepEqual(queryEffect('/* tagged */ RESET work_mem;'), { kind: 'settings', names: ['work_mem'] });
+  assert.deepEqual(queryEffect('DISCARD ALL'), { kind: 'discard-all' });
+  assert.deepEqual(queryEffect('DEALLOCATE ALL'), { kind: 'deallocate', name: null });
+  assert.deepEqual(queryEffect('deallocate prepare Stmt_1'), { kind: 'deallocate', name: 'stmt_1' });
+  assert.deepEqual(queryEffect('DEALLOCATE "Stmt ""1"""'), { kind: 'deallocate', name: 'Stmt "1"' });
+  for (const sql of [
+    'SET LOCAL work_mem = 1000',
+    'SET ROLE app',
+    'SET SESSION AUTHORIZATION app',
+    'SET TRANSACTION ISOLATION LEVEL SERIALIZABLE',
+    'SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY',
+    'SET CONSTRAINTS ALL DEFERRED',
+    'RESET ROLE',
+    'RESET SESSION AUTHORIZATION',
+    "SET application_name = 'a;b'", // a quoted ';' is not split correctly: pins rather than guesses
+    'SET temp_buffers = 100', // mentions temp
+    "SET search_path = app; SELECT pg_sleep(1)",
+    'DISCARD TEMP',
+    'DISCARD PLANS',
+    'PREPARE s AS SELECT 1',
+    'LISTEN x',
+    '',
+  ]) assert.equal(queryEffect(sql), null, sql);
+});
+
+test('a named Parse is kept once the server confirms it; a failed one is not', () => {
+  const log = new SessionReplayLog();
+  assert.equal(log.clientMessage(P, parse('s1', 'SELECT $1::int'), false), null);
+  assert.equal(log.clientMessage(S, Buffer.alloc(0), false), null);
+  assert.equal(log.following, true);
+  assert.deepEqual(reply(log, '1', 'Z'), [null, null]);
+  assert.equal(log.following, false);
+  assert.deepEqual(kept(log), ['prepare:s1']);
+  assert.equal(log.replay[0]!.frame.subarray(5).toString(), parse('s1', 'SELECT $1::int').toString());
+
+  log.clientMessage(P, parse('bad', 'SELEC 1'), false);
+  log.clientMessage(S, Buffer.alloc(0), false);
+  reply(log, 'E', 'Z');
+  assert.deepEqual(kept(log), ['prepare:s1']);
+  assert.equal(log.summary(), '1 prepared statement');
+});
+
+test('in a pipeline, an error skips every Parse up to the Sync; the next batch counts again', () => {
+  const log = new SessionReplayLog();
+  for (const [t, b] of [
+    [P, parse('a', 'SELECT 1')],
+    [B, Buffer.alloc(6)],
+    [P, parse('b', 'SELECT 2')],
+    [S, Buffer.alloc(0)],
+    [P, parse('c', 'SELECT 3')],
+    [S, Buffer.alloc(0)],
+  ] as const) assert.equal(log.clientMessage(t, b, false), null);
+  // a parsed, the Bind failed (b skipped), then c parsed after the second Sync.
+  assert.deepEqual(reply(log, '1', 'E', 'ZI', '1', 'ZI'), [null, null, null, null, null]);
+  assert.deepEqual(kept(log), ['prepare:a', 'prepare:c']);
+});
+
+test('Close and DEALLOCATE remove statements; DISCARD ALL empties the log', () => {
+  const log = new SessionReplayLog();
+  for (const name of ['a', 'b', 'c']) {
+    log.clientMessage(P, parse(name, 'SELECT 1'), false);
+    log.clientMessage(S, Buffer.alloc(0), false);
+    reply(log, '1', 'ZI');
+  }
+  log.clientMessage(Q, query('SET search_path = app'), false);
+  reply(log, 'C', 'ZI');
+  log.clientMessage(C, close('S', 'a'), false);
+  log.clientMessage(C, close('P', 'portal'), false);
+  log.clientMessage(S, Buffer.alloc(0), false);
+  reply(log, '3', '3', 'ZI');
+  assert.deepEqual(kept(log), ['prepare:b', 'prepare:c', 'settings:search_path']);
+  log.clientMessage(Q, query('DEALLOCATE b'), false);
+  reply(log, 'C', 'ZI');
+  assert.deepEqual(kept(log), ['prepare:c', 'settings:search_path']);
+  assert.equal(log.summary(), '1 prepared statement, 1 setting');
+  log.clientMessage(Q, query('DISCARD ALL'), false);
+  reply(log, 'C', 'ZI');
+  assert.deepEqual(kept(log), []);
+  assert.equal(log.summary(), null);
+});
+
+test('settings: kept in order with statements, a parameter set again since the last Parse replaces itself', () => {
+  const log = new SessionReplayLog();
+  const set = (sql: string) => {
+    assert.equal(log.clientMessage(Q, query(sql), false), null);
+    assert.deepEqual(reply(log, 'C', 'ZI'), [null, null]);
+  };
+  set('SET search_path = a');
+  set('SET work_mem = 1000');
+  log.clientMessage(P, parse('s', 'SELECT * FROM t'), false);
+  log.clientMessage(S, Buffer.alloc(0), false);
+  reply(log, '1', 'ZI');
+  set('SET search_path = b');
+  set('SET search_path = c');
+  set('SET statement_timeout = 10');
+  // search_path = a stays: s was parsed under it.
+  assert.deepEqual(kept(log), ['settings:search_path', 'settings:work_mem', 'prepare:s', 'settings:search_path', 'settings:statement_timeout']);
+  assert.match(log.replay[3]!.frame.toString(), /search_path = c/);
+  set('RESET ALL');
+  assert.deepEqual(kept(log), ['settings:search_path', 'settings:work_mem', 'prepare:s', 'settings:*']);
+});
+
+test('what the log cannot follow or keep pins the session', () => {
+  const setInTx = new SessionReplayLog();
+  setInTx.clientMessage(Q, query('SET work_mem = 1000'), false);
+  assert.deepEqual(reply(setInTx, 'C', 'ZT'), [null, 'a setting changed inside a transaction block']);
+
+  const failedSet = new SessionReplayLog();
+  failedSet.clientMessage(Q, query('SET no_such_thing = 1'), false);
+  assert.deepEqual(reply(failedSet, 'E', 'ZI'), [null, null]);
+  assert.deepEqual(kept(failedSet), []);
+
+  const busy = new SessionReplayLog();
+  assert.match(String(busy.clientMessage(P, parse('s', 'SELECT 1'), true)), /named prepared statement "s"/);
+  assert.match(String(busy.clientMessage(Q, query('SET ROLE app'), false)), /SET changes session state/);
+  assert.match(String(busy.clientMessage(P, parse('t', 'LISTEN x'), false)), /listen/);
+  assert.match(String(busy.clientMessage(0x46, Buffer.alloc(4), false)), /function call/);
+
+  const mismatch = new SessionReplayLog();
+  mismatch.clientMessage(Q, query('SELECT 1'), false);
+  assert.match(String(reply(mismatch, '1')[0]), /could not match/);
+  assert.equal(mismatch.following, false);
+
+  const closeUnseen = new SessionReplayLog();
+  closeUnseen.clientMessage(P, parse('s', 'SELECT 1'), false);
+  closeUnseen.clientMessage(S, Buffer.alloc(0), false);
+  reply(closeUnseen, '1', 'ZI');
+  assert.match(String(closeUnseen.clientMessage(C, close('S', 's'), true)), /closed in a pipeline/);
+
+  const many = new SessionReplayLog();
+  let reason: string | null = null;
+  for (let i = 0; i <= REPLAY_LIMITS.entries && !reason; i++) {
+    many.clientMessage(P, parse(`s${i}`, 'SELECT 1'), false);
+    many.clientMessage(S, Buffer.alloc(0), false);
+    reason = reply(many, '1', 'ZI')[0]!;
+  }
+  assert.match(String(reason), /more session state than the proxy keeps/);
+});
+
+test('plain statements and unnamed Parses leave nothing behind and end the batch at ReadyForQuery', () => {
+  const log = new SessionReplayLog();
+  assert.equal(log.clientMessage(Q, query('SELECT 1'), false), null);
+  assert.equal(log.clientMessage(P, parse('', 'SELECT 2'), false), null);
+  assert.equal(log.clientMessage(S, Buffer.alloc(0), false), null);
+  assert.deepEqual(reply(log, 'T', 'D', 'C', 'ZI', '1', 'ZI'), [null, null, null, null, null, null]);
+  assert.equal(log.following, false);
+  assert.deepEqual(kept(log), []);
+  // A message of a batch the native relay began (busy) is not followed.
+  assert.equal(log.clientMessage(S, Buffer.alloc(0), true), null);
+  assert.equal(log.following, false);
+});
