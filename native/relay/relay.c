@@ -163,9 +163,8 @@ static void client_readable(relay_t *r, uint8_t *buf) {
     hand_back(r, n == 0 ? "client closed" : "client error", 1, NULL, 0, NULL, 0);
     return;
   }
-  size_t pass = scan_client(&r->cscan, buf, (size_t)n, r->check_pins, r->max_len);
+  size_t pass = scan_client(&r->cscan, r->state, buf, (size_t)n, r->check_pins, r->max_len);
   if (pass > 0) {
-    r->state[ST_BUSY] = 1;
     r->state[ST_TO_SERVER] += (double)pass;
     if (send_to(&r->server, buf, pass) < 0) {
       hand_back(r, "server write error", 1, buf + pass, (size_t)n - pass, NULL, 0);

@@ -43,7 +43,18 @@ static int read_header(scanner_t *s, const uint8_t *b, size_t n, size_t *i, uint
   return 1;
 }
 
-size_t scan_client(scanner_t *s, const uint8_t *b, size_t n, int check_pins, int64_t max_len) {
+/* A client message on its way to the server: what the server will owe (see src/proxy/session.ts, sent()). */
+static void count_sent(double *state, uint8_t type) {
+  if (type == 'Q' || type == 'S' || type == 'F') {
+    state[ST_SYNCS] += 1;
+    state[ST_UNSYNCED] = 0;
+  } else if (type != 'd' && type != 'c' && type != 'f') { /* COPY data belongs to the statement that asked for it */
+    state[ST_UNSYNCED] = 1;
+  }
+  state[ST_BUSY] = 1;
+}
+
+size_t scan_client(scanner_t *s, double *state, const uint8_t *b, size_t n, int check_pins, int64_t max_len) {
   size_t i = 0;
   while (i < n) {
     if (s->remaining > 0) {
@@ -67,6 +78,7 @@ size_t scan_client(scanner_t *s, const uint8_t *b, size_t n, int check_pins, int
       *s = before;
       return at;
     }
+    count_sent(state, type);
     s->remaining = len - 4;
   }
   return n;
@@ -74,14 +86,15 @@ size_t scan_client(scanner_t *s, const uint8_t *b, size_t n, int check_pins, int
 
 int scan_server(scanner_t *scanner, double *state, const uint8_t *b, size_t n) {
   scanner_t s = *scanner;
-  double queries = state[ST_QUERIES], busy = state[ST_BUSY], tx = state[ST_TX];
+  double queries = state[ST_QUERIES], busy = state[ST_BUSY], tx = state[ST_TX], syncs = state[ST_SYNCS];
   size_t i = 0;
   while (i < n) {
     if (s.remaining > 0) {
       if (s.want_status) {
         s.want_status = 0;
         tx = b[i];
-        busy = 0;
+        if (syncs > 0) syncs--;
+        busy = syncs > 0 || state[ST_UNSYNCED] != 0;
         queries++;
       }
       size_t take = (size_t)s.remaining < n - i ? (size_t)s.remaining : n - i;
@@ -100,5 +113,6 @@ int scan_server(scanner_t *scanner, double *state, const uint8_t *b, size_t n) {
   state[ST_QUERIES] = queries;
   state[ST_BUSY] = busy;
   state[ST_TX] = tx;
+  state[ST_SYNCS] = syncs;
   return 1;
 }

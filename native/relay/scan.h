@@ -7,7 +7,11 @@
 
 /* Layout of the shared Float64Array; keep in step with STATE in src/proxy/native-relay.ts. */
 enum {
-  ST_TO_SERVER, ST_TO_CLIENT, ST_QUERIES, ST_BUSY, ST_TX,
+  ST_TO_SERVER, ST_TO_CLIENT, ST_QUERIES,
+  ST_BUSY,     /* the server owes the client an answer: ST_SYNCS > 0 or ST_UNSYNCED */
+  ST_TX,
+  ST_SYNCS,    /* ReadyForQuery messages still due: Query, Sync and FunctionCall messages sent, not yet answered */
+  ST_UNSYNCED, /* a message was sent after the last of those (a Parse before its Sync, a Flush) */
   ST_CLIENT_SCAN, /* remaining, header fill, header bytes packed, wants status: 4 slots */
   ST_SERVER_SCAN = ST_CLIENT_SCAN + 4,
   ST_LEN = ST_SERVER_SCAN + 4
@@ -25,8 +29,9 @@ void scanner_load(scanner_t *s, const double *at);
 void scanner_store(const scanner_t *s, double *at);
 
 /** Client bytes: how many may be forwarded before the first message TypeScript must see (a
- * Terminate, a bad length, or with check_pins a message the pin fast path does not call safe). */
-size_t scan_client(scanner_t *s, const uint8_t *b, size_t n, int check_pins, int64_t max_len);
+ * Terminate, a bad length, or with check_pins a message the pin fast path does not call safe). The
+ * messages that start in them count in state's ST_SYNCS / ST_UNSYNCED / ST_BUSY. */
+size_t scan_client(scanner_t *s, double *state, const uint8_t *b, size_t n, int check_pins, int64_t max_len);
 
 /** Server bytes: 0 when they break the protocol (nothing changed), else 1 with ReadyForQuery status,
  * busy and query count updated in state. */

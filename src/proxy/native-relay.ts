@@ -13,9 +13,11 @@ export const STATE = {
   queries: 2,
   busy: 3,
   tx: 4,
-  clientScan: 5,
-  serverScan: 9,
-  length: 13,
+  syncs: 5,
+  unsynced: 6,
+  clientScan: 7,
+  serverScan: 11,
+  length: 15,
 } as const;
 
 /** What the relay gives back: bytes still to write each way, bytes read but not dealt with. */

@@ -16,6 +16,7 @@ import { parseBackendKeyData, StartupReader, type StartupPacket } from './protoc
 import { encodeBackendKeyData, encodeCancel, encodeErrorResponse } from './protocol-encode.js';
 import { resumeNodeReading, socketFd, STATE, stopNodeReading, type Handover, type NativeRelay, type RelayHandle } from './native-relay.js';
 import { FrameError, FrameScanner } from './scanner.js';
+import { countAnswered, countSent } from './in-flight.js';
 import { loginToServer } from './server-login.js';
 import { ReplayFailed, replaySessionState } from './server-replay.js';
 import { SessionReplayLog } from './session-replay.js';
@@ -111,12 +112,9 @@ export class Session {
   set txStatus(s: 'I' | 'T' | 'E' | null) {
     this.shared[STATE.tx] = s ? s.charCodeAt(0) : 0;
   }
-  /** The client sent something the server has not answered with ReadyForQuery yet. */
+  /** The server owes the client an answer (in-flight.ts). */
   get busy(): boolean {
     return this.shared[STATE.busy] === 1;
-  }
-  set busy(b: boolean) {
-    this.shared[STATE.busy] = b ? 1 : 0;
   }
   get queries(): number {
     return this.shared[STATE.queries]!;
@@ -231,6 +229,7 @@ export class Session {
       onMessage: (type, _length, body) => {
         if (type === 0x58 /* X: Terminate */) this.terminating = true;
         if (this.kind === 'rw' && !this.pinned) this.pinned = this.replayLog.clientMessage(type, body, this.busy);
+        if (this.state === 'active') countSent(this.shared, type);
       },
     });
     this.client.on('data', (chunk: Buffer) => this.onClientData(chunk));
@@ -257,7 +256,6 @@ export class Session {
   }
 
   private fromClient(chunk: Buffer): void {
-    if (this.state === 'active') this.busy = true;
     if (this.moving || this.connecting) {
       this.held.push(chunk);
       return;
@@ -342,7 +340,7 @@ export class Session {
       onReadyForQuery: (s) => {
         if (this.followsReplies()) this.pinned = this.replayLog.readyForQuery(s);
         this.txStatus = s as 'I' | 'T' | 'E';
-        this.busy = false;
+        countAnswered(this.shared);
         this.count(STATE.queries, 1);
       },
     });

@@ -9,7 +9,9 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { startCluster, type TestCluster } from '../helpers/cluster.js';
 import { switchover } from '../../src/agent/requests.js';
-import { encodeCancel } from '../../src/proxy/protocol-encode.js';
+import { encodeCancel, encodeQuery } from '../../src/proxy/protocol-encode.js';
+import { MessageReader, parseErrorOrNotice } from '../../src/proxy/protocol.js';
+import { loginToServer } from '../../src/proxy/server-login.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -519,6 +521,49 @@ export function proxySuite(mode: RelayMode): void {
     const msg = await failing;
     assert.ok(msg, 'the client got an error');
     await d.end().catch(() => undefined);
+    await t.waitFor('leader running again', (v) => v.members.find((m) => m.name === v.leader?.name && m.state === 'running'), 30_000);
+  });
+
+  test('a pipelining client: a batch still due after an earlier one was answered is not moved away from, and gets an error when its server dies', async () => {
+    const p = t.c.proxy!;
+    const leader = await t.leader();
+    // pg and psql wait for each answer; this client sends two queries at once, as libpq's pipeline mode can.
+    const login = await loginToServer({
+      host: t.c.host,
+      port: p.readWritePort,
+      params: { user: t.c.superuser.username, database: 'postgres' },
+      password: t.c.superuser.password,
+      timeoutMs: 10_000,
+    });
+    const socket = login.socket;
+    const reader = new MessageReader();
+    const seen: string[] = [];
+    let closed = false;
+    socket.on('data', (chunk: Buffer) => {
+      reader.push(chunk);
+      for (let m = reader.next(); m; m = reader.next()) {
+        const type = String.fromCharCode(m.type);
+        seen.push(type === 'E' ? `E:${parseErrorOrNotice(m.frame).C}` : type);
+      }
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => (closed = true));
+    const until = async (what: string, ok: () => boolean, ms: number) => {
+      for (const t0 = Date.now(); !ok(); await new Promise((r) => setTimeout(r, 20))) {
+        if (Date.now() - t0 > ms) assert.fail(`${what} within ${ms} ms; the client saw ${seen.join(' ')}${closed ? ', then the connection closed' : ''}`);
+      }
+    };
+    socket.write(Buffer.concat([encodeQuery('SELECT 1'), encodeQuery('SELECT pg_sleep(1)'), encodeQuery('SELECT 2')]));
+    await until('the three answers', () => seen.filter((x) => x === 'Z').length === 3, 10_000);
+
+    seen.length = 0;
+    socket.write(Buffer.concat([encodeQuery('SELECT 1'), encodeQuery('SELECT pg_sleep(30)')]));
+    await until('the first answer', () => seen.includes('Z'), 10_000);
+    await new Promise((r) => setTimeout(r, 200));
+    await t.kill(leader.name, { agent: false, postmaster: true });
+    // The second query was in flight: whether it ran is the client's to find out, so it must get an error.
+    await until('an error for the query in flight', () => seen.some((x) => x.startsWith('E:')) || closed, 20_000);
+    socket.destroy();
     await t.waitFor('leader running again', (v) => v.members.find((m) => m.name === v.leader?.name && m.state === 'running'), 30_000);
   });
 
