@@ -6,8 +6,9 @@ import { RISKY, stripComments } from './session-state.js';
 
 /** What running a simple Query does to the state the proxy keeps for replay. */
 export type QueryEffect =
-  /** Settings (SET/RESET of configuration parameters, lower-cased names; "*" for RESET ALL): the
-   * statement is replayed as it was sent. */
+  /** Settings (SET/RESET of configuration parameters, lower-cased names; "*" for RESET ALL; none
+   * when the Query only cleared what an unpinned session cannot hold): the statement is replayed
+   * as it was sent. */
   | { kind: 'settings'; names: string[] }
   /** DISCARD ALL: the server session is back to a fresh one. */
   | { kind: 'discard-all' }
@@ -23,6 +24,16 @@ const SET_PARAM = new RegExp(
 const SET_TIME_ZONE = /^SET\s+(?:SESSION\s+)?TIME\s+ZONE\s/i;
 const RESET = new RegExp(String.raw`^RESET\s+(?!(?:ROLE|SESSION)\b)(ALL|${IDENT}(?:\.${IDENT})?)$`, 'i');
 const DISCARD_ALL = /^DISCARD\s+ALL$/i;
+/** set_config(name, value, false): a session-level setting, as Django sends its time zone. */
+const SET_CONFIG = /^SELECT\s+(?:pg_catalog\.)?set_config\s*\(\s*'([A-Za-z_][A-Za-z0-9_$]*(?:\.[A-Za-z_][A-Za-z0-9_$]*)?)'\s*,\s*'(?:[^'\\]|'')*'\s*,\s*false\s*\)$/i;
+/** Statements that only take away state a session without pinned state cannot have, as connection
+ * pools send them when a connection is given back (asyncpg's reset; DISCARD forms). */
+const CLEARS_NOTHING_KEPT = [
+  /^SELECT\s+(?:pg_catalog\.)?pg_advisory_unlock_all\s*\(\s*\)$/i,
+  /^CLOSE\s+ALL$/i,
+  /^UNLISTEN\s+\*$/i,
+  /^DISCARD\s+(?:PLANS|SEQUENCES|TEMP|TEMPORARY)$/i,
+];
 const DEALLOCATE = new RegExp(String.raw`^DEALLOCATE\s+(?:PREPARE\s+)?(?:(ALL)|(${IDENT})|"((?:[^"]|"")+)")$`, 'i');
 
 function statements(sql: string): string[] {
@@ -34,6 +45,8 @@ function statements(sql: string): string[] {
 }
 
 function settingName(statement: string): string | null {
+  const setConfig = SET_CONFIG.exec(statement);
+  if (setConfig) return setConfig[1]!.toLowerCase();
   if (RISKY.test(statement)) return null;
   if (SET_TIME_ZONE.test(statement)) return 'timezone';
   const set = SET_PARAM.exec(statement);
@@ -54,6 +67,7 @@ export function queryEffect(sql: string): QueryEffect | null {
   }
   const names: string[] = [];
   for (const p of parts) {
+    if (CLEARS_NOTHING_KEPT.some((re) => re.test(p))) continue;
     const name = settingName(p);
     if (name === null) return null;
     names.push(name);

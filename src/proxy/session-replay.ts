@@ -1,11 +1,12 @@
 // The session state a read-write session may carry to a new leader: its named prepared statements
-// (Parse) and its settings (SET/RESET), kept in the order they took effect so that they can be run
-// again there (server-replay.ts) before the session moves. A message enters the log only once the
-// server has confirmed it (ParseComplete; a Query ending without an error), so a statement that
-// failed on the old server is not created on the new one. To match replies to requests the
-// TypeScript relay follows every message of a batch, from the first sent while the session was
-// idle to the ReadyForQuery that ends it (the session stays out of the native relay meanwhile).
-// Anything it cannot follow exactly pins the session, as before this log existed.
+// (Parse) and its settings (SET/RESET, by simple Query or, as JDBC sends them, by an unnamed Parse,
+// Bind and Execute), kept in the order they took effect so that they can be run again there
+// (server-replay.ts) before the session moves. A message enters the log only once the server has
+// confirmed it (ParseComplete; CommandComplete and a ReadyForQuery 'I' without an error), so a
+// statement that failed on the old server is not created on the new one. To match replies to
+// requests the TypeScript relay follows every message of a batch, from the first sent while the
+// session was idle to the ReadyForQuery that ends it (the session stays out of the native relay
+// meanwhile). Anything it cannot follow exactly pins the session, as before this log existed.
 import { queryEffect, type QueryEffect } from './replay-sql.js';
 import { cstring, messagePinReason, sqlPinReason } from './session-state.js';
 
@@ -21,6 +22,7 @@ export interface ReplayEntry {
 type Pending =
   | { kind: 'parse'; add: ReplayEntry | null }
   | { kind: 'close'; name: string | null }
+  | { kind: 'execute'; setting: ReplayEntry | null }
   | { kind: 'sync' }
   | { kind: 'query'; effect: QueryEffect | null; entry: ReplayEntry | null; failed: boolean };
 
@@ -30,6 +32,9 @@ export const REPLAY_LIMITS = { entries: 1000, bytes: 1 << 20 };
 const PARSE_COMPLETE = 0x31; // '1'
 const CLOSE_COMPLETE = 0x33; // '3'
 const ERROR_RESPONSE = 0x45; // 'E'
+const COMMAND_COMPLETE = 0x43; // 'C'
+const EMPTY_QUERY = 0x49; // 'I'
+const PORTAL_SUSPENDED = 0x73; // 's'
 
 function frameOf(type: number, body: Buffer): Buffer {
   const frame = Buffer.allocUnsafe(5 + body.length);
@@ -43,10 +48,22 @@ export class SessionReplayLog {
   private entries: ReplayEntry[] = [];
   private bytes = 0;
   private pending: Pending[] = [];
+  /** As the client last left them: the unnamed statement and the unnamed portal run this setting. */
+  private unnamedStatementSets: ReplayEntry | null = null;
+  private unnamedPortalSets: ReplayEntry | null = null;
+  /** The batch up to the next Sync: settings it executed (confirmed), and whether it ran anything else. */
+  private batchSettings: ReplayEntry[] = [];
+  private batchRanOther = false;
 
-  /** A batch is being followed: its replies must be seen here, so the session stays in TypeScript. */
+  /** A batch is being followed: its replies must be seen here. */
   get following(): boolean {
     return this.pending.length > 0;
+  }
+
+  /** The session must stay in TypeScript: a batch is followed, or a later Bind could run a setting
+   * (the unnamed statement is one) that the native relay would not show. */
+  get needsTypeScript(): boolean {
+    return this.pending.length > 0 || this.unnamedStatementSets !== null;
   }
 
   /** For SHOW CLIENTS: "2 prepared statements, 1 setting", or null when there is nothing to carry. */
@@ -58,6 +75,12 @@ export class SessionReplayLog {
       ...(settings ? [`${settings} setting${settings === 1 ? '' : 's'}`] : []),
     ];
     return parts.length ? parts.join(', ') : null;
+  }
+
+  /** The session is on a new server, which has no unnamed statement or portal. */
+  moved(): void {
+    this.unnamedStatementSets = null;
+    this.unnamedPortalSets = null;
   }
 
   /** What to run on a new server, in order. */
@@ -75,17 +98,39 @@ export class SessionReplayLog {
     if (!this.following && busy) {
       if (pin) return pin;
       if (type === 0x43 /* C: Close */ && body?.[0] === 0x53 && this.entries.length > 0) return 'a prepared statement closed in a pipeline the proxy could not follow';
+      if (this.unnamedStatementSets && (type === 0x42 /* B */ || type === 0x45) /* E */) return 'a setting run in a pipeline the proxy could not follow';
       return null;
     }
     switch (type) {
       case 0x50 /* P: Parse */: {
-        if (!pin) return this.expect({ kind: 'parse', add: null });
         const name = body && cstring(body, 0);
         const sql = body && name ? cstring(body, name.next) : null;
-        if (!body || !name || name.text === '' || !sql) return pin;
+        if (!body || !name || !sql) return pin;
+        if (name.text === '') {
+          this.unnamedStatementSets = null;
+          if (!pin) return this.expect({ kind: 'parse', add: null });
+          const effect = queryEffect(sql.text);
+          if (effect?.kind !== 'settings' || effect.names.length === 0) return pin;
+          // Run by a later Bind and Execute of the unnamed portal, which this log must then see.
+          this.unnamedStatementSets = { kind: 'settings', names: effect.names, frame: frameOf(0x51, Buffer.from(`${sql.text}\0`)) };
+          return this.expect({ kind: 'parse', add: null });
+        }
         const sqlPins = sqlPinReason(sql.text);
         if (sqlPins) return sqlPins;
         return this.expect({ kind: 'parse', add: { kind: 'prepare', names: [name.text], frame: frameOf(type, body) } });
+      }
+      case 0x42 /* B: Bind */: {
+        const portal = body && cstring(body, 0);
+        const statement = body && portal ? cstring(body, portal.next) : null;
+        if (!portal || !statement) return this.unnamedStatementSets ? 'a Bind the proxy could not read' : null;
+        const sets = statement.text === '' ? this.unnamedStatementSets : null;
+        if (sets && portal.text !== '') return 'a setting bound to a named portal';
+        if (portal.text === '') this.unnamedPortalSets = sets;
+        return null;
+      }
+      case 0x45 /* E: Execute */: {
+        const portal = body && cstring(body, 0);
+        return this.expect({ kind: 'execute', setting: portal?.text === '' ? this.unnamedPortalSets : null });
       }
       case 0x43 /* C: Close */: {
         const name = body && body[0] === 0x53 /* S */ ? cstring(body, 1) : null;
@@ -94,14 +139,17 @@ export class SessionReplayLog {
       case 0x53 /* S: Sync */:
         return this.expect({ kind: 'sync' });
       case 0x51 /* Q: Query */: {
+        // A simple Query drops the unnamed statement and portal.
+        this.unnamedStatementSets = null;
+        this.unnamedPortalSets = null;
         if (!pin) return this.expect({ kind: 'query', effect: null, entry: null, failed: false });
         const effect = body && queryEffect(body.toString('utf8', 0, Math.max(0, body.length - 1)));
         if (!body || !effect) return pin;
-        const entry = effect.kind === 'settings' ? { kind: 'settings' as const, names: effect.names, frame: frameOf(type, body) } : null;
+        const entry = effect.kind === 'settings' && effect.names.length > 0 ? { kind: 'settings' as const, names: effect.names, frame: frameOf(type, body) } : null;
         return this.expect({ kind: 'query', effect, entry, failed: false });
       }
       default:
-        return pin; // a FunctionCall pins; Bind, Execute, Describe, Flush and COPY data get no reply we follow
+        return pin; // a FunctionCall pins; Describe, Flush and COPY data get no reply we follow
     }
   }
 
@@ -127,10 +175,21 @@ export class SessionReplayLog {
         this.pending.shift();
         if (front.name !== null) this.forget(front.name);
         return null;
+      case COMMAND_COMPLETE:
+      case EMPTY_QUERY:
+      case PORTAL_SUSPENDED:
+        if (front.kind === 'query') return null; // one per statement of the Query
+        if (front.kind !== 'execute') return this.lost('CommandComplete');
+        this.pending.shift();
+        if (front.setting) this.batchSettings.push(front.setting);
+        else this.batchRanOther = true;
+        return null;
       case ERROR_RESPONSE:
-        // A failed Query is answered up to its ReadyForQuery; in a pipeline, the server skips to the Sync.
+        // A failed Query is answered up to its ReadyForQuery; in a pipeline, the server skips to the
+        // Sync, and the implicit transaction up to it is rolled back.
         if (front.kind === 'query') front.failed = true;
         else while (this.pending[0] && this.pending[0].kind !== 'sync' && this.pending[0].kind !== 'query') this.pending.shift();
+        this.batchSettings = [];
         return null;
       default:
         return null;
@@ -140,12 +199,30 @@ export class SessionReplayLog {
   /** A ReadyForQuery of a followed batch, with its transaction status. Returns a pin reason or null. */
   readyForQuery(status: string): string | null {
     const front = this.pending.shift();
-    if (!front || front.kind === 'sync') return null;
+    if (front?.kind === 'sync') return this.endBatch(status);
+    if (!front) return null;
     if (front.kind !== 'query') return this.lost('ReadyForQuery');
     if (front.failed || !front.effect) return null;
     // A setting made inside a transaction block lasts only if that transaction commits.
-    if (front.effect.kind === 'settings' && status !== 'I') return 'a setting changed inside a transaction block';
+    if (front.entry && status !== 'I') return 'a setting changed inside a transaction block';
     return this.apply(front.effect, front.entry);
+  }
+
+  /** The settings a batch up to a Sync executed hold once it ended outside a transaction block, if
+   * nothing else ran in it (a ROLLBACK in the same batch would have undone them). */
+  private endBatch(status: string): string | null {
+    const settings = this.batchSettings;
+    const ranOther = this.batchRanOther;
+    this.batchSettings = [];
+    this.batchRanOther = false;
+    if (settings.length === 0) return null;
+    if (status !== 'I') return 'a setting changed inside a transaction block';
+    if (ranOther) return 'a setting changed in a batch with other statements';
+    for (const s of settings) {
+      const reason = this.add(s);
+      if (reason) return reason;
+    }
+    return null;
   }
 
   private lost(what: string): string {

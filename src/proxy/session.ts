@@ -367,7 +367,7 @@ export class Session {
     const server = this.server;
     if (!native || this.relay || this.ending || this.state !== 'active' || this.moving || this.connecting || this.terminating) return;
     if (!server || !this.serverScan || !this.clientScan || this.held.length > 0 || this.heldTx.length > 0 || this.hooks.holdingTransactions()) return;
-    if (this.followsReplies()) return; // scheduled again by the reply that ends the batch
+    if (this.kind === 'rw' && this.pinned === null && this.replayLog.needsTypeScript) return; // scheduled again by the reply that ends the batch
     if (this.client.writableLength || server.writableLength || this.client.readableLength || server.readableLength) return;
     const clientFd = socketFd(this.client);
     const serverFd = socketFd(server);
@@ -514,6 +514,7 @@ export class Session {
         }
         this.member = target;
         this.serverKey = login.key;
+        this.replayLog.moved();
         this.moves++;
         login.socket.on('error', (err) => this.serverLost(login.socket, err.message));
         this.attachServer(login.socket, false);

@@ -28,6 +28,10 @@ test('queryEffect: settings, DISCARD ALL and DEALLOCATE are recognised; other fo
   assert.deepEqual(queryEffect('RESET ALL'), { kind: 'settings', names: ['*'] });
   assert.deepEqual(queryEffect('/* tagged */ RESET work_mem;'), { kind: 'settings', names: ['work_mem'] });
   assert.deepEqual(queryEffect('DISCARD ALL'), { kind: 'discard-all' });
+  assert.deepEqual(queryEffect("SELECT set_config('TimeZone', 'Europe/Paris', false)"), { kind: 'settings', names: ['timezone'] });
+  // asyncpg's reset when a pooled connection is given back: nothing an unpinned session holds, and RESET ALL.
+  assert.deepEqual(queryEffect('SELECT pg_advisory_unlock_all();\nCLOSE ALL;\nUNLISTEN *;\nRESET ALL;'), { kind: 'settings', names: ['*'] });
+  assert.deepEqual(queryEffect('DISCARD TEMP; DISCARD SEQUENCES'), { kind: 'settings', names: [] });
   assert.deepEqual(queryEffect('DEALLOCATE ALL'), { kind: 'deallocate', name: null });
   assert.deepEqual(queryEffect('deallocate prepare Stmt_1'), { kind: 'deallocate', name: 'stmt_1' });
   assert.deepEqual(queryEffect('DEALLOCATE "Stmt ""1"""'), { kind: 'deallocate', name: 'Stmt "1"' });
@@ -43,8 +47,10 @@ test('queryEffect: settings, DISCARD ALL and DEALLOCATE are recognised; other fo
     "SET application_name = 'a;b'", // a quoted ';' is not split correctly: pins rather than guesses
     'SET temp_buffers = 100', // mentions temp
     "SET search_path = app; SELECT pg_sleep(1)",
-    'DISCARD TEMP',
-    'DISCARD PLANS',
+    "SELECT set_config('TimeZone', 'UTC', true)", // transaction-local
+    "SELECT set_config('a', current_user, false)",
+    "SELECT pg_advisory_lock(1)",
+    'UNLISTEN x',
     'PREPARE s AS SELECT 1',
     'LISTEN x',
     '',
@@ -133,6 +139,11 @@ test('what the log cannot follow or keep pins the session', () => {
   setInTx.clientMessage(Q, query('SET work_mem = 1000'), false);
   assert.deepEqual(reply(setInTx, 'C', 'ZT'), [null, 'a setting changed inside a transaction block']);
 
+  const onlyClears = new SessionReplayLog();
+  onlyClears.clientMessage(Q, query('CLOSE ALL; UNLISTEN *'), false);
+  assert.deepEqual(reply(onlyClears, 'C', 'C', 'ZT'), [null, null, null]);
+  assert.deepEqual(kept(onlyClears), []);
+
   const failedSet = new SessionReplayLog();
   failedSet.clientMessage(Q, query('SET no_such_thing = 1'), false);
   assert.deepEqual(reply(failedSet, 'E', 'ZI'), [null, null]);
@@ -176,4 +187,69 @@ test('plain statements and unnamed Parses leave nothing behind and end the batch
   // A message of a batch the native relay began (busy) is not followed.
   assert.equal(log.clientMessage(S, Buffer.alloc(0), true), null);
   assert.equal(log.following, false);
+});
+
+test('a setting sent as JDBC does (unnamed Parse, Bind, Execute, Sync) is kept as a Query, once it ran outside a transaction', () => {
+  const bind = (portal: string, statement: string) => Buffer.from(`${portal}\0${statement}\0\0\0\0\0\0\0`);
+  const execute = (portal: string) => Buffer.from(`${portal}\0\0\0\0\0`);
+  const D = 0x44;
+  const X = 0x45; // Execute (the client's 'E')
+  const jdbcSet = (log: SessionReplayLog, sql: string) => {
+    for (const [t, b] of [
+      [P, parse('', sql)],
+      [B, bind('', '')],
+      [D, Buffer.from('P\0')],
+      [X, execute('')],
+      [S, Buffer.alloc(0)],
+    ] as const) assert.equal(log.clientMessage(t, b, false), null);
+  };
+  const log = new SessionReplayLog();
+  jdbcSet(log, 'SET search_path TO app, public');
+  assert.equal(log.needsTypeScript, true);
+  assert.deepEqual(reply(log, '1', '2', 'n', 'C', 'ZI'), [null, null, null, null, null]);
+  assert.deepEqual(kept(log), ['settings:search_path']);
+  assert.equal(log.replay[0]!.frame.toString('latin1', 0, 1), 'Q');
+  assert.equal(log.replay[0]!.frame.toString('utf8', 5), 'SET search_path TO app, public\0');
+  assert.equal(log.needsTypeScript, true, 'a later Bind of the unnamed statement would run the setting again');
+  log.clientMessage(Q, query('SELECT 1'), false);
+  reply(log, 'T', 'D', 'C', 'ZI');
+  assert.equal(log.needsTypeScript, false, 'a simple Query drops the unnamed statement');
+
+  const inTx = new SessionReplayLog();
+  jdbcSet(inTx, 'SET work_mem = 1000');
+  assert.deepEqual(reply(inTx, '1', '2', 'n', 'C', 'ZT'), [null, null, null, null, 'a setting changed inside a transaction block']);
+
+  const failed = new SessionReplayLog();
+  jdbcSet(failed, 'SET work_mem = nonsense');
+  assert.deepEqual(reply(failed, '1', '2', 'n', 'E', 'ZI'), [null, null, null, null, null]);
+  assert.deepEqual(kept(failed), []);
+
+  // Prepared in one batch, run in the next: kept when it ran.
+  const later = new SessionReplayLog();
+  later.clientMessage(P, parse('', 'SET statement_timeout = 5000'), false);
+  later.clientMessage(S, Buffer.alloc(0), false);
+  reply(later, '1', 'ZI');
+  assert.deepEqual(kept(later), []);
+  later.clientMessage(B, bind('', ''), false);
+  later.clientMessage(X, execute(''), false);
+  later.clientMessage(S, Buffer.alloc(0), false);
+  reply(later, '2', 'C', 'ZI');
+  assert.deepEqual(kept(later), ['settings:statement_timeout']);
+
+  const mixed = new SessionReplayLog();
+  for (const [t, b] of [
+    [P, parse('', 'SET work_mem = 1000')],
+    [B, bind('', '')],
+    [X, execute('')],
+    [P, parse('', 'SELECT 1')],
+    [B, bind('', '')],
+    [X, execute('')],
+    [S, Buffer.alloc(0)],
+  ] as const) assert.equal(mixed.clientMessage(t, b, false), null);
+  assert.equal(reply(mixed, '1', '2', 'C', '1', '2', 'C', 'ZI').at(-1), 'a setting changed in a batch with other statements');
+
+  const namedPortal = new SessionReplayLog();
+  namedPortal.clientMessage(P, parse('', 'SET work_mem = 1000'), false);
+  assert.equal(namedPortal.clientMessage(B, bind('p1', ''), false), 'a setting bound to a named portal');
+  assert.match(String(new SessionReplayLog().clientMessage(P, parse('', 'SET ROLE app'), false)), /SET changes session state/);
 });
