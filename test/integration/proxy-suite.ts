@@ -703,15 +703,17 @@ export function proxySuite(mode: RelayMode): void {
     await t.waitFor('a synchronous standby', (v) => (v.sync?.members.length ?? 0) > 0);
     const idle = proxyClient('rw');
     await idle.connect();
-    await idle.query('SELECT 1');
+    await idle.query("SET TIME ZONE 'Asia/Tokyo'");
+    const where = { name: 'where_am_i', text: "SELECT inet_server_port() AS port, current_setting('TimeZone') AS tz" };
+    await idle.query(where);
     await t.kill(old.name, { agent: true, postmaster: true });
     // Opened while the dead leader's lease still runs: the proxy holds it until the new leader is up.
     const landed = await whereAmI('rw');
     assert.equal(landed.recovery, false);
     assert.notEqual(landed.port, old.port);
-    // An idle session from before the crash carries on with the new leader.
-    const after = await idle.query<{ port: number }>('SELECT inet_server_port() AS port');
-    assert.equal(after.rows[0]!.port, landed.port);
+    // An idle session from before the crash carries on with the new leader, its prepared statement and its setting.
+    const after = await idle.query<{ port: number; tz: string }>(where);
+    assert.deepEqual(after.rows[0], { port: landed.port, tz: 'Asia/Tokyo' });
     await idle.end();
     t.startAgent(old.name);
     await t.waitFor('the old leader rejoins', (v) => v.members.find((m) => m.name === old.name && m.state === 'streaming'), 90_000);
