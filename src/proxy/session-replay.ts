@@ -20,9 +20,12 @@ export interface ReplayEntry {
 
 /** A frontend message waiting for its reply, as the server will answer them: in order. */
 type Pending =
-  | { kind: 'parse'; add: ReplayEntry | null }
+  /** add: a named statement to keep; sets: an unnamed statement that is a setting. */
+  | { kind: 'parse'; unnamed: boolean; add: ReplayEntry | null; sets: ReplayEntry | null }
+  /** Names are null when the message was not whole in the chunk at hand. */
+  | { kind: 'bind'; portal: string | null; statement: string | null }
+  | { kind: 'execute'; portal: string | null }
   | { kind: 'close'; name: string | null }
-  | { kind: 'execute'; setting: ReplayEntry | null }
   | { kind: 'sync' }
   | { kind: 'query'; effect: QueryEffect | null; entry: ReplayEntry | null; failed: boolean };
 
@@ -30,6 +33,7 @@ type Pending =
 export const REPLAY_LIMITS = { entries: 1000, bytes: 1 << 20 };
 
 const PARSE_COMPLETE = 0x31; // '1'
+const BIND_COMPLETE = 0x32; // '2'
 const CLOSE_COMPLETE = 0x33; // '3'
 const ERROR_RESPONSE = 0x45; // 'E'
 const COMMAND_COMPLETE = 0x43; // 'C'
@@ -48,7 +52,8 @@ export class SessionReplayLog {
   private entries: ReplayEntry[] = [];
   private bytes = 0;
   private pending: Pending[] = [];
-  /** As the client last left them: the unnamed statement and the unnamed portal run this setting. */
+  /** As the server has them so far (from its replies, since it may skip what the client sent): the
+   * unnamed statement and the unnamed portal run this setting. */
   private unnamedStatementSets: ReplayEntry | null = null;
   private unnamedPortalSets: ReplayEntry | null = null;
   /** The batch up to the next Sync: settings it executed (confirmed), and whether it ran anything else. */
@@ -63,7 +68,7 @@ export class SessionReplayLog {
   /** The session must stay in TypeScript: a batch is followed, or a later Bind could run a setting
    * (the unnamed statement is one) that the native relay would not show. */
   get needsTypeScript(): boolean {
-    return this.pending.length > 0 || this.unnamedStatementSets !== null;
+    return this.pending.length > 0 || this.unnamedStatementSets !== null || this.unnamedPortalSets !== null;
   }
 
   /** For SHOW CLIENTS: "2 prepared statements, 1 setting", or null when there is nothing to carry. */
@@ -107,30 +112,25 @@ export class SessionReplayLog {
         const sql = body && name ? cstring(body, name.next) : null;
         if (!body || !name || !sql) return pin;
         if (name.text === '') {
-          this.unnamedStatementSets = null;
-          if (!pin) return this.expect({ kind: 'parse', add: null });
+          if (!pin) return this.expect({ kind: 'parse', unnamed: true, add: null, sets: null });
           const effect = queryEffect(sql.text);
           if (effect?.kind !== 'settings' || effect.names.length === 0) return pin;
           // Run by a later Bind and Execute of the unnamed portal, which this log must then see.
-          this.unnamedStatementSets = { kind: 'settings', names: effect.names, frame: frameOf(0x51, Buffer.from(`${sql.text}\0`)) };
-          return this.expect({ kind: 'parse', add: null });
+          const sets: ReplayEntry = { kind: 'settings', names: effect.names, frame: frameOf(0x51, Buffer.from(`${sql.text}\0`)) };
+          return this.expect({ kind: 'parse', unnamed: true, add: null, sets });
         }
         const sqlPins = sqlPinReason(sql.text);
         if (sqlPins) return sqlPins;
-        return this.expect({ kind: 'parse', add: { kind: 'prepare', names: [name.text], frame: frameOf(type, body) } });
+        return this.expect({ kind: 'parse', unnamed: false, add: { kind: 'prepare', names: [name.text], frame: frameOf(type, body) }, sets: null });
       }
       case 0x42 /* B: Bind */: {
         const portal = body && cstring(body, 0);
         const statement = body && portal ? cstring(body, portal.next) : null;
-        if (!portal || !statement) return this.unnamedStatementSets ? 'a Bind the proxy could not read' : null;
-        const sets = statement.text === '' ? this.unnamedStatementSets : null;
-        if (sets && portal.text !== '') return 'a setting bound to a named portal';
-        if (portal.text === '') this.unnamedPortalSets = sets;
-        return null;
+        return this.expect({ kind: 'bind', portal: portal?.text ?? null, statement: statement?.text ?? null });
       }
       case 0x45 /* E: Execute */: {
         const portal = body && cstring(body, 0);
-        return this.expect({ kind: 'execute', setting: portal?.text === '' ? this.unnamedPortalSets : null });
+        return this.expect({ kind: 'execute', portal: portal?.text ?? null });
       }
       case 0x43 /* C: Close */: {
         const name = body && body[0] === 0x53 /* S */ ? cstring(body, 1) : null;
@@ -139,9 +139,6 @@ export class SessionReplayLog {
       case 0x53 /* S: Sync */:
         return this.expect({ kind: 'sync' });
       case 0x51 /* Q: Query */: {
-        // A simple Query drops the unnamed statement and portal.
-        this.unnamedStatementSets = null;
-        this.unnamedPortalSets = null;
         if (!pin) return this.expect({ kind: 'query', effect: null, entry: null, failed: false });
         const effect = body && queryEffect(body.toString('utf8', 0, Math.max(0, body.length - 1)));
         if (!body || !effect) return pin;
@@ -169,7 +166,18 @@ export class SessionReplayLog {
       case PARSE_COMPLETE:
         if (front.kind !== 'parse') return this.lost('ParseComplete');
         this.pending.shift();
+        if (front.unnamed) this.unnamedStatementSets = front.sets;
         return front.add ? this.add(front.add) : null;
+      case BIND_COMPLETE: {
+        if (front.kind !== 'bind') return this.lost('BindComplete');
+        this.pending.shift();
+        const sets = front.statement === '' ? this.unnamedStatementSets : null;
+        if (front.statement === null && this.unnamedStatementSets) return 'a Bind the proxy could not read while the unnamed statement is a setting';
+        if (sets && front.portal !== '') return 'a setting bound to a named portal';
+        if (front.portal === '') this.unnamedPortalSets = sets;
+        else if (front.portal === null && this.unnamedPortalSets) return 'a Bind the proxy could not read while the unnamed portal is a setting';
+        return null;
+      }
       case CLOSE_COMPLETE:
         if (front.kind !== 'close') return this.lost('CloseComplete');
         this.pending.shift();
@@ -181,16 +189,23 @@ export class SessionReplayLog {
         if (front.kind === 'query') return null; // one per statement of the Query
         if (front.kind !== 'execute') return this.lost('CommandComplete');
         this.pending.shift();
-        if (front.setting) this.batchSettings.push(front.setting);
+        if (front.portal === null && this.unnamedPortalSets) return 'an Execute the proxy could not read while the unnamed portal is a setting';
+        if (front.portal === '' && this.unnamedPortalSets) this.batchSettings.push(this.unnamedPortalSets);
         else this.batchRanOther = true;
         return null;
       case ERROR_RESPONSE:
         // A failed Query is answered up to its ReadyForQuery; in a pipeline, the server skips to the
         // Sync, and the implicit transaction up to it is rolled back.
-        if (front.kind === 'query') front.failed = true;
-        else while (this.pending[0] && this.pending[0].kind !== 'sync' && this.pending[0].kind !== 'query') this.pending.shift();
+        if (front.kind === 'query') {
+          front.failed = true;
+          return null;
+        }
+        // A failed unnamed Parse has dropped the earlier unnamed statement first, as PostgreSQL does.
+        if (front.kind === 'parse' && front.unnamed) this.unnamedStatementSets = null;
+        // Up to the Sync, the server discards what it receives (a Query included).
+        while (this.pending[0] && this.pending[0].kind !== 'sync') this.pending.shift();
         this.batchSettings = [];
-        return null;
+        return this.pending.length === 0 ? this.lost('ErrorResponse without a Sync to come') : null;
       default:
         return null;
     }
@@ -199,9 +214,14 @@ export class SessionReplayLog {
   /** A ReadyForQuery of a followed batch, with its transaction status. Returns a pin reason or null. */
   readyForQuery(status: string): string | null {
     const front = this.pending.shift();
+    // The transaction ended (portals with it) unless the status says it is still open.
+    if (status === 'I') this.unnamedPortalSets = null;
     if (front?.kind === 'sync') return this.endBatch(status);
     if (!front) return null;
     if (front.kind !== 'query') return this.lost('ReadyForQuery');
+    // A simple Query drops the unnamed statement and portal.
+    this.unnamedStatementSets = null;
+    this.unnamedPortalSets = null;
     if (front.failed || !front.effect) return null;
     // A setting made inside a transaction block lasts only if that transaction commits.
     if (front.entry && status !== 'I') return 'a setting changed inside a transaction block';
