@@ -252,13 +252,19 @@ export function proxySuite(mode: RelayMode): void {
     const writers = [0, 1, 2, 3].map(async (w) => {
       const c = proxyClient('rw');
       await c.connect();
-      // Writers 2 and 3 carry session state (a named prepared statement, a setting) to the new leader.
+      // Writers 2 and 3 carry session state (a named prepared statement, a setting) to the new leader;
+      // writer 1 writes in transactions with a transaction-local setting, as row-level-security apps do.
       const prepared = w >= 2;
       if (prepared) await c.query("SET statement_timeout = '20s'");
       for (let n = 1; writing; n++) {
         try {
           const text = 'INSERT INTO sw VALUES ($1, $2, inet_server_port())';
+          if (w === 1) {
+            await c.query('BEGIN');
+            await c.query("SET LOCAL app.tenant = 'one'");
+          }
           await c.query(prepared ? { name: 'ins', text, values: [w, n] } : { text, values: [w, n] });
+          if (w === 1) await c.query('COMMIT');
           acked.push(`${w}/${n}`);
         } catch (err) {
           errors.push(`writer ${w}, row ${n}: ${(err as Error).message}`);

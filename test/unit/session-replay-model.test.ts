@@ -23,6 +23,7 @@ class ModelServer {
   stmts = new Map<string, string>();
   gucs = new Map<string, string>();
   private overlay: Map<string, string | null> | null = null; // settings of the open transaction (null: reset)
+  private local = new Map<string, string>(); // SET LOCAL: gone when the transaction ends, whatever the outcome
   private explicit = false;
   private failed = false; // the explicit transaction failed
   private skipping = false; // extended protocol: after an error, up to the Sync
@@ -39,6 +40,7 @@ class ModelServer {
     const m = new Map(this.gucs);
     for (const [k, v] of this.overlay ?? []) if (v === null) m.delete(k);
     else m.set(k, v);
+    for (const [k, v] of this.local) m.set(k, v);
     return m;
   }
   private set(name: string, value: string | null): void {
@@ -46,6 +48,7 @@ class ModelServer {
   }
   private endImplicit(ok: boolean): void {
     if (this.explicit) return;
+    this.local.clear();
     if (ok) this.gucs = this.effective();
     this.overlay = null;
   }
@@ -59,13 +62,15 @@ class ModelServer {
 
   /** One statement; false when it failed. */
   private run(sql: string): boolean {
-    const set = /^SET (\w+\.\w+) = '(\w+)'$/.exec(sql);
+    const set = /^SET (LOCAL )?(\w+\.\w+) = '(\w+)'$/.exec(sql);
     if (this.failed && sql !== 'COMMIT' && sql !== 'ROLLBACK') return false;
     if (set) {
-      if (set[2] === 'bad') return false;
-      this.set(set[1]!, set[2]!);
+      if (set[3] === 'bad') return false;
+      if (set[1]) this.local.set(set[2]!, set[3]!);
+      else this.set(set[2]!, set[3]!);
     } else if (sql === 'BEGIN') this.explicit = true;
     else if (sql === 'COMMIT' || sql === 'ROLLBACK') {
+      this.local.clear();
       if (sql === 'COMMIT' && !this.failed) this.gucs = this.effective();
       this.overlay = null;
       this.explicit = false;
@@ -136,7 +141,7 @@ class ModelServer {
 const guc = fc.constantFrom('app.a', 'app.b');
 const value = fc.constantFrom('x', 'y', 'bad');
 const stmtName = fc.constantFrom('s1', 's2');
-const setSql = fc.tuple(guc, value).map(([g, v]) => `SET ${g} = '${v}'`);
+const setSql = fc.tuple(fc.constantFrom('', 'LOCAL '), guc, value).map(([local, g, v]) => `SET ${local}${g} = '${v}'`);
 const batch: fc.Arbitrary<Msg[]> = fc.oneof(
   fc
     .oneof(setSql, fc.constantFrom('SELECT 1', 'BEGIN', 'COMMIT', 'ROLLBACK', 'RESET ALL', 'DISCARD ALL', 'DEALLOCATE s1', 'SELEC 1'), fc.tuple(setSql, setSql).map(([a, b]) => `${a}; ${b}`))

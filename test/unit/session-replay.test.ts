@@ -35,20 +35,30 @@ test('queryEffect: settings, DISCARD ALL and DEALLOCATE are recognised; other fo
   assert.deepEqual(queryEffect('DEALLOCATE ALL'), { kind: 'deallocate', name: null });
   assert.deepEqual(queryEffect('deallocate prepare Stmt_1'), { kind: 'deallocate', name: 'stmt_1' });
   assert.deepEqual(queryEffect('DEALLOCATE "Stmt ""1"""'), { kind: 'deallocate', name: 'Stmt "1"' });
+  // Nothing outlasts the transaction: nothing to keep, nothing pinned.
   for (const sql of [
     'SET LOCAL work_mem = 1000',
+    'SET TRANSACTION ISOLATION LEVEL SERIALIZABLE',
+    'SET CONSTRAINTS ALL DEFERRED',
+    "SELECT set_config('TimeZone', 'UTC', true)",
+    "SET LOCAL app.tenant = '42'; INSERT INTO t VALUES (1)",
+    "select set_config('search_path', $1, true), set_config('role', $2, true), set_config('request.jwt.claims', $3, TRUE)",
+  ]) assert.deepEqual(queryEffect(sql), { kind: 'settings', names: [] }, sql);
+  assert.deepEqual(queryEffect("SET LOCAL a.b = 1; SET c.d = 2"), { kind: 'settings', names: ['c.d'] });
+  for (const sql of [
     'SET ROLE app',
     'SET SESSION AUTHORIZATION app',
-    'SET TRANSACTION ISOLATION LEVEL SERIALIZABLE',
     'SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY',
-    'SET CONSTRAINTS ALL DEFERRED',
     'RESET ROLE',
     'RESET SESSION AUTHORIZATION',
     "SET application_name = 'a;b'", // a quoted ';' is not split correctly: pins rather than guesses
     'SET temp_buffers = 100', // mentions temp
     "SET search_path = app; SELECT pg_sleep(1)",
-    "SELECT set_config('TimeZone', 'UTC', true)", // transaction-local
     "SELECT set_config('a', current_user, false)",
+    "SELECT set_config('a', (SELECT pg_advisory_lock(1))::text, true)", // local, but its argument is not
+    "SELECT set_config('a', 'b', true), set_config('c', 'd', false)",
+    "SELECT set_config('a', 'b'", // unbalanced
+    "SET app.tenant = '1'; INSERT INTO t VALUES (1)", // a session setting in a Query that must not run again
     "SELECT pg_advisory_lock(1)",
     'UNLISTEN x',
     'PREPARE s AS SELECT 1',
@@ -253,4 +263,22 @@ test('a setting sent as JDBC does (unnamed Parse, Bind, Execute, Sync) is kept a
   assert.equal(namedPortal.clientMessage(B, bind('p1', ''), false), null);
   assert.deepEqual(reply(namedPortal, '1', '2'), [null, 'a setting bound to a named portal']);
   assert.match(String(new SessionReplayLog().clientMessage(P, parse('', 'SET ROLE app'), false)), /SET changes session state/);
+});
+
+test('transaction-scoped settings (SET LOCAL, set_config(..., true)) neither pin nor enter the log', () => {
+  const log = new SessionReplayLog();
+  for (const sql of ['BEGIN', "SET LOCAL app.tenant = '42'", 'INSERT INTO t VALUES (1)', 'COMMIT']) {
+    assert.equal(log.clientMessage(Q, query(sql), false), null, sql);
+    assert.deepEqual(reply(log, 'C', sql === 'COMMIT' ? 'ZI' : 'ZT'), [null, null]);
+  }
+  // PostgREST's per-request statement, prepared under a name.
+  const postgrest = "select set_config('search_path', $1, true), set_config('role', $2, true)";
+  assert.equal(log.clientMessage(P, parse('pgrst_1', postgrest), false), null);
+  assert.equal(log.clientMessage(S, Buffer.alloc(0), false), null);
+  reply(log, '1', 'ZI');
+  assert.deepEqual(kept(log), ['prepare:pgrst_1']);
+  // Sent while a batch the native relay began is still answered: nothing to follow, nothing pinned.
+  assert.equal(log.clientMessage(Q, query("SET LOCAL app.tenant = '7'"), true), null);
+  assert.equal(log.clientMessage(P, parse('', "SELECT set_config('role', $1, true)"), true), null);
+  assert.match(String(log.clientMessage(P, parse('', "SELECT set_config('role', $1, false)"), true)), /set_config/);
 });
