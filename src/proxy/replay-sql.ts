@@ -2,8 +2,8 @@
 // (settings), that undo state it keeps (DISCARD ALL, DEALLOCATE), or that leave none beyond their
 // transaction (SET LOCAL, set_config(..., true), as PostgREST and row-level-security apps send them
 // on every request). Everything else that session-state.ts calls pinning stays pinning. Conservative
-// on purpose: a statement this does not recognise exactly (quoted values holding a ';', SET ROLE...)
-// pins the session.
+// on purpose: a statement this does not recognise exactly (quoted values holding a ';', SET SESSION
+// CHARACTERISTICS...) pins the session.
 import { RISKY, sqlPinReason, stripComments } from './session-state.js';
 
 /** What running a simple Query does to the state the proxy keeps for replay. */
@@ -24,6 +24,9 @@ const SET_PARAM = new RegExp(
   'i',
 );
 const SET_TIME_ZONE = /^SET\s+(?:SESSION\s+)?TIME\s+ZONE\s/i;
+/** The role and session user: settings too, run again under the same login. */
+const SET_ROLE = /^(?:SET\s+(?:SESSION\s+)?ROLE\s|RESET\s+ROLE$)/i;
+const SET_SESSION_AUTHORIZATION = /^(?:SET\s+(?:SESSION\s+)?SESSION\s+AUTHORIZATION\s|RESET\s+SESSION\s+AUTHORIZATION$)/i;
 const RESET = new RegExp(String.raw`^RESET\s+(?!(?:ROLE|SESSION)\b)(ALL|${IDENT}(?:\.${IDENT})?)$`, 'i');
 const DISCARD_ALL = /^DISCARD\s+ALL$/i;
 /** set_config(name, value, false): a session-level setting, as Django sends its time zone. */
@@ -101,6 +104,8 @@ function settingName(statement: string): string | null {
   if (setConfig) return setConfig[1]!.toLowerCase();
   if (RISKY.test(statement)) return null;
   if (SET_TIME_ZONE.test(statement)) return 'timezone';
+  if (SET_ROLE.test(statement)) return 'role';
+  if (SET_SESSION_AUTHORIZATION.test(statement)) return 'session_authorization';
   const set = SET_PARAM.exec(statement);
   if (set) return set[1]!.toLowerCase();
   const reset = RESET.exec(statement);

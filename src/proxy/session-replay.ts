@@ -48,6 +48,9 @@ function frameOf(type: number, body: Buffer): Buffer {
   return frame;
 }
 
+/** Settings that change what later statements may do: never folded into a later one. */
+const isBarrier = (name: string): boolean => name === 'role' || name === 'session_authorization';
+
 export class SessionReplayLog {
   private entries: ReplayEntry[] = [];
   private bytes = 0;
@@ -273,13 +276,14 @@ export class SessionReplayLog {
   }
 
   private add(entry: ReplayEntry): string | null {
-    if (entry.kind === 'settings' && entry.names.length === 1) {
-      // A parameter set again since the last Parse replaces its earlier setting; before a Parse it
-      // stays, since the statement may have been parsed under it (search_path).
+    if (entry.kind === 'settings' && entry.names.length === 1 && !entry.names.some(isBarrier)) {
+      // A parameter set again since the last Parse or role change replaces its earlier setting;
+      // before one it stays, since a statement may have been parsed under it (search_path) and a
+      // role may have been needed to set it.
       const name = entry.names[0]!;
-      let lastParse = this.entries.length - 1;
-      while (lastParse >= 0 && this.entries[lastParse]!.kind !== 'prepare') lastParse--;
-      this.keep((e, i) => i < lastParse || e.kind !== 'settings' || !(e.names.length === 1 && (e.names[0] === name || name === '*')));
+      let barrier = this.entries.length - 1;
+      while (barrier >= 0 && this.entries[barrier]!.kind !== 'prepare' && !this.entries[barrier]!.names.some(isBarrier)) barrier--;
+      this.keep((e, i) => i <= barrier || e.kind !== 'settings' || !(e.names.length === 1 && (e.names[0] === name || name === '*')));
     }
     this.entries.push(entry);
     this.bytes += entry.frame.length;

@@ -172,8 +172,10 @@ export function proxySuite(mode: RelayMode): void {
     await carrying.query(extended);
     const countP = { name: 'count_p', text: 'SELECT count(*)::int AS n FROM p' };
     await carrying.query(countP);
+    await carrying.query('CREATE ROLE replay_role; GRANT SELECT ON p TO replay_role');
+    await carrying.query('SET ROLE replay_role');
     const carryingRow = await clientRow(carrying, (r) => r.carried_state !== null && r.tx_status === 'I');
-    assert.equal(carryingRow.carried_state, '1 prepared statement, 2 settings');
+    assert.equal(carryingRow.carried_state, '1 prepared statement, 3 settings');
     assert.equal(carryingRow.pinned, null);
     const doomed = proxyClient('rw');
     await doomed.connect();
@@ -208,10 +210,10 @@ export function proxySuite(mode: RelayMode): void {
     const err = await pinned.query('SELECT 1').then(() => null, (e: Error) => e.message);
     assert.ok(err, 'the pinned session on the old leader is closed');
     await pinned.end().catch(() => undefined);
-    const carried = await carrying.query<{ app: string; mem: string; port: number }>(
-      "SELECT current_setting('application_name') AS app, current_setting('work_mem') AS mem, inet_server_port() AS port",
+    const carried = await carrying.query<{ app: string; mem: string; role: string; port: number }>(
+      "SELECT current_setting('application_name') AS app, current_setting('work_mem') AS mem, current_user AS role, inet_server_port() AS port",
     );
-    assert.deepEqual(carried.rows[0], { app: 'carried', mem: '8MB', port: newLeader.port });
+    assert.deepEqual(carried.rows[0], { app: 'carried', mem: '8MB', role: 'replay_role', port: newLeader.port });
     assert.equal((await carrying.query<{ n: number }>(countP)).rows[0]!.n, 2, 'the prepared statement runs on the new leader');
     await carrying.end();
     await doomed.query('SELECT 1').catch((e: Error) => doomedErrors.push(e.message));

@@ -45,12 +45,12 @@ test('queryEffect: settings, DISCARD ALL and DEALLOCATE are recognised; other fo
     "select set_config('search_path', $1, true), set_config('role', $2, true), set_config('request.jwt.claims', $3, TRUE)",
   ]) assert.deepEqual(queryEffect(sql), { kind: 'settings', names: [] }, sql);
   assert.deepEqual(queryEffect("SET LOCAL a.b = 1; SET c.d = 2"), { kind: 'settings', names: ['c.d'] });
+  assert.deepEqual(queryEffect('SET ROLE app'), { kind: 'settings', names: ['role'] });
+  assert.deepEqual(queryEffect('reset role'), { kind: 'settings', names: ['role'] });
+  assert.deepEqual(queryEffect('SET SESSION AUTHORIZATION "App"'), { kind: 'settings', names: ['session_authorization'] });
+  assert.deepEqual(queryEffect('SET LOCAL ROLE app'), { kind: 'settings', names: [] });
   for (const sql of [
-    'SET ROLE app',
-    'SET SESSION AUTHORIZATION app',
     'SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY',
-    'RESET ROLE',
-    'RESET SESSION AUTHORIZATION',
     "SET application_name = 'a;b'", // a quoted ';' is not split correctly: pins rather than guesses
     'SET temp_buffers = 100', // mentions temp
     "SET search_path = app; SELECT pg_sleep(1)",
@@ -142,6 +142,16 @@ test('settings: kept in order with statements, a parameter set again since the l
   assert.match(log.replay[3]!.frame.toString(), /search_path = c/);
   set('RESET ALL');
   assert.deepEqual(kept(log), ['settings:search_path', 'settings:work_mem', 'prepare:s', 'settings:*']);
+  // A role change is a barrier too: what was set before it may have needed the earlier role.
+  set('SET ROLE admin');
+  set('SET app.x = 1');
+  set('SET ROLE app');
+  set('SET app.x = 2');
+  set('SET app.x = 3');
+  assert.deepEqual(kept(log).slice(4), ['settings:role', 'settings:app.x', 'settings:role', 'settings:app.x']);
+  assert.match(log.replay.at(-1)!.frame.toString(), /app.x = 3/);
+  set('RESET ALL'); // leaves the role as it is, as PostgreSQL's RESET ALL does
+  assert.deepEqual(kept(log).slice(4), ['settings:role', 'settings:app.x', 'settings:role', 'settings:*']);
 });
 
 test('what the log cannot follow or keep pins the session', () => {
@@ -161,7 +171,7 @@ test('what the log cannot follow or keep pins the session', () => {
 
   const busy = new SessionReplayLog();
   assert.match(String(busy.clientMessage(P, parse('s', 'SELECT 1'), true)), /named prepared statement "s"/);
-  assert.match(String(busy.clientMessage(Q, query('SET ROLE app'), false)), /SET changes session state/);
+  assert.match(String(busy.clientMessage(Q, query('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY'), false)), /SET changes session state/);
   assert.match(String(busy.clientMessage(P, parse('t', 'LISTEN x'), false)), /listen/);
   assert.match(String(busy.clientMessage(0x46, Buffer.alloc(4), false)), /function call/);
 
@@ -262,7 +272,7 @@ test('a setting sent as JDBC does (unnamed Parse, Bind, Execute, Sync) is kept a
   namedPortal.clientMessage(P, parse('', 'SET work_mem = 1000'), false);
   assert.equal(namedPortal.clientMessage(B, bind('p1', ''), false), null);
   assert.deepEqual(reply(namedPortal, '1', '2'), [null, 'a setting bound to a named portal']);
-  assert.match(String(new SessionReplayLog().clientMessage(P, parse('', 'SET ROLE app'), false)), /SET changes session state/);
+  assert.match(String(new SessionReplayLog().clientMessage(P, parse('', 'SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY'), false)), /SET changes session state/);
 });
 
 test('transaction-scoped settings (SET LOCAL, set_config(..., true)) neither pin nor enter the log', () => {
