@@ -106,7 +106,7 @@ export class SessionReplayLog {
     if (!this.following && busy) {
       if (pin) return this.leavesNothing(type, body) ? null : pin;
       if (type === 0x43 /* C: Close */ && body?.[0] === 0x53 && this.entries.length > 0) return 'a prepared statement closed in a pipeline the proxy could not follow';
-      if (this.unnamedStatementSets && (type === 0x42 /* B */ || type === 0x45) /* E */) return 'a setting run in a pipeline the proxy could not follow';
+      if ((this.unnamedStatementSets || this.unnamedPortalSets) && (type === 0x42 /* B */ || type === 0x45) /* E */) return 'a setting run in a pipeline the proxy could not follow';
       return null;
     }
     switch (type) {
