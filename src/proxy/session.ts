@@ -240,7 +240,7 @@ export class Session {
   }
 
   private onClientData(chunk: Buffer): void {
-    if (this.heldTx.length > 0 || (this.hooks.holdingTransactions() && this.canMove())) return this.holdTx(chunk);
+    if (this.heldTx.length > 0 || (this.hooks.holdingTransactions() && this.idleReadWrite())) return this.holdTx(chunk);
     this.forwardClientData(chunk);
   }
 
@@ -323,7 +323,8 @@ export class Session {
     if (this.state === 'active') {
       // Unsolicited data on an idle movable session is the server saying goodbye when it is a
       // FATAL error, or while the leader changes: keep it from the client, whose session will move.
-      if (!this.busy && this.canMove() && (isFatal(chunk) || this.hooks.leaderInFlux())) return;
+      // A session holding its next transaction hears from the proxy instead (see fail()).
+      if (!this.busy && (this.canMove() || this.heldTx.length > 0) && (isFatal(chunk) || this.hooks.leaderInFlux())) return;
       this.toClient(chunk);
       return this.scheduleHandOff();
     }
@@ -458,19 +459,16 @@ export class Session {
     if (!this.client.write(chunk)) this.server?.pause();
   }
 
-  /** Idle, outside a transaction, with no session state, and the proxy may log in as this user. */
+  /** A read-write session between transactions: its next one may be held for a switchover. A session
+   * that cannot move is held too, so that it is closed with nothing of that transaction run, rather
+   * than cut off in the middle of it when the old leader stops. */
+  private idleReadWrite(): boolean {
+    return this.kind === 'rw' && this.state === 'active' && !this.busy && !this.moving && !this.terminating && this.txStatus === 'I' && !this.replayLog.following;
+  }
+
+  /** Idle, outside a transaction, with no state the proxy cannot rebuild, and the proxy may log in as this user. */
   canMove(): boolean {
-    return (
-      this.kind === 'rw' &&
-      this.state === 'active' &&
-      !this.busy &&
-      !this.moving &&
-      !this.terminating &&
-      this.txStatus === 'I' &&
-      this.pinned === null &&
-      !this.replayLog.following &&
-      this.hooks.credentials(this.user) !== null
-    );
+    return this.idleReadWrite() && this.pinned === null && this.hooks.credentials(this.user) !== null;
   }
 
   /** Re-attaches this idle session to the current leader; the client sees nothing but a pause. */
@@ -548,6 +546,7 @@ export class Session {
   fail(code: string, message: string, severity: 'FATAL' | 'ERROR' = 'FATAL'): void {
     if (this.state === 'closed') return;
     this.takeBack();
+    if (this.heldTx.length > 0) message += '; what the client sent since the switchover began was held and not run';
     const clean = !this.serverScan || this.serverScan.atBoundary();
     if (clean && this.client.writable) this.client.write(encodeErrorResponse({ severity, code, message }));
     this.hooks.log.info({ session: this.id, member: this.member?.name, code, reason: message, pinned: this.pinned }, 'closing client session');

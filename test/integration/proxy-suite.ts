@@ -162,6 +162,8 @@ export function proxySuite(mode: RelayMode): void {
     await idle.query("INSERT INTO p(v) VALUES ('before')");
     const pinned = proxyClient('rw');
     await pinned.connect();
+    const pinnedErrors: string[] = [];
+    pinned.on('error', (e: Error) => pinnedErrors.push(e.message));
     await pinned.query('CREATE TEMP TABLE pinned_by(x int)');
     // Prepared statements and settings come along; one that cannot be prepared on the new leader ends its session.
     const carrying = proxyClient('rw');
@@ -195,6 +197,12 @@ export function proxySuite(mode: RelayMode): void {
     const held = await routingHeld();
     assert.equal(held.member, null);
     assert.match(String(held.waits_for), /switchover is in progress|not running as primary|no leader/);
+    // The pinned session cannot move: its next transaction is held, then refused whole, not run on the
+    // old leader (or, if the switchover was over already, the session is closed before it is sent).
+    const pinnedWrite = pinned.query("INSERT INTO p(v) VALUES ('pinned, during the switchover')").then(
+      () => 'committed',
+      (e: Error) => e.message,
+    );
     const during = await Promise.all([0, 1, 2].map(() => whereAmI('rw')));
     await sw;
     const newLeader = await t.leader();
@@ -206,9 +214,10 @@ export function proxySuite(mode: RelayMode): void {
     const where = await idle.query<{ port: number; ro: boolean }>('SELECT inet_server_port() AS port, pg_is_in_recovery() AS ro');
     assert.deepEqual(where.rows[0], { port: newLeader.port, ro: false });
     await idle.end();
-    // A session holding session state cannot move: it is closed with a reason.
-    const err = await pinned.query('SELECT 1').then(() => null, (e: Error) => e.message);
-    assert.ok(err, 'the pinned session on the old leader is closed');
+    // A session holding session state cannot move: it is closed with a reason, and what it sent during the switchover did not run.
+    pinnedErrors.push(await pinnedWrite);
+    assert.ok(!pinnedErrors.includes('committed'), 'the pinned session wrote nothing during the switchover');
+    assert.ok(pinnedErrors.some((m) => /could not move.*statement mentions "temp"/.test(m)), `the pinned session is closed with the reason: ${JSON.stringify(pinnedErrors)}`);
     await pinned.end().catch(() => undefined);
     const carried = await carrying.query<{ app: string; mem: string; role: string; port: number }>(
       "SELECT current_setting('application_name') AS app, current_setting('work_mem') AS mem, current_user AS role, inet_server_port() AS port",
@@ -323,6 +332,10 @@ export function proxySuite(mode: RelayMode): void {
     const c = proxyClient('rw');
     await c.connect();
     await c.query('SELECT 1');
+    const pinned = proxyClient('rw');
+    await pinned.connect();
+    await pinned.query('CREATE TEMP TABLE held_too(x int)');
+    let pinnedQ: Promise<pg.QueryResult<{ port: number }>> | null = null;
     // A request already past 'requested' is the leader's own switchover under way: the agents leave
     // it alone, so it stands until the test clears it, as an aborted switchover is cleared.
     const requestedAt = new Date().toISOString();
@@ -339,8 +352,13 @@ export function proxySuite(mode: RelayMode): void {
         answered = true;
         return r;
       });
+      // A session that could not move is held too.
+      pinnedQ = pinned.query<{ port: number }>('SELECT inet_server_port() AS port').then((r) => {
+        answered = true;
+        return r;
+      });
       await new Promise((r) => setTimeout(r, 300));
-      assert.equal(answered, false, 'the transaction is held while the switchover stands');
+      assert.equal(answered, false, 'the transactions are held while the switchover stands');
       const row = await clientRow(c, () => true);
       assert.equal(row.tx_status, 'I');
       assert.ok(Number(row.held_bytes) > 0, `SHOW CLIENTS shows the held query's bytes: ${JSON.stringify(row)}`);
@@ -351,6 +369,9 @@ export function proxySuite(mode: RelayMode): void {
     const answer = await Promise.race([q, new Promise<null>((r) => setTimeout(() => r(null), 5000).unref())]);
     assert.ok(answer, 'the held transaction was answered within 5 s of the switchover being cleared');
     assert.equal(answer.rows[0]!.port, leader.port, 'the held transaction ran on the same leader');
+    assert.ok(pinnedQ, 'the pinned session sent its query');
+    assert.equal((await pinnedQ).rows[0]!.port, leader.port, 'the pinned session too');
+    await pinned.end();
     await c.end();
     for (let i = 0; (await t.store.listProxies())[0]?.holding !== null; i++) {
       assert.ok(i < 500, 'the proxy still records holding after the switchover was cleared');
