@@ -43,7 +43,7 @@ static int read_header(scanner_t *s, const uint8_t *b, size_t n, size_t *i, uint
   return 1;
 }
 
-/* A client message on its way to the server: what the server will owe (see src/proxy/session.ts, sent()). */
+/* A client message on its way to the server: what the server will owe (the twin of countSent in src/proxy/in-flight.ts). */
 static void count_sent(double *state, uint8_t type) {
   if (type == 'Q' || type == 'S' || type == 'F') {
     state[ST_SYNCS] += 1;
