@@ -1,10 +1,11 @@
 // Failover benchmark: what a client writing one row per transaction sees when the leader's host
 // crashes, when only its postmaster crashes, and during a planned switchover.
 //
-//   node --import tsx bench/failover.ts [--runs N] [--scenario host-crash|postmaster-crash|switchover|all] [--via multihost|proxy] [--json FILE]
+//   node --import tsx bench/failover.ts [--runs N] [--scenario host-crash|postmaster-crash|switchover|all] [--via multihost|proxy] [--prepared] [--json FILE]
 //
 // --via proxy: the writer keeps one connection to baton proxy's read-write port (reconnecting only
-// after an error) instead of a libpq multi-host URI.
+// after an error) instead of a libpq multi-host URI. --prepared: the writer inserts through a named
+// prepared statement (session state the proxy carries to a new leader).
 //
 // Starts one local 3-node cluster (etcd + 3 agents) in a temp dir and always stops it (and purges it),
 // also on SIGINT/SIGTERM or when a wait times out (every wait gives up after 60 s).
@@ -18,13 +19,14 @@ import { BenchLifecycle, runBenchmark } from './lib/run.js';
 const NODES = 3;
 const log = (line: string): void => console.log(line);
 
-function options(): { runs: number; scenarios: Scenario[]; json: string | null; via: 'multihost' | 'proxy' } {
+function options(): { runs: number; scenarios: Scenario[]; json: string | null; via: 'multihost' | 'proxy'; prepared: boolean } {
   const { values } = parseArgs({
     options: {
       runs: { type: 'string', default: '5' },
       scenario: { type: 'string', default: 'all' },
       json: { type: 'string' },
       via: { type: 'string', default: 'multihost' },
+      prepared: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -35,7 +37,7 @@ function options(): { runs: number; scenarios: Scenario[]; json: string | null; 
   if (scenarios.length === 0) throw new BenchAbort(`--scenario must be one of ${SCENARIOS.join(', ')}, all (got ${sc})`);
   const via = values.via;
   if (via !== 'multihost' && via !== 'proxy') throw new BenchAbort(`--via must be multihost or proxy (got ${via})`);
-  return { runs, scenarios, json: values.json ?? null, via };
+  return { runs, scenarios, json: values.json ?? null, via, prepared: values.prepared };
 }
 
 const life = new BenchLifecycle(log);
@@ -43,11 +45,12 @@ const life = new BenchLifecycle(log);
 async function main(): Promise<number> {
   const o = options();
   const m = machine();
-  log(`baton failover benchmark: ${o.runs} run(s) of ${o.scenarios.join(', ')}`);
+  log(`baton failover benchmark: ${o.runs} run(s) of ${o.scenarios.join(', ')}, writer via ${o.via}${o.prepared ? ' with a named prepared statement' : ''}`);
   log(`machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB memory, ${m.os}, node ${m.node}; ${m.date}`);
 
   const bc = await life.start(NODES);
   bc.via = o.via;
+  bc.preparedWriter = o.prepared;
   if (life.aborted) return 130;
   const view = await bc.waitHealthy();
   const leader = runningLeader(view);

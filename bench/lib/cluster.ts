@@ -57,6 +57,8 @@ export class BenchCluster {
 
   /** How the writer reaches the leader: libpq-style multi-host URI, or baton proxy's read-write port. */
   via: 'multihost' | 'proxy' = 'multihost';
+  /** The writer inserts through a named prepared statement. */
+  preparedWriter = false;
 
   /** The writer's read-write URI, with connect_timeout=1. */
   readWriteUri(): string {

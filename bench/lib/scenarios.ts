@@ -95,7 +95,8 @@ export async function runScenario(bc: BenchCluster, scenario: Scenario, run: num
   if (!oldPm) throw new BenchAbort(`no postmaster.pid for the leader ${old.name}`);
   const startedAt = new Date().toISOString();
 
-  const writer = new AckWriter(() => connectMultiHost(parseMultiHostUri(bc.readWriteUri(), bc.c.superuser.password)), firstId);
+  const connect = () => connectMultiHost(parseMultiHostUri(bc.readWriteUri(), bc.c.superuser.password));
+  const writer = new AckWriter(connect, firstId, undefined, bc.preparedWriter);
   writer.start();
   let faultOp: Promise<number | null> = Promise.resolve(null);
   let monitor: Promise<{ ms: number; leader: string }> | null = null;

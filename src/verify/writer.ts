@@ -21,11 +21,13 @@ export class AckWriter {
   private done: Promise<void> | null = null;
   private nextId: number;
 
-  /** `insert` takes the id as $1, e.g. INSERT INTO bench(id) VALUES ($1). */
+  /** `insert` takes the id as $1, e.g. INSERT INTO bench(id) VALUES ($1); `prepared`: as a named
+   * prepared statement (prepared once per connection, as pgx, asyncpg or JDBC do). */
   constructor(
     private readonly connect: () => Promise<pg.Client>,
     firstId: number,
     private readonly insert = 'INSERT INTO bench(id) VALUES ($1)',
+    private readonly prepared = false,
   ) {
     this.nextId = firstId;
   }
@@ -47,7 +49,8 @@ export class AckWriter {
       const startMs = performance.now();
       try {
         client ??= await withTimeout(this.connect(), QUERY_TIMEOUT_MS);
-        await withTimeout(client.query(this.insert, [id]), QUERY_TIMEOUT_MS);
+        const query = this.prepared ? { name: 'ack_writer_insert', text: this.insert, values: [id] } : { text: this.insert, values: [id] };
+        await withTimeout(client.query(query), QUERY_TIMEOUT_MS);
         const endMs = performance.now();
         this.attempts.push({ id, startMs, endMs, ok: true });
         this.ackedAt.push(endMs);
