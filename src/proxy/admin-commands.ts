@@ -71,7 +71,8 @@ export const SERVER_COLUMNS = [
 ] as const;
 
 /** One row per member (plus '(routing)' for sessions not yet placed). */
-export const STATS_COLUMNS = ['member', 'sessions', 'active', 'queries', 'bytes_to_server', 'bytes_to_client', 'select_cnt'] as const;
+/** can_move / cannot_move: read-write sessions that would follow a leader change, and those that would be closed (pinned, or no auth_users password). */
+export const STATS_COLUMNS = ['member', 'sessions', 'active', 'can_move', 'cannot_move', 'queries', 'bytes_to_server', 'bytes_to_client', 'select_cnt'] as const;
 
 /** One row per native relay thread, or one row for the TypeScript relay. */
 export const RELAY_COLUMNS = ['thread', 'kind', 'sessions', 'load_pct'] as const;
@@ -83,7 +84,7 @@ export const HELP: [string, string][] = [
   ['SHOW POOL_NODES', 'members, their status, role, load-balance share, selects routed and replication delay'],
   ['SHOW CLIENTS', 'client sessions connected to the proxy'],
   ['SHOW SERVERS', 'server connections the proxy holds to members'],
-  ['SHOW STATS', 'sessions, queries and bytes per member'],
+  ['SHOW STATS', 'sessions (and read-write ones that can or cannot follow a leader change), queries and bytes per member'],
   ['SHOW RELAY', 'relay threads: sessions each carries and how busy it was over the last 100 ms'],
   ['SHOW ROUTING', 'where a new session on each listener would go now, or what it would wait for'],
   ['PAUSE', 'hold new transactions (bounded wait) until RESUME'],

@@ -381,12 +381,16 @@ export class BatonProxy {
   }
 
   private stats(): Record<string, string | number | null>[] {
-    const rows = new Map<string, { sessions: number; active: number; queries: number; in: number; out: number }>();
+    const rows = new Map<string, { sessions: number; active: number; canMove: number; cannotMove: number; queries: number; in: number; out: number }>();
     for (const s of this.sessions) {
       const name = s.member?.name ?? '(routing)';
-      const r = rows.get(name) ?? { sessions: 0, active: 0, queries: 0, in: 0, out: 0 };
+      const r = rows.get(name) ?? { sessions: 0, active: 0, canMove: 0, cannotMove: 0, queries: 0, in: 0, out: 0 };
       r.sessions++;
       if (s.busy) r.active++;
+      if (s.kind === 'rw') {
+        if (s.followsLeader) r.canMove++;
+        else r.cannotMove++;
+      }
       r.queries += s.queries;
       r.in += s.bytesToServer;
       r.out += s.bytesToClient;
@@ -396,6 +400,8 @@ export class BatonProxy {
       member,
       sessions: r.sessions,
       active: r.active,
+      can_move: r.canMove,
+      cannot_move: r.cannotMove,
       queries: r.queries,
       bytes_to_server: r.in,
       bytes_to_client: r.out,

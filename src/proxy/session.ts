@@ -466,6 +466,11 @@ export class Session {
     return this.kind === 'rw' && this.state === 'active' && !this.busy && !this.moving && !this.terminating && this.txStatus === 'I' && !this.replayLog.following;
   }
 
+  /** A read-write session that would follow a leader change once idle (for SHOW STATS). */
+  get followsLeader(): boolean {
+    return this.kind === 'rw' && this.pinned === null && this.hooks.credentials(this.user) !== null;
+  }
+
   /** Idle, outside a transaction, with no state the proxy cannot rebuild, and the proxy may log in as this user. */
   canMove(): boolean {
     return this.idleReadWrite() && this.pinned === null && this.hooks.credentials(this.user) !== null;

@@ -186,6 +186,9 @@ export function proxySuite(mode: RelayMode): void {
     await doomed.query('CREATE TABLE doomed(x int)');
     await doomed.query({ name: 'from_doomed', text: 'SELECT x FROM doomed' });
     await idle.query('DROP TABLE doomed'); // the statement stays prepared on this leader, and cannot be prepared again
+    // What a leader change would do to these sessions, before it happens.
+    const stats = (await admin('SHOW STATS')).find((r) => r.member === leader.name);
+    assert.deepEqual([stats?.can_move, stats?.cannot_move], ['3', '1'], `SHOW STATS: ${JSON.stringify(stats)}`);
 
     const target = t.c.members.find((m) => m.name !== leader.name)!.name;
     const sw = switchover(t.store, { to: target });
