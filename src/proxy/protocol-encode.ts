@@ -162,3 +162,14 @@ export function encodeQuery(sql: string): Buffer {
 export function encodeTerminate(): Buffer {
   return fixed('X', 4);
 }
+
+export function encodeSync(): Buffer {
+  return fixed('S', 4);
+}
+
+/** A typed message around a body already encoded (a SASL response, a copy of a client's Parse). */
+export function encodeMessage(type: string, body: Buffer): Buffer {
+  const buf = fixed(type, 4 + body.length);
+  body.copy(buf, 5);
+  return buf;
+}

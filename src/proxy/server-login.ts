@@ -3,19 +3,11 @@
 import crypto from 'node:crypto';
 import net from 'node:net';
 import { MessageReader, parseBackendKeyData, parseAuthentication, parseErrorOrNotice, ProtocolError } from './protocol.js';
-import { encodeStartup } from './protocol-encode.js';
+import { encodeMessage as message, encodeStartup } from './protocol-encode.js';
 
 export interface ServerLogin {
   socket: net.Socket;
   key: { pid: number; secret: number };
-}
-
-function message(type: string, body: Buffer): Buffer {
-  const b = Buffer.alloc(5 + body.length);
-  b.write(type, 0, 'latin1');
-  b.writeInt32BE(4 + body.length, 1);
-  body.copy(b, 5);
-  return b;
 }
 
 function cstr(s: string): Buffer {

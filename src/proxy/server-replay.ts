@@ -2,9 +2,8 @@
 // server-login.ts, before the client's bytes flow), so the client finds the server session it left.
 import type net from 'node:net';
 import { MessageReader, parseErrorOrNotice } from './protocol.js';
+import { encodeSync } from './protocol-encode.js';
 import type { ReplayEntry } from './session-replay.js';
-
-const SYNC = Buffer.from([0x53, 0, 0, 0, 4]);
 
 /** The server refused an entry: the same statement would fail on any server, so the move cannot succeed. */
 export class ReplayFailed extends Error {
@@ -60,6 +59,6 @@ export function replaySessionState(socket: net.Socket, entries: readonly ReplayE
     socket.on('error', onError);
     socket.on('close', onClose);
     socket.setTimeout(timeoutMs, () => done(new Error(`restoring the session state timed out after ${timeoutMs} ms`)));
-    socket.write(Buffer.concat(entries.flatMap((e) => (e.kind === 'prepare' ? [e.frame, SYNC] : [e.frame]))));
+    socket.write(Buffer.concat(entries.flatMap((e) => (e.kind === 'prepare' ? [e.frame, encodeSync()] : [e.frame]))));
   });
 }

@@ -8,6 +8,7 @@
 // session was idle to the ReadyForQuery that ends it (the session stays out of the native relay
 // meanwhile). Anything it cannot follow exactly pins the session, as before this log existed.
 import { lastingPinReason, queryEffect, type QueryEffect } from './replay-sql.js';
+import { encodeMessage, encodeQuery } from './protocol-encode.js';
 import { cstring, messagePinReason } from './session-state.js';
 
 export interface ReplayEntry {
@@ -40,13 +41,7 @@ const COMMAND_COMPLETE = 0x43; // 'C'
 const EMPTY_QUERY = 0x49; // 'I'
 const PORTAL_SUSPENDED = 0x73; // 's'
 
-function frameOf(type: number, body: Buffer): Buffer {
-  const frame = Buffer.allocUnsafe(5 + body.length);
-  frame[0] = type;
-  frame.writeInt32BE(4 + body.length, 1);
-  body.copy(frame, 5);
-  return frame;
-}
+const frameOf = (type: number, body: Buffer): Buffer => encodeMessage(String.fromCharCode(type), body);
 
 /** Settings that change what later statements may do: never folded into a later one. */
 const isBarrier = (name: string): boolean => name === 'role' || name === 'session_authorization';
@@ -119,7 +114,7 @@ export class SessionReplayLog {
           const effect = queryEffect(sql.text);
           if (effect?.kind !== 'settings') return pin;
           // Run by a later Bind and Execute of the unnamed portal, which this log must then see.
-          const sets: ReplayEntry | null = effect.names.length ? { kind: 'settings', names: effect.names, frame: frameOf(0x51, Buffer.from(`${sql.text}\0`)) } : null;
+          const sets: ReplayEntry | null = effect.names.length ? { kind: 'settings', names: effect.names, frame: encodeQuery(sql.text) } : null;
           return this.expect({ kind: 'parse', unnamed: true, add: null, sets });
         }
         const sqlPins = lastingPinReason(sql.text);
