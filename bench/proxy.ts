@@ -3,7 +3,7 @@
 // TypeScript (relay: js), HAProxy (TCP mode) and PgBouncer (session mode). For each relaying process,
 // its CPU time per transaction (from /proc).
 //
-//   node --import tsx bench/proxy.ts [--seconds S] [--clients 8,32] [--rounds N] [--json FILE]
+//   node --import tsx bench/proxy.ts [--seconds S] [--clients 8,32] [--workloads select-only,simple-update] [--rounds N] [--json FILE]
 //
 // For each client count, for select-only (-S) then simple-update (-N), the five paths run back to back
 // (direct, baton, baton-ts, haproxy, pgbouncer; each round starts one path later) so that drift
@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { BenchAbort, BenchCluster, runningLeader, sleep } from './lib/cluster.js';
 import { daemons, startBatonTsProxy, startHaproxy, startPgbouncer, versions } from './lib/proxy-daemons.js';
-import { PATHS, pgbench, pgbenchInit, running, WORKLOADS, type PathName, type PgbenchResult, type RunSpec, type Target } from './lib/proxy-pgbench.js';
+import { ALL_WORKLOADS, PATHS, pgbench, pgbenchInit, running, WORKLOADS, type PathName, type PgbenchResult, type RunSpec, type Target, type Workload } from './lib/proxy-pgbench.js';
 import { compare, markdownTable, medians, pairedLines, table, verdicts } from './lib/proxy-report.js';
 import { machine } from './lib/report.js';
 import { BenchLifecycle, runBenchmark } from './lib/run.js';
@@ -27,9 +27,27 @@ const THREADS = 2;
 const WARMUP_SECONDS = 2;
 const log = (line: string): void => console.log(line);
 
-function options(): { seconds: number; clients: number[]; rounds: number; json: string | null } {
+interface Options {
+  seconds: number;
+  clients: number[];
+  workloads: Workload[];
+  rounds: number;
+  json: string | null;
+}
+
+function isWorkload(s: string): s is Workload {
+  return (ALL_WORKLOADS as readonly string[]).includes(s);
+}
+
+function options(): Options {
   const { values } = parseArgs({
-    options: { seconds: { type: 'string', default: '15' }, clients: { type: 'string', default: '8,32' }, rounds: { type: 'string', default: '1' }, json: { type: 'string' } },
+    options: {
+      seconds: { type: 'string', default: '15' },
+      clients: { type: 'string', default: '8,32' },
+      workloads: { type: 'string', default: WORKLOADS.join(',') },
+      rounds: { type: 'string', default: '1' },
+      json: { type: 'string' },
+    },
     strict: true,
   });
   const seconds = Number(values.seconds);
@@ -41,7 +59,12 @@ function options(): { seconds: number; clients: number[]; rounds: number; json: 
   if (clients.length === 0 || clients.some((c) => !Number.isInteger(c) || c < 1 || c > 90)) {
     throw new BenchAbort(`--clients must be a comma-separated list of integers in 1..90 (got ${values.clients})`);
   }
-  return { seconds, clients, rounds, json: values.json ?? null };
+  const workloads = values.workloads.split(',').map((s) => s.trim());
+  const unknown = workloads.filter((w) => !isWorkload(w));
+  if (workloads.length === 0 || unknown.length > 0) {
+    throw new BenchAbort(`--workloads must be a comma-separated list of ${ALL_WORKLOADS.join(', ')} (got ${values.workloads})`);
+  }
+  return { seconds, clients, workloads: workloads.filter(isWorkload), rounds, json: values.json ?? null };
 }
 
 function rotate<T>(xs: readonly T[], by: number): T[] {
@@ -93,7 +116,7 @@ async function main(): Promise<number> {
   const o = options();
   const m = machine();
   const v = versions();
-  log(`baton proxy benchmark: pgbench -s ${SCALE}, ${o.seconds} s per run, clients ${o.clients.join(', ')}, -j ${THREADS}`);
+  log(`baton proxy benchmark: pgbench -s ${SCALE}, ${o.seconds} s per run, clients ${o.clients.join(', ')}, workloads ${o.workloads.join(', ')}, -j ${THREADS}`);
   log(`machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB memory, ${m.os}, node ${m.node}; ${m.date}`);
   log(`versions: ${v.haproxy}; ${v.pgbouncer}; ${v.pgbench}`);
 
@@ -150,7 +173,7 @@ async function main(): Promise<number> {
     const maxClients = Math.max(...o.clients);
     // Also checks every path works before the long runs, and touches the freshly loaded tables once.
     log(`warm-up: ${WARMUP_SECONDS} s of each workload with ${maxClients} clients through each path (not reported)`);
-    for (const workload of WORKLOADS) {
+    for (const workload of o.workloads) {
       for (const path of PATHS) {
         const r = await runOne({ workload, clients: maxClients, path, seconds: WARMUP_SECONDS, threads: Math.min(THREADS, maxClients) });
         log(`  ${workload} ${path}: ${r.tps.toFixed(0)} tps`);
@@ -161,7 +184,7 @@ async function main(): Promise<number> {
     for (let round = 1; round <= o.rounds; round++) {
       if (o.rounds > 1) log(`round ${round} of ${o.rounds}`);
       for (const clients of o.clients) {
-        for (const workload of WORKLOADS) {
+        for (const workload of o.workloads) {
           // Each round starts from a different path, so that no path always runs right after another.
           for (const path of rotate(PATHS, round - 1)) {
             if (life.aborted) return 130;
@@ -178,12 +201,12 @@ async function main(): Promise<number> {
     }
 
     const rows = compare(medians(results));
-    const vs = verdicts(rows, WORKLOADS, o.clients);
+    const vs = verdicts(rows, o.workloads, o.clients);
     log('');
     log(table(rows));
     log('');
     for (const x of vs) log(x.line);
-    const paired = pairedLines(results, WORKLOADS, o.clients);
+    const paired = pairedLines(results, o.workloads, o.clients);
     log('');
     for (const line of paired) log(line);
     log('');

@@ -6,9 +6,43 @@ import os from 'node:os';
 import path from 'node:path';
 import { BenchAbort } from './cluster.js';
 
+/** The issue's two workloads; bench/proxy.ts runs these unless --workloads names others. */
 export const WORKLOADS = ['select-only', 'simple-update'] as const;
-export type Workload = (typeof WORKLOADS)[number];
-const FLAG: Record<Workload, string> = { 'select-only': '-S', 'simple-update': '-N' };
+/**
+ * Also: the per-request transaction of row-level-security apps (`SET LOCAL` a tenant, read, commit)
+ * and of PostgREST (`set_config(..., true)` for the request's claims, read, commit). Both change
+ * only transaction-scoped state, so a proxy may keep such sessions movable and unpinned.
+ */
+export const ALL_WORKLOADS = [...WORKLOADS, 'set-local', 'set-config'] as const;
+export type Workload = (typeof ALL_WORKLOADS)[number];
+
+/** pgbench's accounts at the scale bench/proxy.ts loads (-s 10); custom scripts get no :scale of their own. */
+const ACCOUNTS = 1_000_000;
+const SCRIPTS: Partial<Record<Workload, string>> = {
+  'set-local': [
+    `\\set aid random(1, ${ACCOUNTS})`,
+    'BEGIN;',
+    'SET LOCAL app.tenant = :aid;',
+    'SELECT abalance FROM pgbench_accounts WHERE aid = :aid;',
+    'END;',
+  ].join('\n'),
+  'set-config': [
+    `\\set aid random(1, ${ACCOUNTS})`,
+    'BEGIN;',
+    "SELECT set_config('request.jwt.claims', '{\"sub\": \":aid\", \"role\": \"web\"}', true), set_config('request.method', 'GET', true);",
+    'SELECT abalance FROM pgbench_accounts WHERE aid = :aid;',
+    'END;',
+  ].join('\n'),
+};
+
+/** pgbench's arguments choosing the workload: a built-in script, or a script file written into dir. */
+function workloadArgs(w: Workload, dir: string): string[] {
+  if (w === 'select-only') return ['-S'];
+  if (w === 'simple-update') return ['-N'];
+  const file = path.join(dir, `${w}.sql`);
+  fs.writeFileSync(file, SCRIPTS[w] + '\n');
+  return ['-f', file];
+}
 
 /** baton: the proxy with its native relay; baton-ts: a second proxy with `relay: js`. */
 export const PATHS = ['direct', 'baton', 'baton-ts', 'haproxy', 'pgbouncer'] as const;
@@ -133,10 +167,11 @@ const TICKS_PER_SECOND = 100;
 /** `relayPid`: the process between pgbench and PostgreSQL on this path, whose CPU time is measured. */
 export async function pgbench(t: Target, s: RunSpec, relayPid: number | null): Promise<PgbenchResult> {
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-pgbench-'));
+  const scriptDir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-script-'));
   const startedAt = new Date().toISOString();
   try {
     // -n: the caller vacuums and truncates pgbench_history directly before every run.
-    const args = [FLAG[s.workload], '-n', '-j', String(s.threads), '-c', String(s.clients), '-T', String(s.seconds)];
+    const args = [...workloadArgs(s.workload, scriptDir), '-n', '-j', String(s.threads), '-c', String(s.clients), '-T', String(s.seconds)];
     const cpuBefore = relayPid ? cpuTicks(relayPid) : 0;
     const waitBefore = relayPid ? runQueueWaitNs(relayPid) : null;
     const out = await run([...args, '--log', `--log-prefix=${path.join(logDir, 'tx')}`], t);
@@ -160,5 +195,6 @@ export async function pgbench(t: Target, s: RunSpec, relayPid: number | null): P
     };
   } finally {
     fs.rmSync(logDir, { recursive: true, force: true });
+    fs.rmSync(scriptDir, { recursive: true, force: true });
   }
 }
