@@ -24,6 +24,10 @@ static const word_t SAFE_FIRST_WORDS[] = {
 static const word_t RISKY[] = {
   WORD("temp"), WORD("set_config"), WORD("advisory"), WORD("listen"), WORD("dblink"), WORD("declare"), WORD("prepare"),
 };
+#define RISKY_SET_CONFIG 1 /* its index in RISKY */
+
+/* After SET, the words of TRANSACTION_SCOPED_SET: settings that end with the transaction. */
+static const word_t SCOPED_SET_WORDS[] = { WORD("LOCAL"), WORD("TRANSACTION"), WORD("CONSTRAINTS") };
 
 /* For each byte, which risky words start with it in either case (bit k: RISKY[k], so keep the two
  * in step); most bytes start none and are not looked at further. */
@@ -38,28 +42,83 @@ static int is_letter(uint8_t c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && 
 /* JavaScript's \s restricted to ASCII (see the top of the file for the rest). */
 static int is_space(uint8_t c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
-/* Whether one of the risky words in `words` (a RISKY_START mask) starts at s[i] (any case). */
+static int is_word_char(uint8_t c) { return is_letter(c) || (c >= '0' && c <= '9') || c == '_'; }
+
+/* Which of the risky words in `words` (a RISKY_START mask) starts at s[i] (any case): its index in
+ * RISKY, or -1. */
 static int risky_at(const uint8_t *s, size_t n, size_t i, unsigned words) {
-  for (size_t k = 0; words; k++, words >>= 1) {
+  for (int k = 0; words; k++, words >>= 1) {
     if (!(words & 1)) continue;
     const char *w = RISKY[k].text;
     size_t len = RISKY[k].len;
     if (i + len > n) continue;
     size_t j = 1;
     while (j < len && lower(s[i + j]) == (uint8_t)w[j]) j++;
-    if (j == len) return 1;
+    if (j == len) return k;
+  }
+  return -1;
+}
+
+/* Whether the n letters at word are one of the words (upper case in the table; any case here). */
+static int one_of(const uint8_t *word, size_t n, const word_t *words, size_t count) {
+  for (size_t i = 0; i < count; i++) {
+    const char *w = words[i].text;
+    if (words[i].len != n) continue;
+    size_t k = 0;
+    while (k < n && upper(word[k]) == (uint8_t)w[k]) k++;
+    if (k == n) return 1;
   }
   return 0;
 }
 
 static int safe_first_word(const uint8_t *word, size_t n) {
   if (n == 0) return 1; /* no leading word: the TypeScript rule finds nothing to object to */
-  for (size_t i = 0; i < sizeof SAFE_FIRST_WORDS / sizeof *SAFE_FIRST_WORDS; i++) {
-    const char *w = SAFE_FIRST_WORDS[i].text;
-    if (SAFE_FIRST_WORDS[i].len != n) continue;
-    size_t k = 0;
-    while (k < n && upper(word[k]) == (uint8_t)w[k]) k++;
-    if (k == n) return 1;
+  return one_of(word, n, SAFE_FIRST_WORDS, sizeof SAFE_FIRST_WORDS / sizeof *SAFE_FIRST_WORDS);
+}
+
+/* As TRANSACTION_SCOPED_SET after a statement's first word SET, which ends at s[at]: 1 for SET LOCAL,
+ * SET TRANSACTION or SET CONSTRAINTS, 0 for another SET, -1 where a byte beyond ASCII may be a
+ * Unicode space that JavaScript's \s skips. */
+static int transaction_scoped_set(const uint8_t *s, size_t n, size_t at) {
+  size_t i = at;
+  while (i < n && is_space(s[i])) i++;
+  if (i < n && s[i] >= 0x80) return -1;
+  if (i == at) return 0; /* no space after SET */
+  size_t start = i;
+  while (i < n && is_letter(s[i])) i++;
+  if (i < n && is_word_char(s[i])) return 0; /* SET local_x = 1: a session setting named local_x */
+  return one_of(s + start, i - start, SCOPED_SET_WORDS, sizeof SCOPED_SET_WORDS / sizeof *SCOPED_SET_WORDS);
+}
+
+/* As isLocalSetConfig: whether the set_config whose name ends at s[at] is a call whose third and last
+ * argument is `true` (1) or not (0); -1 where a byte beyond ASCII may be a Unicode space that
+ * JavaScript's \s or trim() skips. Quotes are skipped to the next same quote, as callArguments does. */
+static int local_set_config(const uint8_t *s, size_t n, size_t at) {
+  while (at < n && is_space(s[at])) at++;
+  if (at < n && s[at] >= 0x80) return -1;
+  if (at >= n || s[at] != '(') return 0;
+  size_t depth = 0, commas = 0, start = at + 1;
+  for (size_t i = at; i < n; i++) {
+    uint8_t c = s[i];
+    if (c == '\'' || c == '"') {
+      const uint8_t *close = memchr(s + i + 1, c, n - i - 1);
+      if (!close) return 0;
+      i = (size_t)(close - s);
+    } else if (c == '(') {
+      depth++;
+    } else if (c == ')' && --depth == 0) {
+      if (commas != 2) return 0;
+      size_t a = start, b = i;
+      for (size_t k = a; k < b; k++)
+        if (s[k] >= 0x80) return -1;
+      while (a < b && is_space(s[a])) a++;
+      while (b > a && is_space(s[b - 1])) b--;
+      static const word_t TRUE_WORD[] = { WORD("TRUE") };
+      return one_of(s + a, b - a, TRUE_WORD, 1);
+    } else if (c == ',' && depth == 1) {
+      commas++;
+      start = i + 1;
+    }
   }
   return 0;
 }
@@ -113,15 +172,27 @@ int pin_sql_verdict(const uint8_t *s, size_t n) {
 
 /* SQL without comments. */
 static int verdict_plain(const uint8_t *s, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (RISKY_START[s[i]] && risky_at(s, n, i, RISKY_START[s[i]])) return PIN_PINS;
+  for (size_t i = 0; i < n; i++) {
+    if (!RISKY_START[s[i]]) continue;
+    int k = risky_at(s, n, i, RISKY_START[s[i]]);
+    if (k < 0) continue;
+    if (k != RISKY_SET_CONFIG) return PIN_PINS;
+    int local = local_set_config(s, n, i + RISKY[k].len);
+    if (local < 0) return PIN_UNSURE;
+    if (!local) return PIN_PINS;
+  }
   size_t at = 0;
   for (;;) {
     while (at < n && is_space(s[at])) at++;
     if (at < n && s[at] >= 0x80) return PIN_UNSURE; /* maybe a Unicode space, then a word */
     size_t start = at;
     while (at < n && is_letter(s[at])) at++;
-    if (!safe_first_word(s + start, at - start)) return PIN_PINS;
+    if (!safe_first_word(s + start, at - start)) {
+      static const word_t SET_WORD[] = { WORD("SET") };
+      int scoped = one_of(s + start, at - start, SET_WORD, 1) ? transaction_scoped_set(s, n, at) : 0;
+      if (scoped < 0) return PIN_UNSURE;
+      if (!scoped) return PIN_PINS;
+    }
     while (at < n && s[at] != ';') at++;
     if (at >= n) return PIN_SAFE;
     at++; /* past the ';' */

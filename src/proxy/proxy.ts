@@ -330,6 +330,7 @@ export class BatonProxy {
           pinned: s.pinned,
           carried_state: s.kind === 'rw' && !s.pinned ? s.replayLog.summary() : null,
           relay: s.native ? 'native' : 'typescript',
+          handbacks: s.handbacks,
           held_bytes: s.heldBytes,
           connected_at: new Date(s.startedAt).toISOString(),
         })),

@@ -1,10 +1,10 @@
 // Which statements leave session state the proxy can rebuild on another server by running them again
-// (settings), that undo state it keeps (DISCARD ALL, DEALLOCATE), or that leave none beyond their
-// transaction (SET LOCAL, set_config(..., true), as PostgREST and row-level-security apps send them
-// on every request). Everything else that session-state.ts calls pinning stays pinning. Conservative
+// (settings), or that undo state it keeps (DISCARD ALL, DEALLOCATE); transaction-scoped settings
+// (SET LOCAL, set_config(..., true)) pin nothing already in session-state.ts and are skipped here.
+// Everything else that session-state.ts calls pinning stays pinning. Conservative
 // on purpose: a statement this does not recognise exactly (quoted values holding a ';', SET SESSION
 // CHARACTERISTICS...) pins the session.
-import { RISKY, sqlPinReason, stripComments } from './session-state.js';
+import { RISKY, sqlPinReason, stripComments, TRANSACTION_SCOPED_SET } from './session-state.js';
 
 /** What running a simple Query does to the state the proxy keeps for replay. */
 export type QueryEffect =
@@ -39,57 +39,7 @@ const CLEARS_NOTHING_KEPT = [
   /^UNLISTEN\s+\*$/i,
   /^DISCARD\s+(?:PLANS|SEQUENCES|TEMP|TEMPORARY)$/i,
 ];
-/** SET forms whose effect ends with the transaction (outside one they do nothing). */
-const TRANSACTION_SCOPED_SET = /^SET\s+(?:LOCAL|TRANSACTION|CONSTRAINTS)\b/i;
 const DEALLOCATE = new RegExp(String.raw`^DEALLOCATE\s+(?:PREPARE\s+)?(?:(ALL)|(${IDENT})|"((?:[^"]|"")+)")$`, 'i');
-
-/** The arguments of the call whose '(' is at `open`, split at its top-level commas; null when the
- * parentheses or quotes do not balance. */
-function callArguments(text: string, open: number): string[] | null {
-  const args: string[] = [];
-  let depth = 0;
-  let start = open + 1;
-  for (let i = open; i < text.length; i++) {
-    const c = text[i];
-    if (c === "'" || c === '"') {
-      const close = text.indexOf(c, i + 1);
-      if (close < 0) return null;
-      i = close; // a doubled quote inside a literal reads as two literals side by side: the same here
-    } else if (c === '(') depth++;
-    else if (c === ')' && --depth === 0) {
-      args.push(text.slice(start, i));
-      return args;
-    } else if (c === ',' && depth === 1) {
-      args.push(text.slice(start, i));
-      start = i + 1;
-    }
-  }
-  return null;
-}
-
-/** The text with the name of every transaction-local set_config call (third argument true) blanked
- * out, so that the pin rule does not count it; its arguments stay for the rule to see. */
-function hideLocalSetConfig(text: string): string {
-  const call = /set_config\s*\(/gi;
-  let out = text;
-  for (let m = call.exec(text); m; m = call.exec(text)) {
-    const args = callArguments(text, m.index + m[0].length - 1);
-    if (args?.length === 3 && args[2]!.trim().toLowerCase() === 'true') out = `${out.slice(0, m.index)}${'_'.repeat(10)}${out.slice(m.index + 10)}`;
-  }
-  return out;
-}
-
-/** Why SQL leaves state in the session beyond its own transaction, or null: sqlPinReason, except that
- * SET LOCAL, SET TRANSACTION, SET CONSTRAINTS and set_config(..., true) leave none. */
-export function lastingPinReason(sql: string): string | null {
-  const text = hideLocalSetConfig(stripComments(sql));
-  return sqlPinReason(
-    text
-      .split(';')
-      .filter((s) => !TRANSACTION_SCOPED_SET.test(s.trim()))
-      .join(';'),
-  );
-}
 
 function statements(sql: string): string[] {
   const text = sql.includes('--') || sql.includes('/*') ? stripComments(sql) : sql;
@@ -128,7 +78,7 @@ export function queryEffect(sql: string): QueryEffect | null {
     const name = settingName(p);
     // Anything else may have effects (an INSERT): such a Query is never run again, so it may hold
     // no lasting setting.
-    if (name === null) return lastingPinReason(sql) === null ? { kind: 'settings', names: [] } : null;
+    if (name === null) return sqlPinReason(sql) === null ? { kind: 'settings', names: [] } : null;
     names.push(name);
   }
   return { kind: 'settings', names };

@@ -7,9 +7,9 @@
 // requests the TypeScript relay follows every message of a batch, from the first sent while the
 // session was idle to the ReadyForQuery that ends it (the session stays out of the native relay
 // meanwhile). Anything it cannot follow exactly pins the session, as before this log existed.
-import { lastingPinReason, queryEffect, type QueryEffect } from './replay-sql.js';
+import { queryEffect, type QueryEffect } from './replay-sql.js';
 import { encodeMessage, encodeQuery } from './protocol-encode.js';
-import { cstring, messagePinReason } from './session-state.js';
+import { cstring, messagePinReason, sqlPinReason } from './session-state.js';
 
 export interface ReplayEntry {
   kind: 'prepare' | 'settings';
@@ -99,7 +99,7 @@ export class SessionReplayLog {
   clientMessage(type: number, body: Buffer | null, busy: boolean): string | null {
     const pin = messagePinReason(type, body);
     if (!this.following && busy) {
-      if (pin) return this.leavesNothing(type, body) ? null : pin;
+      if (pin) return pin;
       if (type === 0x43 /* C: Close */ && body?.[0] === 0x53 && this.entries.length > 0) return 'a prepared statement closed in a pipeline the proxy could not follow';
       if ((this.unnamedStatementSets || this.unnamedPortalSets) && (type === 0x42 /* B */ || type === 0x45) /* E */) return 'a setting run in a pipeline the proxy could not follow';
       return null;
@@ -117,7 +117,7 @@ export class SessionReplayLog {
           const sets: ReplayEntry | null = effect.names.length ? { kind: 'settings', names: effect.names, frame: encodeQuery(sql.text) } : null;
           return this.expect({ kind: 'parse', unnamed: true, add: null, sets });
         }
-        const sqlPins = lastingPinReason(sql.text);
+        const sqlPins = sqlPinReason(sql.text);
         if (sqlPins) return sqlPins;
         return this.expect({ kind: 'parse', unnamed: false, add: { kind: 'prepare', names: [name.text], frame: frameOf(type, body) }, sets: null });
       }
@@ -146,14 +146,6 @@ export class SessionReplayLog {
       default:
         return pin; // a FunctionCall pins; Describe, Flush and COPY data get no reply we follow
     }
-  }
-
-  /** A Query or an unnamed Parse whose SQL leaves nothing beyond its transaction (SET LOCAL...). */
-  private leavesNothing(type: number, body: Buffer | null): boolean {
-    if (!body || (type !== 0x51 && type !== 0x50)) return false;
-    const name = type === 0x50 ? cstring(body, 0) : null;
-    const sql = type === 0x51 ? body.toString('utf8', 0, Math.max(0, body.length - 1)) : name?.text === '' ? cstring(body, name.next)?.text : undefined;
-    return sql !== undefined && lastingPinReason(sql) === null;
   }
 
   private expect(p: Pending): null {

@@ -12,7 +12,12 @@ const SAFE_FIRST_WORDS = new Set([
 
 /** Substrings that suggest session state even inside an otherwise safe statement (any case). */
 export const RISKY = /temp|set_config|advisory|listen|dblink|declare|prepare/i;
+const RISKY_ALL = new RegExp(RISKY.source, 'gi');
 const FIRST_WORD = /^\s*([A-Za-z]+)/;
+/** SET forms whose effect ends with the transaction (outside a transaction block they do nothing):
+ * row-level-security apps send `SET LOCAL app.tenant = ...` with every request. */
+export const TRANSACTION_SCOPED_SET = /^\s*SET\s+(?:LOCAL|TRANSACTION|CONSTRAINTS)\b/i;
+const CALL_OPEN = /\s*\(/y;
 
 export function stripComments(sql: string): string {
   return sql.replace(/\/\*[\s\S]*?\*\//g, ' ').replace(/--[^\n]*/g, ' ');
@@ -20,16 +25,62 @@ export function stripComments(sql: string): string {
 
 function statementPinReason(statement: string): string | null {
   const word = FIRST_WORD.exec(statement)?.[1]?.toUpperCase();
-  return word && !SAFE_FIRST_WORDS.has(word) ? `${word} changes session state` : null;
+  if (!word || SAFE_FIRST_WORDS.has(word)) return null;
+  return word === 'SET' && TRANSACTION_SCOPED_SET.test(statement) ? null : `${word} changes session state`;
 }
 
-/** Why this SQL text pins a session, or null when it leaves no session state behind. It runs on every
- * query of an unpinned read-write session, so the common case (no comment, one statement) skips the
- * comment stripping and the split. */
+/** The arguments of the call whose '(' is at `open`, split at its top-level commas; null when the
+ * parentheses or quotes do not balance. */
+export function callArguments(text: string, open: number): string[] | null {
+  const args: string[] = [];
+  let depth = 0;
+  let start = open + 1;
+  for (let i = open; i < text.length; i++) {
+    const c = text[i];
+    if (c === "'" || c === '"') {
+      const close = text.indexOf(c, i + 1);
+      if (close < 0) return null;
+      i = close; // a doubled quote inside a literal reads as two literals side by side: the same here
+    } else if (c === '(') depth++;
+    else if (c === ')' && --depth === 0) {
+      args.push(text.slice(start, i));
+      return args;
+    } else if (c === ',' && depth === 1) {
+      args.push(text.slice(start, i));
+      start = i + 1;
+    }
+  }
+  return null;
+}
+
+/** Whether the set_config whose name ends at `at` is a call with `true` as its third argument: a
+ * setting for the transaction only, as PostgREST sends the request's claims. Its arguments are still
+ * searched for risky words like any other text. */
+function isLocalSetConfig(text: string, at: number): boolean {
+  CALL_OPEN.lastIndex = at;
+  if (!CALL_OPEN.exec(text)) return false;
+  const args = callArguments(text, CALL_OPEN.lastIndex - 1);
+  return args?.length === 3 && args[2]!.trim().toLowerCase() === 'true';
+}
+
+/** The first risky word in the text that is not the name of a transaction-local set_config call. */
+function riskyWord(text: string): string | null {
+  if (!RISKY.test(text)) return null;
+  for (const m of text.matchAll(RISKY_ALL)) {
+    const word = m[0].toLowerCase();
+    if (word === 'set_config' && isLocalSetConfig(text, m.index + word.length)) continue;
+    return word;
+  }
+  return null;
+}
+
+/** Why this SQL text pins a session, or null when it leaves no session state beyond its transaction.
+ * It runs on every query of an unpinned read-write session, so the common case (no comment, one
+ * statement) skips the comment stripping and the split. */
 export function sqlPinReason(sql: string): string | null {
   const text = sql.includes('--') || sql.includes('/*') ? stripComments(sql) : sql;
-  const risky = RISKY.exec(text);
-  if (risky) return `statement mentions "${risky[0].toLowerCase()}"`;
+  const risky = riskyWord(text);
+  if (risky) return `statement mentions "${risky}"`;
   if (!text.includes(';')) return statementPinReason(text);
   for (const statement of text.split(';')) {
     const reason = statementPinReason(statement);

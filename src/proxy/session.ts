@@ -67,6 +67,8 @@ export class Session {
   database = '';
   state: 'startup' | 'active' | 'closed' = 'startup';
   moves = 0;
+  /** Times the native relay gave the session to TypeScript (a message it does not decide alone). */
+  handbacks = 0;
   /** Why this session cannot be moved to another server, once it did something that ties it to one. */
   pinned: string | null = null;
   /** What a move runs again on the new server (read-write sessions that are not pinned). */
@@ -390,6 +392,7 @@ export class Session {
   /** The native relay gave the session back with what it had not dealt with. */
   private onHandback(h: Handover): void {
     this.relay = null;
+    this.handbacks++;
     if (h.ended) this.ending = true;
     this.resumeFrom(h);
     this.scheduleHandOff();

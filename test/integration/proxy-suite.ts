@@ -618,12 +618,29 @@ export function proxySuite(mode: RelayMode): void {
     await c.query(`SELECT 1 /* ${'x'.repeat(17_000)} */ AS long_comment`);
     row = await clientRow(c, (r) => r.relay === expected && r.queries === '3');
     assert.equal(row.pinned, null);
+    // Transaction-scoped settings, as row-level-security apps (SET LOCAL) and PostgREST
+    // (set_config(..., true), an unnamed Parse with parameters) send them with every request, are
+    // decided by the native relay itself: no hand-back to TypeScript, nothing to carry, movable.
+    const handbacks = Number(row.handbacks);
+    for (let i = 0; i < 5; i++) {
+      const local = await c.query(`BEGIN; SET LOCAL app.tenant = '${i}'; SELECT current_setting('app.tenant') AS tenant; COMMIT`);
+      assert.equal((local as unknown as pg.QueryResult[])[2]!.rows[0].tenant, String(i));
+      const claims = `{"sub": "${i}"}`;
+      const postgrest = await c.query("SELECT set_config('request.jwt.claims', $1, true) AS claims, set_config('role', $2, true)", [claims, t.c.superuser.username]);
+      assert.equal(postgrest.rows[0].claims, claims);
+    }
+    row = await clientRow(c, (r) => r.relay === expected && r.queries === '13');
+    assert.equal(row.pinned, null);
+    assert.equal(row.carried_state, null);
+    assert.equal(Number(row.handbacks), handbacks, `transaction-scoped settings stay on the ${expected} relay: ${JSON.stringify(row)}`);
     // A setting and a named statement go through TypeScript, which keeps them for a move, and back.
     await c.query("SET application_name = 'carried mid-stream'");
     await c.query({ name: 'mid', text: 'SELECT $1::int AS n', values: [1] });
-    row = await clientRow(c, (r) => r.relay === expected && r.queries === '5');
+    row = await clientRow(c, (r) => r.relay === expected && r.queries === '15');
     assert.equal(row.pinned, null);
     assert.equal(row.carried_state, '1 prepared statement, 1 setting');
+    if (mode === 'native') assert.equal(Number(row.handbacks), handbacks + 2, 'the setting and the named statement were each handed to TypeScript');
+    else assert.equal(Number(row.handbacks), 0, 'the TypeScript relay has nothing to hand back');
     await c.query('LISTEN pinned_mid_stream');
     row = await clientRow(c, (r) => r.relay === expected && r.pinned !== null);
     assert.match(row.pinned!, /mentions "listen"/);

@@ -21,6 +21,10 @@ const fragment = fc.constantFrom(
   'temp', 'TEMPORARY', 'tmp', 'pg_advisory_lock(1)', 'set_config', 'dblink', 'declare', 'x', 't', 'p1', '42', "'str'", '(', ')', '*', ',', '=',
   // Risky words in other cases, after a safe first word too: every first letter in both cases.
   'prepare', 'Listen', 'AdViSoRy', 'DBLINK', 'Declare', 'SET_CONFIG', 'Temp', 'lis', 'prep',
+  // Transaction-scoped settings and what comes close to them.
+  'LOCAL', 'local', 'TRANSACTION', 'constraints', 'local_x', 'LOCAL1', 'SET LOCAL ', 'set transaction ', 'true', 'TRUE', 'false', '$1', '"q"',
+  "set_config('a', 'b', true)", "SET_CONFIG ( $1 , (1) , True )", "set_config('a', 'b', false)", "set_config('a', 'b'", "set_config('é', 'b',\u00a0true)",
+  'set_config\u00a0(', "'", '"',
   ' ', '  ', '\t', '\n', '\r\n', ';', ' ; ', ';;', '--', '-- c\n', '/*', '*/', '/* c */', 'é', '\u00a0', '\u0000', 'ＳＥＬＥＣＴ',
 );
 const sql = fc.array(fragment, { maxLength: 12 }).map((parts) => parts.join(''));
@@ -82,6 +86,45 @@ test('Query with text beyond ASCII: decided natively, except where a Unicode spa
     if (expected !== 2) assert.equal(messagePinReason(0x51, body) === null ? 0 : 1, expected, `TypeScript: ${JSON.stringify(text)}`);
   }
   assert.notEqual(messagePinReason(0x51, cstr('\u00a0SET a = 1')), null, 'TypeScript skips the no-break space and pins SET');
+});
+
+test('transaction-scoped settings stay on the native relay, decided as the TypeScript rule', () => {
+  const cases: [string, 0 | 1 | 2][] = [
+    ["SET LOCAL app.tenant = '42'", 0],
+    ['set Local role web', 0],
+    ['BEGIN; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; SELECT 1', 0],
+    ['SET CONSTRAINTS ALL DEFERRED', 0],
+    ['SET\tLOCAL\nx = 1', 0],
+    ["SET LOCALé = 1", 0], // no word boundary in TypeScript's ASCII \b either: then PostgreSQL rejects it
+    ['SET local_x = 1', 1],
+    ['SET LOCAL2 = 1', 1],
+    ['SET x = 1', 1],
+    ['SET', 1],
+    ['SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY', 1],
+    ['SET\u00a0LOCAL x = 1', 2],
+    ["select set_config('search_path', $1, true), set_config('role', $2, true), set_config('request.jwt.claims', $3, TRUE)", 0],
+    ["SELECT set_config ( 'a' , (1)::text , true ) ; SELECT 1", 0],
+    ["SELECT set_config('a', 'x,y)', true)", 0],
+    ["SELECT set_config('a', 'b', false)", 1],
+    ["SELECT set_config('a', 'b', true, 1)", 1],
+    ["SELECT set_config('a', 'b', 'c', true)", 1],
+    ["SELECT set_config('a', true)", 1],
+    ["SELECT set_config('a', 'b', true", 1],
+    ["SELECT set_config('a', 'b', true) x; LISTEN ch", 1],
+    ["SELECT set_config('a', pg_advisory_lock(1)::text, true)", 1],
+    ["SELECT set_config('a', 'b', (SELECT true))", 1],
+    ["SELECT set_config('é', 'b', true)", 0],
+    ["SELECT set_config('a', 'b', true\u00a0)", 2],
+    ["SELECT set_config\u00a0('a', 'b', true)", 2],
+  ];
+  for (const [text, expected] of cases) {
+    const body = cstr(text);
+    assert.equal(relay!.messageVerdict(0x51, body), expected, JSON.stringify(text));
+    if (expected !== 2) assert.equal(messagePinReason(0x51, body) === null ? 0 : 1, expected, `TypeScript: ${JSON.stringify(text)}`);
+    const parse = Buffer.concat([cstr(''), body, Buffer.from([0, 0])]);
+    assert.equal(relay!.messageVerdict(0x50, parse), expected, `unnamed Parse: ${JSON.stringify(text)}`);
+  }
+  assert.equal(messagePinReason(0x51, cstr("SELECT set_config('a', 'b', true\u00a0)")), null, 'TypeScript trims the no-break space');
 });
 
 test('Parse: unnamed statements follow their SQL, named ones and malformed ones pin', () => {

@@ -19,6 +19,37 @@ test('plain reads, writes, transactions and DDL leave no session state', () => {
   }
 });
 
+test('settings that end with their transaction leave nothing behind: SET LOCAL, SET TRANSACTION, set_config(..., true)', () => {
+  for (const sql of [
+    "SET LOCAL app.tenant = '42'",
+    'set local role web',
+    'BEGIN; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; SELECT 1; COMMIT',
+    'SET CONSTRAINTS ALL DEFERRED',
+    "SELECT set_config('request.jwt.claims', '{\"sub\": \"1\"}', true)",
+    // PostgREST's per-request statement, parameters and all
+    "select set_config('search_path', $1, true), set_config('role', $2, true), set_config('request.jwt.claims', $3, TRUE)",
+    "SELECT set_config ( 'a' , (1)::text , true ) ; -- tenant\nSELECT 1",
+    "SELECT set_config('x', 'é', true)",
+  ]) {
+    assert.equal(sqlPinReason(sql), null, sql);
+  }
+  for (const sql of [
+    'SET local_x = 1', // a session setting named local_x
+    'SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY',
+    'SETLOCAL x = 1',
+    "SELECT set_config('a', 'b', false)",
+    "SELECT set_config('a', 'b', true, 1)",
+    "SELECT set_config('a', 'b')",
+    "SELECT set_config('a', 'b', true", // unbalanced
+    "SELECT set_config('a', pg_advisory_lock(1)::text, true)", // local, but its argument is not
+    "SELECT set_config('a', 'b', true), set_config('c', 'd', false)",
+    "SELECT set_config('a', 'b', true) FROM t; LISTEN ch",
+    "SELECT set_config('a', 'b', (SELECT true))",
+  ]) {
+    assert.ok(sqlPinReason(sql), sql);
+  }
+});
+
 test('settings, prepared statements, temporary tables, LISTEN, locks and cursors pin', () => {
   for (const sql of [
     'SET search_path = x',
@@ -55,15 +86,21 @@ test('messages: named Parse and function calls pin; unnamed Parse is judged by i
   for (const t of 'BEDSHCX') assert.equal(messagePinReason(t.charCodeAt(0), Buffer.alloc(8)), null, t);
 });
 
-/** The rule written plainly (strip comments, lower-case search, every statement's first word): the
- * fast path in sqlPinReason must agree with it on whether a statement pins. */
+/** The rule written plainly (strip comments, drop transaction-local set_config calls of the
+ * generator's shapes, lower-case search, every statement's first word unless it is a
+ * transaction-scoped SET): the fast path in sqlPinReason must agree with it on whether a statement pins. */
 function pinsByReference(sql: string): boolean {
-  const text = sql.replace(/\/\*[\s\S]*?\*\//g, ' ').replace(/--[^\n]*/g, ' ');
+  const text = sql
+    .replace(/\/\*[\s\S]*?\*\//g, ' ')
+    .replace(/--[^\n]*/g, ' ')
+    .replace(/set_config\('[^',]*', ('[^',]*'|\$1), true\)/gi, 'f()');
   const lower = text.toLowerCase();
   if (['temp', 'set_config', 'advisory', 'listen', 'dblink', 'declare', 'prepare'].some((w) => lower.includes(w))) return true;
   const safe = ['SELECT', 'INSERT', 'UPDATE', 'BEGIN', 'COMMIT', 'CREATE', 'WITH', 'VACUUM'];
+  const scoped = ['SET LOCAL ', 'SET TRANSACTION ', 'SET CONSTRAINTS '];
   return text.split(';').some((s) => {
     const word = /^\s*([A-Za-z]+)/.exec(s)?.[1]?.toUpperCase();
+    if (scoped.some((w) => s.trimStart().toUpperCase().startsWith(w))) return false;
     return word !== undefined && !safe.includes(word);
   });
 }
@@ -73,6 +110,9 @@ test('property: the fast path pins exactly when the plain rule does', () => {
     'SELECT 1', 'select a from t', 'insert into t values (1)', 'UPDATE t SET v = 1', 'BEGIN', 'commit', 'with x as (select 1) select 1',
     'SET x = 1', 'reset all', 'LISTEN ch', 'create temp table x (a int)', 'DECLARE c CURSOR FOR SELECT 1', 'prepare p as select 1',
     ' ', ';', '\n', '-- note\n', '/* c */', '/* temp */', '-- set\n', "'a;b'", 'SeLeCt 2', 'Listen', 'dblink', '', 'vacuum',
+    'SET LOCAL app.t = 1', 'set transaction read only', 'SET CONSTRAINTS ALL DEFERRED', 'SET local_x = 1', 'set session characteristics as transaction read only',
+    "SELECT set_config('a.b', '1', true)", "select set_config('role', $1, TRUE)", "SELECT set_config('a', 'b', false)", 'set_config(',
+    "SELECT set_config('a', pg_advisory_lock(1)::text, true)",
   );
   fc.assert(
     fc.property(fc.array(piece, { maxLength: 8 }), (parts) => {
