@@ -18,13 +18,16 @@ static const word_t SAFE_FIRST_WORDS[] = {
   WORD("TABLE"), WORD("COPY"), WORD("SHOW"), WORD("EXPLAIN"), WORD("BEGIN"), WORD("START"), WORD("COMMIT"),
   WORD("END"), WORD("ROLLBACK"), WORD("ABORT"), WORD("SAVEPOINT"), WORD("RELEASE"), WORD("CREATE"), WORD("ALTER"),
   WORD("DROP"), WORD("TRUNCATE"), WORD("GRANT"), WORD("REVOKE"), WORD("COMMENT"), WORD("VACUUM"), WORD("ANALYZE"),
-  WORD("REINDEX"), WORD("CLUSTER"),
+  WORD("REINDEX"), WORD("CLUSTER"), WORD("LOCK"), WORD("FETCH"), WORD("MOVE"), WORD("CLOSE"),
 };
 
 static const word_t RISKY[] = {
   WORD("temp"), WORD("set_config"), WORD("advisory"), WORD("listen"), WORD("dblink"), WORD("declare"), WORD("prepare"),
 };
-#define RISKY_SET_CONFIG 1 /* its index in RISKY */
+/* Indexes in RISKY of the words that may end with the transaction (transactionScoped). */
+#define RISKY_SET_CONFIG 1
+#define RISKY_ADVISORY 2
+#define RISKY_DECLARE 5
 
 /* After SET, the words of TRANSACTION_SCOPED_SET: settings that end with the transaction. */
 static const word_t SCOPED_SET_WORDS[] = { WORD("LOCAL"), WORD("TRANSACTION"), WORD("CONSTRAINTS") };
@@ -170,26 +173,79 @@ int pin_sql_verdict(const uint8_t *s, size_t n) {
   return verdict_plain(text, strip_comments(s, n, text));
 }
 
+/* Whether s[at..] continues "_xact_lock" (any case): pg_advisory_xact_lock and its kin. */
+static int xact_lock_at(const uint8_t *s, size_t n, size_t at) {
+  static const char SUFFIX[] = "_xact_lock";
+  if (at + sizeof SUFFIX - 1 > n) return 0;
+  for (size_t j = 0; j < sizeof SUFFIX - 1; j++)
+    if (lower(s[at + j]) != (uint8_t)SUFFIX[j]) return 0;
+  return 1;
+}
+
+/* As startsStatement: whether only spaces stand between s[at] and the start or the ';' before it;
+ * -1 at a byte beyond ASCII, which may be a Unicode space. */
+static int starts_statement(const uint8_t *s, size_t at) {
+  while (at > 0 && is_space(s[at - 1])) at--;
+  if (at == 0 || s[at - 1] == ';') return 1;
+  return s[at - 1] >= 0x80 ? -1 : 0;
+}
+
+/* As WITH_HOLD on the statement s[from..to): 1 when found, 0 when not, -1 where a byte beyond ASCII
+ * right after WITH may be a Unicode space. */
+static int with_hold(const uint8_t *s, size_t from, size_t to) {
+  static const word_t WITH_WORD[] = { WORD("WITH") }, HOLD_WORD[] = { WORD("HOLD") };
+  for (size_t i = from; i + 4 <= to; i++) {
+    if ((i > from && is_word_char(s[i - 1])) || !one_of(s + i, 4, WITH_WORD, 1)) continue;
+    size_t j = i + 4;
+    while (j < to && is_space(s[j])) j++;
+    if (j < to && s[j] >= 0x80) return -1;
+    if (j == i + 4 || j + 4 > to || !one_of(s + j, 4, HOLD_WORD, 1)) continue;
+    if (j + 4 == to || !is_word_char(s[j + 4])) return 1;
+  }
+  return 0;
+}
+
+/* A risky word at s[i] (index k in RISKY), as transactionScoped: 1 when it ends with the
+ * transaction, 0 when it pins, -1 when TypeScript must decide. */
+static int risky_scoped(const uint8_t *s, size_t n, size_t i, int k) {
+  switch (k) {
+    case RISKY_SET_CONFIG: return local_set_config(s, n, i + RISKY[k].len);
+    case RISKY_ADVISORY: return xact_lock_at(s, n, i + RISKY[k].len);
+    case RISKY_DECLARE: return starts_statement(s, i);
+    default: return 0;
+  }
+}
+
+/* A statement whose first word (s[start..end)) is not on the safe list, as statementPinReason: 1 when
+ * it still leaves nothing beyond its transaction, 0 when it pins, -1 when TypeScript must decide. */
+static int unsafe_word_scoped(const uint8_t *s, size_t n, size_t stmt, size_t start, size_t end) {
+  static const word_t SET_WORD[] = { WORD("SET") }, DECLARE_WORD[] = { WORD("DECLARE") };
+  if (one_of(s + start, end - start, SET_WORD, 1)) return transaction_scoped_set(s, n, end);
+  if (!one_of(s + start, end - start, DECLARE_WORD, 1)) return 0;
+  const uint8_t *semicolon = memchr(s + end, ';', n - end);
+  int hold = with_hold(s, stmt, semicolon ? (size_t)(semicolon - s) : n);
+  return hold < 0 ? -1 : !hold;
+}
+
 /* SQL without comments. */
 static int verdict_plain(const uint8_t *s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     if (!RISKY_START[s[i]]) continue;
     int k = risky_at(s, n, i, RISKY_START[s[i]]);
     if (k < 0) continue;
-    if (k != RISKY_SET_CONFIG) return PIN_PINS;
-    int local = local_set_config(s, n, i + RISKY[k].len);
-    if (local < 0) return PIN_UNSURE;
-    if (!local) return PIN_PINS;
+    int scoped = risky_scoped(s, n, i, k);
+    if (scoped < 0) return PIN_UNSURE;
+    if (!scoped) return PIN_PINS;
   }
   size_t at = 0;
   for (;;) {
+    size_t stmt = at;
     while (at < n && is_space(s[at])) at++;
     if (at < n && s[at] >= 0x80) return PIN_UNSURE; /* maybe a Unicode space, then a word */
     size_t start = at;
     while (at < n && is_letter(s[at])) at++;
     if (!safe_first_word(s + start, at - start)) {
-      static const word_t SET_WORD[] = { WORD("SET") };
-      int scoped = one_of(s + start, at - start, SET_WORD, 1) ? transaction_scoped_set(s, n, at) : 0;
+      int scoped = unsafe_word_scoped(s, n, stmt, start, at);
       if (scoped < 0) return PIN_UNSURE;
       if (!scoped) return PIN_PINS;
     }

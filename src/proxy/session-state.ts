@@ -1,13 +1,17 @@
 // Whether a message may leave state in the server session that a new server connection would not
-// have (prepared statements, settings, temporary tables, LISTEN, advisory locks, cursors). The rule is
-// a whitelist: anything not understood counts. Named prepared statements and settings can still be
-// carried to a new leader (session-replay.ts); the rest makes the session "pinned": it cannot be
-// moved and is closed instead.
+// have (prepared statements, settings, temporary tables, LISTEN, advisory locks, cursors held open).
+// The rule is a whitelist: anything not understood counts. What ends with its transaction counts for
+// nothing, since a session only moves between transactions: SET LOCAL, set_config(..., true), LOCK,
+// transaction-level advisory locks and cursors declared without WITH HOLD. Named prepared statements
+// and settings can still be carried to a new leader (session-replay.ts); the rest makes the session
+// "pinned": it cannot be moved and is closed instead.
 
 const SAFE_FIRST_WORDS = new Set([
   'SELECT', 'INSERT', 'UPDATE', 'DELETE', 'MERGE', 'WITH', 'VALUES', 'TABLE', 'COPY', 'SHOW', 'EXPLAIN',
   'BEGIN', 'START', 'COMMIT', 'END', 'ROLLBACK', 'ABORT', 'SAVEPOINT', 'RELEASE',
   'CREATE', 'ALTER', 'DROP', 'TRUNCATE', 'GRANT', 'REVOKE', 'COMMENT', 'VACUUM', 'ANALYZE', 'REINDEX', 'CLUSTER',
+  // Locks and cursors that end with the transaction (DECLARE itself is judged below).
+  'LOCK', 'FETCH', 'MOVE', 'CLOSE',
 ]);
 
 /** Substrings that suggest session state even inside an otherwise safe statement (any case). */
@@ -17,7 +21,11 @@ const FIRST_WORD = /^\s*([A-Za-z]+)/;
 /** SET forms whose effect ends with the transaction (outside a transaction block they do nothing):
  * row-level-security apps send `SET LOCAL app.tenant = ...` with every request. */
 export const TRANSACTION_SCOPED_SET = /^\s*SET\s+(?:LOCAL|TRANSACTION|CONSTRAINTS)\b/i;
+/** A cursor that outlives its transaction (DECLARE ... WITH HOLD); without it, it closes at COMMIT. */
+const WITH_HOLD = /\bWITH\s+HOLD\b/i;
 const CALL_OPEN = /\s*\(/y;
+const SPACE = /\s/;
+const XACT_LOCK = /_xact_lock/iy;
 
 export function stripComments(sql: string): string {
   return sql.replace(/\/\*[\s\S]*?\*\//g, ' ').replace(/--[^\n]*/g, ' ');
@@ -26,7 +34,9 @@ export function stripComments(sql: string): string {
 function statementPinReason(statement: string): string | null {
   const word = FIRST_WORD.exec(statement)?.[1]?.toUpperCase();
   if (!word || SAFE_FIRST_WORDS.has(word)) return null;
-  return word === 'SET' && TRANSACTION_SCOPED_SET.test(statement) ? null : `${word} changes session state`;
+  if (word === 'SET' && TRANSACTION_SCOPED_SET.test(statement)) return null;
+  if (word === 'DECLARE' && !WITH_HOLD.test(statement)) return null;
+  return `${word} changes session state`;
 }
 
 /** The arguments of the call whose '(' is at `open`, split at its top-level commas; null when the
@@ -63,13 +73,34 @@ function isLocalSetConfig(text: string, at: number): boolean {
   return args?.length === 3 && args[2]!.trim().toLowerCase() === 'true';
 }
 
-/** The first risky word in the text that is not the name of a transaction-local set_config call. */
+/** Whether a risky word at `at` is one that ends with the transaction: a transaction-local
+ * set_config call, a transaction-level advisory lock (pg_advisory_xact_lock, pg_try_advisory_xact_lock
+ * and their _shared forms), or a DECLARE that starts its statement (statementPinReason then looks for
+ * WITH HOLD). */
+function transactionScoped(word: string, text: string, at: number): boolean {
+  const end = at + word.length;
+  if (word === 'set_config') return isLocalSetConfig(text, end);
+  if (word === 'advisory') {
+    XACT_LOCK.lastIndex = end;
+    return XACT_LOCK.test(text);
+  }
+  if (word === 'declare') return startsStatement(text, at);
+  return false;
+}
+
+/** Whether only spaces stand between `at` and the start of the text or the ';' before it. */
+function startsStatement(text: string, at: number): boolean {
+  let i = at - 1;
+  while (i >= 0 && SPACE.test(text[i]!)) i--;
+  return i < 0 || text[i] === ';';
+}
+
+/** The first risky word in the text that does not end with the transaction. */
 function riskyWord(text: string): string | null {
   if (!RISKY.test(text)) return null;
   for (const m of text.matchAll(RISKY_ALL)) {
     const word = m[0].toLowerCase();
-    if (word === 'set_config' && isLocalSetConfig(text, m.index + word.length)) continue;
-    return word;
+    if (!transactionScoped(word, text, m.index)) return word;
   }
   return null;
 }

@@ -629,14 +629,21 @@ export function proxySuite(mode: RelayMode): void {
       const postgrest = await c.query("SELECT set_config('request.jwt.claims', $1, true) AS claims, set_config('role', $2, true)", [claims, t.c.superuser.username]);
       assert.equal(postgrest.rows[0].claims, claims);
     }
-    row = await clientRow(c, (r) => r.relay === expected && r.queries === '13');
+    // So are locks and cursors that end with the transaction (SQLAlchemy's and psycopg's server-side
+    // cursors are DECLAREd without HOLD inside a transaction).
+    const scoped = (await c.query(
+      `BEGIN; LOCK TABLE pg_catalog.pg_class IN ACCESS SHARE MODE; SELECT pg_advisory_xact_lock(7);
+       DECLARE "curs_1" NO SCROLL CURSOR WITHOUT HOLD FOR SELECT g FROM generate_series(1, 3) g; FETCH 2 FROM "curs_1"; CLOSE "curs_1"; COMMIT`,
+    )) as unknown as pg.QueryResult[];
+    assert.deepEqual(scoped[4]!.rows.map((r) => r.g), [1, 2]);
+    row = await clientRow(c, (r) => r.relay === expected && r.queries === '14');
     assert.equal(row.pinned, null);
     assert.equal(row.carried_state, null);
-    assert.equal(Number(row.handbacks), handbacks, `transaction-scoped settings stay on the ${expected} relay: ${JSON.stringify(row)}`);
+    assert.equal(Number(row.handbacks), handbacks, `transaction-scoped settings, locks and cursors stay on the ${expected} relay: ${JSON.stringify(row)}`);
     // A setting and a named statement go through TypeScript, which keeps them for a move, and back.
     await c.query("SET application_name = 'carried mid-stream'");
     await c.query({ name: 'mid', text: 'SELECT $1::int AS n', values: [1] });
-    row = await clientRow(c, (r) => r.relay === expected && r.queries === '15');
+    row = await clientRow(c, (r) => r.relay === expected && r.queries === '16');
     assert.equal(row.pinned, null);
     assert.equal(row.carried_state, '1 prepared statement, 1 setting');
     if (mode === 'native') assert.equal(Number(row.handbacks), handbacks + 2, 'the setting and the named statement were each handed to TypeScript');

@@ -25,6 +25,9 @@ const fragment = fc.constantFrom(
   'LOCAL', 'local', 'TRANSACTION', 'constraints', 'local_x', 'LOCAL1', 'SET LOCAL ', 'set transaction ', 'true', 'TRUE', 'false', '$1', '"q"',
   "set_config('a', 'b', true)", "SET_CONFIG ( $1 , (1) , True )", "set_config('a', 'b', false)", "set_config('a', 'b'", "set_config('é', 'b',\u00a0true)",
   'set_config\u00a0(', "'", '"',
+  // Locks and cursors that end with the transaction, and what comes close to them.
+  'DECLARE c CURSOR', 'cursor', 'WITH HOLD', 'without hold', 'with', 'HOLD', 'hold_x', 'with\u00a0hold', 'pg_advisory_xact_lock(1)', '_XACT_LOCK',
+  '_xact_loc', 'LOCK', 'fetch', 'MOVE', 'close',
   ' ', '  ', '\t', '\n', '\r\n', ';', ' ; ', ';;', '--', '-- c\n', '/*', '*/', '/* c */', 'é', '\u00a0', '\u0000', 'ＳＥＬＥＣＴ',
 );
 const sql = fc.array(fragment, { maxLength: 12 }).map((parts) => parts.join(''));
@@ -125,6 +128,35 @@ test('transaction-scoped settings stay on the native relay, decided as the TypeS
     assert.equal(relay!.messageVerdict(0x50, parse), expected, `unnamed Parse: ${JSON.stringify(text)}`);
   }
   assert.equal(messagePinReason(0x51, cstr("SELECT set_config('a', 'b', true\u00a0)")), null, 'TypeScript trims the no-break space');
+});
+
+test('locks and cursors that end with the transaction stay on the native relay, decided as the TypeScript rule', () => {
+  const cases: [string, 0 | 1 | 2][] = [
+    ['LOCK TABLE t IN ACCESS EXCLUSIVE MODE', 0],
+    ['SELECT pg_advisory_xact_lock(42)', 0],
+    ['select pg_try_advisory_xact_lock_shared(1, 2)', 0],
+    ['SELECT pg_advisory_lock(1)', 1],
+    ['SELECT pg_advisory_xact_loc(1)', 1],
+    ['SELECT pg_advisory_xact_lock(1), pg_advisory_unlock_all()', 1],
+    ['DECLARE "c" NO SCROLL CURSOR WITHOUT HOLD FOR SELECT 1', 0],
+    ['declare c cursor for select 1; fetch forward 100 from c; move 5 in c; close c', 0],
+    ['  DECLARE c CURSOR FOR SELECT 1', 0],
+    ['DECLARE c CURSOR WITH HOLD FOR SELECT 1', 1],
+    ['DECLARE c CURSOR with\n\thold FOR SELECT 1', 1],
+    ['DECLARE c CURSOR WITH HOLDx FOR SELECT 1', 0],
+    ['DECLARE c CURSOR xWITH HOLD FOR SELECT 1', 0],
+    ['DECLARE c CURSOR FOR SELECT 1; SELECT 1 WITH HOLD', 0], // WITH HOLD in another statement
+    ["SELECT 'declare'", 1],
+    ['SELECT 1;DECLARE c CURSOR FOR SELECT 2', 0],
+    ['DECLARE c CURSOR WITH\u00a0HOLD FOR SELECT 1', 2],
+    ["SELECT 'é'\u00a0DECLARE", 2],
+  ];
+  for (const [text, expected] of cases) {
+    const body = cstr(text);
+    assert.equal(relay!.messageVerdict(0x51, body), expected, JSON.stringify(text));
+    if (expected !== 2) assert.equal(messagePinReason(0x51, body) === null ? 0 : 1, expected, `TypeScript: ${JSON.stringify(text)}`);
+  }
+  assert.notEqual(messagePinReason(0x51, cstr('DECLARE c CURSOR WITH\u00a0HOLD FOR SELECT 1')), null, 'TypeScript reads the no-break space as a space');
 });
 
 test('Parse: unnamed statements follow their SQL, named ones and malformed ones pin', () => {

@@ -33,6 +33,32 @@ test('settings that end with their transaction leave nothing behind: SET LOCAL, 
   ]) {
     assert.equal(sqlPinReason(sql), null, sql);
   }
+});
+
+test('locks and cursors that end with their transaction leave nothing behind; WITH HOLD cursors and session locks pin', () => {
+  for (const sql of [
+    'LOCK TABLE t IN ACCESS EXCLUSIVE MODE',
+    'SELECT pg_advisory_xact_lock(42)',
+    'select pg_try_advisory_xact_lock_shared(1, 2)',
+    'SELECT PG_ADVISORY_XACT_LOCK(hashtext($1))',
+    // psycopg's and SQLAlchemy's server-side cursors inside a transaction
+    'DECLARE "_django_curs_1" NO SCROLL CURSOR WITHOUT HOLD FOR SELECT * FROM t',
+    'declare c cursor for select 1; fetch forward 100 from c; move 5 in c; close c',
+    'BEGIN; DECLARE c BINARY CURSOR FOR SELECT 1; FETCH ALL FROM c; COMMIT',
+  ]) {
+    assert.equal(sqlPinReason(sql), null, sql);
+  }
+  for (const sql of [
+    'DECLARE c CURSOR WITH HOLD FOR SELECT 1',
+    'declare c no scroll cursor with\thold for select 1',
+    'SELECT pg_advisory_lock(1)',
+    'SELECT pg_advisory_unlock_all()',
+    'SELECT pg_advisory_xact_lock(1), pg_advisory_lock(2)',
+    "SELECT 'declare'",
+    'SELECT 1 FROM t; SELECT x declare',
+  ]) {
+    assert.ok(sqlPinReason(sql), sql);
+  }
   for (const sql of [
     'SET local_x = 1', // a session setting named local_x
     'SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY',
@@ -86,21 +112,26 @@ test('messages: named Parse and function calls pin; unnamed Parse is judged by i
   for (const t of 'BEDSHCX') assert.equal(messagePinReason(t.charCodeAt(0), Buffer.alloc(8)), null, t);
 });
 
-/** The rule written plainly (strip comments, drop transaction-local set_config calls of the
- * generator's shapes, lower-case search, every statement's first word unless it is a
- * transaction-scoped SET): the fast path in sqlPinReason must agree with it on whether a statement pins. */
+/** The rule written plainly (strip comments, drop transaction-local set_config calls and
+ * transaction-level advisory locks of the generator's shapes, then per statement: a lower-case search
+ * for risky words except a leading DECLARE, and the first word unless it is a transaction-scoped SET
+ * or a DECLARE without WITH HOLD): the fast path in sqlPinReason must agree with it on whether a
+ * statement pins. */
 function pinsByReference(sql: string): boolean {
   const text = sql
     .replace(/\/\*[\s\S]*?\*\//g, ' ')
     .replace(/--[^\n]*/g, ' ')
-    .replace(/set_config\('[^',]*', ('[^',]*'|\$1), true\)/gi, 'f()');
-  const lower = text.toLowerCase();
-  if (['temp', 'set_config', 'advisory', 'listen', 'dblink', 'declare', 'prepare'].some((w) => lower.includes(w))) return true;
-  const safe = ['SELECT', 'INSERT', 'UPDATE', 'BEGIN', 'COMMIT', 'CREATE', 'WITH', 'VACUUM'];
+    .replace(/set_config\('[^',]*', ('[^',]*'|\$1), true\)/gi, 'f()')
+    .replace(/pg_(try_)?advisory_xact_lock(_shared)?/gi, 'f');
+  const risky = ['temp', 'set_config', 'advisory', 'listen', 'dblink', 'declare', 'prepare'];
+  const safe = ['SELECT', 'INSERT', 'UPDATE', 'BEGIN', 'COMMIT', 'CREATE', 'WITH', 'VACUUM', 'LOCK', 'FETCH', 'CLOSE'];
   const scoped = ['SET LOCAL ', 'SET TRANSACTION ', 'SET CONSTRAINTS '];
   return text.split(';').some((s) => {
     const word = /^\s*([A-Za-z]+)/.exec(s)?.[1]?.toUpperCase();
+    const searched = (word === 'DECLARE' ? s.replace(/declare/i, '') : s).toLowerCase();
+    if (risky.some((w) => searched.includes(w))) return true;
     if (scoped.some((w) => s.trimStart().toUpperCase().startsWith(w))) return false;
+    if (word === 'DECLARE') return /with\s+hold/i.test(s);
     return word !== undefined && !safe.includes(word);
   });
 }
@@ -113,6 +144,8 @@ test('property: the fast path pins exactly when the plain rule does', () => {
     'SET LOCAL app.t = 1', 'set transaction read only', 'SET CONSTRAINTS ALL DEFERRED', 'SET local_x = 1', 'set session characteristics as transaction read only',
     "SELECT set_config('a.b', '1', true)", "select set_config('role', $1, TRUE)", "SELECT set_config('a', 'b', false)", 'set_config(',
     "SELECT set_config('a', pg_advisory_lock(1)::text, true)",
+    'DECLARE c CURSOR WITH HOLD FOR SELECT 1', 'declare c no scroll cursor without hold for select 1', 'DECLARE c CURSOR FOR SELECT 1',
+    'FETCH 10 FROM c', 'close c', 'LOCK TABLE t', 'SELECT pg_advisory_xact_lock(1)', 'select pg_try_advisory_xact_lock_shared(1)', 'SELECT pg_advisory_lock(1)',
   );
   fc.assert(
     fc.property(fc.array(piece, { maxLength: 8 }), (parts) => {
