@@ -72,6 +72,7 @@ struct relay {
   int ended;        /* the handback is for EOF or a socket error: the session is ending */
   uint8_t *from_client, *from_server;
   size_t nc, ns;
+  unnamed_parse_t unnamed;
   /* Touched on the JavaScript thread only. */
   napi_ref state_ref, callback_ref;
   relay_t *next_retired;
@@ -163,7 +164,7 @@ static void client_readable(relay_t *r, uint8_t *buf) {
     hand_back(r, n == 0 ? "client closed" : "client error", 1, NULL, 0, NULL, 0);
     return;
   }
-  size_t pass = scan_client(&r->cscan, r->state, buf, (size_t)n, r->check_pins, r->max_len);
+  size_t pass = scan_client(&r->cscan, r->state, buf, (size_t)n, r->check_pins, r->max_len, &r->unnamed);
   if (pass > 0) {
     r->state[ST_TO_SERVER] += (double)pass;
     if (send_to(&r->server, buf, pass) < 0) {
@@ -232,6 +233,7 @@ static void free_relay(relay_t *r) {
   free(r->server.out);
   free(r->from_client);
   free(r->from_server);
+  free(r->unnamed.frame);
   pthread_mutex_destroy(&r->lock);
   free(r);
 }
@@ -409,6 +411,8 @@ static napi_value take_handover(napi_env env, relay_t *r) {
   napi_set_named_property(env, o, "toClient", buffer_or_null(env, r->client.out ? r->client.out + r->client.out_off : NULL, r->client.out_len));
   napi_set_named_property(env, o, "fromClient", buffer_or_null(env, r->from_client, r->nc));
   napi_set_named_property(env, o, "fromServer", buffer_or_null(env, r->from_server, r->ns));
+  /* Left out when nothing changed it, so TypeScript keeps what it knew. */
+  if (r->unnamed.changed) napi_set_named_property(env, o, "unnamedParse", buffer_or_null(env, r->unnamed.frame, r->unnamed.len));
   r->consumed = 1;
   return o;
 }

@@ -1,4 +1,5 @@
 #include "scan.h"
+#include <stdlib.h>
 #include <string.h>
 #include "pin.h"
 
@@ -54,7 +55,30 @@ static void count_sent(double *state, uint8_t type) {
   state[ST_BUSY] = 1;
 }
 
-size_t scan_client(scanner_t *s, double *state, const uint8_t *b, size_t n, int check_pins, int64_t max_len) {
+/* A safe Query, an unnamed Parse or a Close of the unnamed statement (whose body is whole in the
+ * chunk: the pin check asked for it). */
+static void remember_unnamed(unnamed_parse_t *u, uint8_t type, const uint8_t *body, size_t body_len) {
+  u->changed = 1;
+  u->len = 0;
+  if (type != 'P' || body_len + 5 > UNNAMED_PARSE_MAX) return; /* a Query or Close destroys the unnamed statement */
+  size_t need = body_len + 5;
+  if (u->cap < need) {
+    uint8_t *grown = realloc(u->frame, need);
+    if (!grown) return; /* out of memory: not carried */
+    u->frame = grown;
+    u->cap = need;
+  }
+  uint32_t len = (uint32_t)body_len + 4;
+  u->frame[0] = 'P';
+  u->frame[1] = (uint8_t)(len >> 24);
+  u->frame[2] = (uint8_t)(len >> 16);
+  u->frame[3] = (uint8_t)(len >> 8);
+  u->frame[4] = (uint8_t)len;
+  memcpy(u->frame + 5, body, body_len);
+  u->len = need;
+}
+
+size_t scan_client(scanner_t *s, double *state, const uint8_t *b, size_t n, int check_pins, int64_t max_len, unnamed_parse_t *unnamed) {
   size_t i = 0;
   while (i < n) {
     if (s->remaining > 0) {
@@ -69,7 +93,7 @@ size_t scan_client(scanner_t *s, double *state, const uint8_t *b, size_t n, int 
     int32_t len;
     if (!read_header(s, b, n, &i, &type, &len)) continue;
     int hand_over = type == 'X' || len < 4 || len > max_len;
-    if (!hand_over && check_pins && (type == 'Q' || type == 'P' || type == 'F')) {
+    if (!hand_over && check_pins && (type == 'Q' || type == 'P' || type == 'F' || type == 'C')) {
       size_t body = (size_t)len - 4;
       int whole = i + body <= n;
       hand_over = pin_message_verdict(type, whole ? b + i : NULL, body) != PIN_SAFE;
@@ -78,6 +102,8 @@ size_t scan_client(scanner_t *s, double *state, const uint8_t *b, size_t n, int 
       *s = before;
       return at;
     }
+    /* Safe means whole here: a named Parse or Close pins, and so does a body not whole in the chunk. */
+    if (check_pins && unnamed && (type == 'Q' || type == 'P' || (type == 'C' && len > 5 && b[i] == 'S'))) remember_unnamed(unnamed, type, b + i, (size_t)len - 4);
     count_sent(state, type);
     s->remaining = len - 4;
   }

@@ -25,13 +25,25 @@ typedef struct {
   int want_status;   /* the next byte is a ReadyForQuery status */
 } scanner_t;
 
+/* The last unnamed Parse the client sent while the native relay had the session, so that a move can
+ * prepare it again (a client may Bind it in a later round trip, as pgx's describe-exec mode and
+ * PQprepare(conn, "") do). TypeScript keeps it between native stints (session-replay.ts). */
+#define UNNAMED_PARSE_MAX 65536
+typedef struct {
+  uint8_t *frame; /* the whole message, type byte included */
+  size_t len;     /* 0: none (a Query destroyed it, or it was over UNNAMED_PARSE_MAX) */
+  size_t cap;     /* bytes allocated at frame: the largest so far */
+  int changed;    /* an unnamed Parse or a Query passed since the relay took the session */
+} unnamed_parse_t;
+
 void scanner_load(scanner_t *s, const double *at);
 void scanner_store(const scanner_t *s, double *at);
 
 /** Client bytes: how many may be forwarded before the first message TypeScript must see (a
  * Terminate, a bad length, or with check_pins a message the pin fast path does not call safe). The
- * messages that start in them count in state's ST_SYNCS / ST_UNSYNCED / ST_BUSY. */
-size_t scan_client(scanner_t *s, double *state, const uint8_t *b, size_t n, int check_pins, int64_t max_len);
+ * messages that start in them count in state's ST_SYNCS / ST_UNSYNCED / ST_BUSY; with check_pins,
+ * unnamed Parses and Queries among them update *unnamed. */
+size_t scan_client(scanner_t *s, double *state, const uint8_t *b, size_t n, int check_pins, int64_t max_len, unnamed_parse_t *unnamed);
 
 /** Server bytes: 0 when they break the protocol (nothing changed), else 1 with ReadyForQuery status,
  * busy and query count updated in state. */

@@ -29,6 +29,9 @@ export interface Handover {
   toClient: Buffer | null;
   fromClient: Buffer | null;
   fromServer: Buffer | null;
+  /** The last unnamed Parse the relay forwarded (null: a Query or Close destroyed it, or it was too
+   * large to keep); absent when neither passed while the relay had the session. */
+  unnamedParse?: Buffer | null;
 }
 
 export type RelayHandle = { readonly __relay: unique symbol };

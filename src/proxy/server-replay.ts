@@ -20,10 +20,12 @@ function describe(e: ReplayEntry): string {
   return `setting "${e.frame.toString('utf8', 5, Math.min(e.frame.length - 1, 85))}"`;
 }
 
-/** Sends every entry (a Parse with its own Sync, or a Query) at once and waits for one
- * ReadyForQuery each; any error rejects, naming the entry it came from. */
-export function replaySessionState(socket: net.Socket, entries: readonly ReplayEntry[], timeoutMs: number): Promise<void> {
-  if (entries.length === 0) return Promise.resolve();
+/** Sends every entry (a Parse with its own Sync, or a Query) at once, then the unnamed Parse with its
+ * own Sync, and waits for one ReadyForQuery each. An error of an entry rejects, naming the entry; one
+ * of the unnamed Parse does not (it may have failed on the old server too, and the client knows). */
+export function replaySessionState(socket: net.Socket, entries: readonly ReplayEntry[], unnamedParse: Buffer | null, timeoutMs: number): Promise<void> {
+  const expected = entries.length + (unnamedParse ? 1 : 0);
+  if (expected === 0) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const reader = new MessageReader();
     let answered = 0;
@@ -40,13 +42,13 @@ export function replaySessionState(socket: net.Socket, entries: readonly ReplayE
       try {
         reader.push(chunk);
         for (let m = reader.next(); m; m = reader.next()) {
-          if (m.type === 0x45 /* E */ && error === null) {
+          if (m.type === 0x45 /* E */ && error === null && answered < entries.length) {
             const f = parseErrorOrNotice(m.frame);
             error = new ReplayFailed(describe(entries[answered]!), `${f.C ?? ''} ${f.M ?? 'error'}`.trim());
           }
           if (m.type !== 0x5a /* Z */) continue;
           answered++;
-          if (answered < entries.length) continue;
+          if (answered < expected) continue;
           return done(error);
         }
       } catch (err) {
@@ -59,6 +61,8 @@ export function replaySessionState(socket: net.Socket, entries: readonly ReplayE
     socket.on('error', onError);
     socket.on('close', onClose);
     socket.setTimeout(timeoutMs, () => done(new Error(`restoring the session state timed out after ${timeoutMs} ms`)));
-    socket.write(Buffer.concat(entries.flatMap((e) => (e.kind === 'prepare' ? [e.frame, encodeSync()] : [e.frame]))));
+    const frames = entries.flatMap((e) => (e.kind === 'prepare' ? [e.frame, encodeSync()] : [e.frame]));
+    if (unnamedParse) frames.push(unnamedParse, encodeSync());
+    socket.write(Buffer.concat(frames));
   });
 }

@@ -32,6 +32,8 @@ type Pending =
 
 /** Kept per session at most; beyond it the session pins (a client preparing without bound). */
 export const REPLAY_LIMITS = { entries: 1000, bytes: 1 << 20 };
+/** An unnamed Parse message larger than this is not kept (UNNAMED_PARSE_MAX in scan.h). */
+export const UNNAMED_PARSE_LIMIT = 65536;
 
 const PARSE_COMPLETE = 0x31; // '1'
 const BIND_COMPLETE = 0x32; // '2'
@@ -57,6 +59,14 @@ export class SessionReplayLog {
   /** The batch up to the next Sync: settings it executed (confirmed), and whether it ran anything else. */
   private batchSettings: ReplayEntry[] = [];
   private batchRanOther = false;
+  /**
+   * The last unnamed Parse the client sent (null: none, a Query or Close destroyed it, or it was over
+   * UNNAMED_PARSE_LIMIT), prepared again after a move: a client may Bind it in a later round trip
+   * (pgx's describe-exec mode, PQprepare(conn, "")). If it failed, the client knows and parses again
+   * before binding; preparing it again is then harmless. The native relay keeps its own while it has
+   * the session (scan.c) and hands it over.
+   */
+  unnamedParse: Buffer | null = null;
 
   /** A batch is being followed: its replies must be seen here. */
   get following(): boolean {
@@ -97,6 +107,7 @@ export class SessionReplayLog {
    * Returns why the session is now pinned, or null.
    */
   clientMessage(type: number, body: Buffer | null, busy: boolean): string | null {
+    this.trackUnnamedParse(type, body);
     const pin = messagePinReason(type, body);
     if (!this.following && busy) {
       if (pin) return pin;
@@ -146,6 +157,12 @@ export class SessionReplayLog {
       default:
         return pin; // a FunctionCall pins; Describe, Flush and COPY data get no reply we follow
     }
+  }
+
+  private trackUnnamedParse(type: number, body: Buffer | null): void {
+    if (type === 0x51 /* Q */) this.unnamedParse = null;
+    else if (type === 0x43 /* C: Close */ && (!body || (body[0] === 0x53 && body[1] === 0))) this.unnamedParse = null;
+    else if (type === 0x50 /* P */ && (!body || body[0] === 0)) this.unnamedParse = body && body.length + 5 <= UNNAMED_PARSE_LIMIT ? frameOf(type, body) : null;
   }
 
   private expect(p: Pending): null {

@@ -408,6 +408,7 @@ export class Session {
 
   private resumeFrom(h: Handover): void {
     const server = this.server!;
+    if (h.unnamedParse !== undefined) this.replayLog.unnamedParse = h.unnamedParse;
     this.clientScan!.loadFrom(this.shared, STATE.clientScan);
     this.serverScan!.loadFrom(this.shared, STATE.serverScan);
     resumeNodeReading(this.client);
@@ -504,7 +505,7 @@ export class Session {
           timeoutMs: this.hooks.connectTimeoutMs,
         });
         try {
-          await replaySessionState(login.socket, this.replayLog.replay, this.hooks.connectTimeoutMs);
+          await replaySessionState(login.socket, this.replayLog.replay, this.replayLog.unnamedParse, this.hooks.connectTimeoutMs);
         } catch (err) {
           login.socket.destroy();
           // The same statements would fail the same way on any server: the session cannot follow.
@@ -530,7 +531,8 @@ export class Session {
         this.held = [];
         for (const chunk of held) this.fromClient(chunk);
         this.releaseHeld();
-        this.hooks.log.info({ session: this.id, from, to: target.name, reason, heldBytes, replayed: this.replayLog.replay.length }, 'session moved to the leader');
+        const replayed = this.replayLog.replay.length;
+        this.hooks.log.info({ session: this.id, from, to: target.name, reason, heldBytes, replayed, unnamedStatement: this.replayLog.unnamedParse !== null }, 'session moved to the leader');
         return;
       } catch (err) {
         lastError = (err as Error).message;

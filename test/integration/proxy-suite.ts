@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { startCluster, type TestCluster } from '../helpers/cluster.js';
 import { switchover } from '../../src/agent/requests.js';
-import { encodeCancel, encodeQuery } from '../../src/proxy/protocol-encode.js';
+import { encodeCancel, encodeMessage, encodeQuery, encodeSync } from '../../src/proxy/protocol-encode.js';
 import { MessageReader, parseErrorOrNotice } from '../../src/proxy/protocol.js';
 import { loginToServer } from '../../src/proxy/server-login.js';
 import fs from 'node:fs';
@@ -68,8 +68,9 @@ function streamOf(c: pg.Client): net.Socket {
 }
 
 /** The SHOW CLIENTS row of a proxy client, once `ready` holds for it (the hand-off to the native relay is asynchronous). */
-async function clientRow(c: pg.Client, ready: (row: Record<string, string | null>) => boolean): Promise<Record<string, string | null>> {
-  const address = `${streamOf(c).localAddress}:${streamOf(c).localPort}`;
+async function clientRow(c: pg.Client | net.Socket, ready: (row: Record<string, string | null>) => boolean): Promise<Record<string, string | null>> {
+  const socket = c instanceof net.Socket ? c : streamOf(c);
+  const address = `${socket.localAddress}:${socket.localPort}`;
   let row: Record<string, string | null> | undefined;
   for (let i = 0; i < 40; i++) {
     row = (await admin('SHOW CLIENTS')).find((r) => r.client === address);
@@ -77,6 +78,71 @@ async function clientRow(c: pg.Client, ready: (row: Record<string, string | null
     await new Promise((r) => setTimeout(r, 50));
   }
   assert.fail(`SHOW CLIENTS row of ${address}: ${JSON.stringify(row)}`);
+}
+
+const cstr = (s: string): Buffer => Buffer.from(`${s}\0`);
+const int16 = (n: number): Buffer => Buffer.from([(n >> 8) & 0xff, n & 0xff]);
+const int32 = (n: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeInt32BE(n);
+  return b;
+};
+/** Extended-protocol messages as a driver sends them (text parameters and results). */
+const wire = {
+  parse: (name: string, sql: string) => encodeMessage('P', Buffer.concat([cstr(name), cstr(sql), int16(0)])),
+  describe: (statement: string) => encodeMessage('D', Buffer.concat([Buffer.from('S'), cstr(statement)])),
+  close: (statement: string) => encodeMessage('C', Buffer.concat([Buffer.from('S'), cstr(statement)])),
+  bind: (statement: string, params: string[]) =>
+    encodeMessage('B', Buffer.concat([cstr(''), cstr(statement), int16(0), int16(params.length), ...params.flatMap((p) => [int32(Buffer.byteLength(p)), Buffer.from(p)]), int16(0)])),
+  execute: () => encodeMessage('E', Buffer.concat([cstr(''), int32(0)])),
+  sync: encodeSync,
+};
+
+/** What a client saw, one string per message: its type, "E:<code>" for an error, "D:a|b" for a row. */
+function seenAs(type: number, frame: Buffer): string {
+  if (type === 0x45) return `E:${parseErrorOrNotice(frame).C}`;
+  if (type !== 0x44) return String.fromCharCode(type);
+  const values: string[] = [];
+  for (let i = 7, n = frame.readInt16BE(5); n > 0; n--) {
+    const len = frame.readInt32BE(i);
+    values.push(len < 0 ? 'NULL' : frame.toString('utf8', i + 4, i + 4 + len));
+    i += 4 + Math.max(0, len);
+  }
+  return `D:${values.join('|')}`;
+}
+
+/** A session on the read-write port that sends protocol messages itself and reads each answer up to
+ * its ReadyForQuery, as a driver binding in a later round trip than it parsed does. */
+async function rawSession(): Promise<{ socket: net.Socket; roundTrip: (...frames: Buffer[]) => Promise<string[]> }> {
+  const login = await loginToServer({
+    host: t.c.host,
+    port: t.c.proxy!.readWritePort,
+    params: { user: t.c.superuser.username, database: 'postgres' },
+    password: t.c.superuser.password,
+    timeoutMs: 10_000,
+  });
+  const socket = login.socket;
+  const reader = new MessageReader();
+  let waiting: { seen: string[]; resolve: (seen: string[]) => void; reject: (e: Error) => void } | null = null;
+  socket.on('data', (chunk: Buffer) => {
+    reader.push(chunk);
+    for (let m = reader.next(); m; m = reader.next()) {
+      if (!waiting) continue;
+      waiting.seen.push(seenAs(m.type, m.frame));
+      if (m.type !== 0x5a) continue;
+      const w = waiting;
+      waiting = null;
+      w.resolve(w.seen);
+    }
+  });
+  socket.on('error', () => undefined);
+  socket.on('close', () => waiting?.reject(new Error(`the proxy closed the session; it had sent ${waiting.seen.join(' ')}`)));
+  const roundTrip = (...frames: Buffer[]) =>
+    new Promise<string[]>((resolve, reject) => {
+      waiting = { seen: [], resolve, reject };
+      socket.write(Buffer.concat(frames));
+    });
+  return { socket, roundTrip };
 }
 
 /** SHOW ROUTING's read-write row, once the proxy would hold a new read-write session (it knows a leader change is under way). */
@@ -186,9 +252,20 @@ export function proxySuite(mode: RelayMode): void {
     await doomed.query('CREATE TABLE doomed(x int)');
     await doomed.query({ name: 'from_doomed', text: 'SELECT x FROM doomed' });
     await idle.query('DROP TABLE doomed'); // the statement stays prepared on this leader, and cannot be prepared again
+    // As pgx's describe-exec mode and PQprepare(conn, "") do: the unnamed statement parsed in one
+    // round trip and bound in a later one. And a named statement closed again, which must not come along.
+    const raw = await rawSession();
+    assert.deepEqual(await raw.roundTrip(encodeQuery('SELECT 1')), ['T', 'D:1', 'C', 'Z']);
+    const onRelay = (r: Record<string, string | null>) => r.relay === (mode === 'js' ? 'typescript' : 'native') && r.tx_status === 'I';
+    await clientRow(raw.socket, onRelay);
+    assert.deepEqual(await raw.roundTrip(wire.parse('', 'SELECT $1::int + 1 AS n, inet_server_port() AS port'), wire.describe(''), wire.sync()), ['1', 't', 'T', 'Z']);
+    assert.deepEqual(await raw.roundTrip(wire.parse('closed_again', 'SELECT 1'), wire.sync()), ['1', 'Z']);
+    assert.equal((await clientRow(raw.socket, onRelay)).carried_state, '1 prepared statement');
+    assert.deepEqual(await raw.roundTrip(wire.close('closed_again'), wire.sync()), ['3', 'Z']);
+    assert.equal((await clientRow(raw.socket, onRelay)).carried_state, null, 'the closed statement is out of the replay log');
     // What a leader change would do to these sessions, before it happens.
     const stats = (await admin('SHOW STATS')).find((r) => r.member === leader.name);
-    assert.deepEqual([stats?.can_move, stats?.cannot_move], ['3', '1'], `SHOW STATS: ${JSON.stringify(stats)}`);
+    assert.deepEqual([stats?.can_move, stats?.cannot_move], ['4', '1'], `SHOW STATS: ${JSON.stringify(stats)}`);
 
     const target = t.c.members.find((m) => m.name !== leader.name)!.name;
     const sw = switchover(t.store, { to: target });
@@ -217,6 +294,10 @@ export function proxySuite(mode: RelayMode): void {
     const where = await idle.query<{ port: number; ro: boolean }>('SELECT inet_server_port() AS port, pg_is_in_recovery() AS ro');
     assert.deepEqual(where.rows[0], { port: newLeader.port, ro: false });
     await idle.end();
+    // The unnamed statement came along; the closed named one did not (preparing it again works).
+    assert.deepEqual(await raw.roundTrip(wire.bind('', ['41']), wire.execute(), wire.sync()), ['2', `D:42|${newLeader.port}`, 'C', 'Z']);
+    assert.deepEqual(await raw.roundTrip(wire.parse('closed_again', 'SELECT 2'), wire.sync()), ['1', 'Z']);
+    raw.socket.destroy();
     // A session holding session state cannot move: it is closed with a reason, and what it sent during the switchover did not run.
     pinnedErrors.push(await pinnedWrite);
     assert.ok(!pinnedErrors.includes('committed'), 'the pinned session wrote nothing during the switchover');

@@ -292,3 +292,25 @@ test('transaction-scoped settings (SET LOCAL, set_config(..., true)) neither pin
   assert.equal(log.clientMessage(P, parse('', "SELECT set_config('role', $1, true)"), true), null);
   assert.match(String(log.clientMessage(P, parse('', "SELECT set_config('role', $1, false)"), true)), /set_config/);
 });
+
+test('the last unnamed Parse is kept for a move; a Query or a Close of the unnamed statement destroys it, as on the server', () => {
+  const log = new SessionReplayLog();
+  assert.equal(log.unnamedParse, null);
+  log.clientMessage(P, parse('', 'SELECT $1::int + 1'), false);
+  assert.deepEqual(log.unnamedParse?.subarray(5), parse('', 'SELECT $1::int + 1'));
+  assert.equal(log.unnamedParse?.[0], P);
+  assert.equal(log.unnamedParse?.readInt32BE(1), parse('', 'SELECT $1::int + 1').length + 4);
+  log.clientMessage(P, parse('named', 'SELECT 2'), false);
+  log.clientMessage(C, close('S', 'named'), false);
+  log.clientMessage(C, close('P', ''), false);
+  assert.deepEqual(log.unnamedParse?.subarray(5), parse('', 'SELECT $1::int + 1'), 'named statements and portals leave it alone');
+  log.clientMessage(C, close('S', ''), false);
+  assert.equal(log.unnamedParse, null);
+  log.clientMessage(P, parse('', 'SELECT 3'), false);
+  log.clientMessage(Q, query('SELECT 4'), false);
+  assert.equal(log.unnamedParse, null, 'a simple Query destroys the unnamed statement');
+  log.clientMessage(P, parse('', `SELECT '${'x'.repeat(70_000)}'`), false);
+  assert.equal(log.unnamedParse, null, 'too large to keep');
+  log.clientMessage(P, null, false);
+  assert.equal(log.unnamedParse, null, 'not whole in the chunk');
+});
