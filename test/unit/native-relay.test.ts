@@ -37,6 +37,18 @@ function cstr(s: string): Buffer {
   return Buffer.concat([Buffer.from(s, 'utf8'), Buffer.from([0])]);
 }
 
+/** Each SQL text as a Query, and as an unnamed Parse: the native verdict (0 safe, 1 pins, 2 unsure)
+ * is the expected one, and where it is not "unsure" TypeScript's rule agrees. */
+function expectVerdicts(cases: [string, 0 | 1 | 2][]): void {
+  for (const [text, expected] of cases) {
+    const body = cstr(text);
+    assert.equal(relay!.messageVerdict(0x51, body), expected, JSON.stringify(text));
+    if (expected !== 2) assert.equal(messagePinReason(0x51, body) === null ? 0 : 1, expected, `TypeScript: ${JSON.stringify(text)}`);
+    const parse = Buffer.concat([cstr(''), body, Buffer.from([0, 0])]);
+    assert.equal(relay!.messageVerdict(0x50, parse), expected, `unnamed Parse: ${JSON.stringify(text)}`);
+  }
+}
+
 test('Query: where the native fast path decides, it decides as the TypeScript rule', () => {
   fc.assert(
     fc.property(sql, (text) => {
@@ -66,11 +78,7 @@ test('Query with comments: decided as the TypeScript rule, which strips block co
     ['SELECT /* temp */ 1', 0],
     ['SELECT 1 /* a */ /* b */; /**/ COMMIT', 0],
   ];
-  for (const [text, expected] of cases) {
-    const body = cstr(text);
-    assert.equal(relay!.messageVerdict(0x51, body), expected, JSON.stringify(text));
-    assert.equal(messagePinReason(0x51, body) === null ? 0 : 1, expected, `TypeScript: ${JSON.stringify(text)}`);
-  }
+  expectVerdicts(cases);
 });
 
 test('Query with text beyond ASCII: decided natively, except where a Unicode space may come before the first word', () => {
@@ -83,11 +91,7 @@ test('Query with text beyond ASCII: decided natively, except where a Unicode spa
     ['\u00a0SET a = 1', 2],
     ["SELECT 1;\u00a0SELECT 'é'", 2],
   ];
-  for (const [text, expected] of cases) {
-    const body = cstr(text);
-    assert.equal(relay!.messageVerdict(0x51, body), expected, JSON.stringify(text));
-    if (expected !== 2) assert.equal(messagePinReason(0x51, body) === null ? 0 : 1, expected, `TypeScript: ${JSON.stringify(text)}`);
-  }
+  expectVerdicts(cases);
   assert.notEqual(messagePinReason(0x51, cstr('\u00a0SET a = 1')), null, 'TypeScript skips the no-break space and pins SET');
 });
 
@@ -120,13 +124,7 @@ test('transaction-scoped settings stay on the native relay, decided as the TypeS
     ["SELECT set_config('a', 'b', true\u00a0)", 2],
     ["SELECT set_config\u00a0('a', 'b', true)", 2],
   ];
-  for (const [text, expected] of cases) {
-    const body = cstr(text);
-    assert.equal(relay!.messageVerdict(0x51, body), expected, JSON.stringify(text));
-    if (expected !== 2) assert.equal(messagePinReason(0x51, body) === null ? 0 : 1, expected, `TypeScript: ${JSON.stringify(text)}`);
-    const parse = Buffer.concat([cstr(''), body, Buffer.from([0, 0])]);
-    assert.equal(relay!.messageVerdict(0x50, parse), expected, `unnamed Parse: ${JSON.stringify(text)}`);
-  }
+  expectVerdicts(cases);
   assert.equal(messagePinReason(0x51, cstr("SELECT set_config('a', 'b', true\u00a0)")), null, 'TypeScript trims the no-break space');
 });
 
@@ -151,11 +149,7 @@ test('locks and cursors that end with the transaction stay on the native relay, 
     ['DECLARE c CURSOR WITH\u00a0HOLD FOR SELECT 1', 2],
     ["SELECT 'é'\u00a0DECLARE", 2],
   ];
-  for (const [text, expected] of cases) {
-    const body = cstr(text);
-    assert.equal(relay!.messageVerdict(0x51, body), expected, JSON.stringify(text));
-    if (expected !== 2) assert.equal(messagePinReason(0x51, body) === null ? 0 : 1, expected, `TypeScript: ${JSON.stringify(text)}`);
-  }
+  expectVerdicts(cases);
   assert.notEqual(messagePinReason(0x51, cstr('DECLARE c CURSOR WITH\u00a0HOLD FOR SELECT 1')), null, 'TypeScript reads the no-break space as a space');
 });
 

@@ -4,8 +4,15 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { messagePinReason, sqlPinReason } from '../../src/proxy/session-state.js';
 
+const leaveNothing = (sqls: string[]): void => {
+  for (const sql of sqls) assert.equal(sqlPinReason(sql), null, sql);
+};
+const pin = (sqls: string[]): void => {
+  for (const sql of sqls) assert.ok(sqlPinReason(sql), sql);
+};
+
 test('plain reads, writes, transactions and DDL leave no session state', () => {
-  for (const sql of [
+  leaveNothing([
     'SELECT 1',
     '  insert into t values (1)',
     'UPDATE t SET v = 2 WHERE id = 1',
@@ -14,13 +21,11 @@ test('plain reads, writes, transactions and DDL leave no session state', () => {
     'CREATE TABLE t2 (a int)',
     '/* hello */ SELECT 1 -- bye',
     'COPY t FROM STDIN',
-  ]) {
-    assert.equal(sqlPinReason(sql), null, sql);
-  }
+  ]);
 });
 
 test('settings that end with their transaction leave nothing behind: SET LOCAL, SET TRANSACTION, set_config(..., true)', () => {
-  for (const sql of [
+  leaveNothing([
     "SET LOCAL app.tenant = '42'",
     'set local role web',
     'BEGIN; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; SELECT 1; COMMIT',
@@ -30,36 +35,8 @@ test('settings that end with their transaction leave nothing behind: SET LOCAL, 
     "select set_config('search_path', $1, true), set_config('role', $2, true), set_config('request.jwt.claims', $3, TRUE)",
     "SELECT set_config ( 'a' , (1)::text , true ) ; -- tenant\nSELECT 1",
     "SELECT set_config('x', 'é', true)",
-  ]) {
-    assert.equal(sqlPinReason(sql), null, sql);
-  }
-});
-
-test('locks and cursors that end with their transaction leave nothing behind; WITH HOLD cursors and session locks pin', () => {
-  for (const sql of [
-    'LOCK TABLE t IN ACCESS EXCLUSIVE MODE',
-    'SELECT pg_advisory_xact_lock(42)',
-    'select pg_try_advisory_xact_lock_shared(1, 2)',
-    'SELECT PG_ADVISORY_XACT_LOCK(hashtext($1))',
-    // psycopg's and SQLAlchemy's server-side cursors inside a transaction
-    'DECLARE "_django_curs_1" NO SCROLL CURSOR WITHOUT HOLD FOR SELECT * FROM t',
-    'declare c cursor for select 1; fetch forward 100 from c; move 5 in c; close c',
-    'BEGIN; DECLARE c BINARY CURSOR FOR SELECT 1; FETCH ALL FROM c; COMMIT',
-  ]) {
-    assert.equal(sqlPinReason(sql), null, sql);
-  }
-  for (const sql of [
-    'DECLARE c CURSOR WITH HOLD FOR SELECT 1',
-    'declare c no scroll cursor with\thold for select 1',
-    'SELECT pg_advisory_lock(1)',
-    'SELECT pg_advisory_unlock_all()',
-    'SELECT pg_advisory_xact_lock(1), pg_advisory_lock(2)',
-    "SELECT 'declare'",
-    'SELECT 1 FROM t; SELECT x declare',
-  ]) {
-    assert.ok(sqlPinReason(sql), sql);
-  }
-  for (const sql of [
+  ]);
+  pin([
     'SET local_x = 1', // a session setting named local_x
     'SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY',
     'SETLOCAL x = 1',
@@ -71,13 +48,33 @@ test('locks and cursors that end with their transaction leave nothing behind; WI
     "SELECT set_config('a', 'b', true), set_config('c', 'd', false)",
     "SELECT set_config('a', 'b', true) FROM t; LISTEN ch",
     "SELECT set_config('a', 'b', (SELECT true))",
-  ]) {
-    assert.ok(sqlPinReason(sql), sql);
-  }
+  ]);
+});
+
+test('locks and cursors that end with their transaction leave nothing behind; WITH HOLD cursors and session locks pin', () => {
+  leaveNothing([
+    'LOCK TABLE t IN ACCESS EXCLUSIVE MODE',
+    'SELECT pg_advisory_xact_lock(42)',
+    'select pg_try_advisory_xact_lock_shared(1, 2)',
+    'SELECT PG_ADVISORY_XACT_LOCK(hashtext($1))',
+    // psycopg's and SQLAlchemy's server-side cursors inside a transaction
+    'DECLARE "_django_curs_1" NO SCROLL CURSOR WITHOUT HOLD FOR SELECT * FROM t',
+    'declare c cursor for select 1; fetch forward 100 from c; move 5 in c; close c',
+    'BEGIN; DECLARE c BINARY CURSOR FOR SELECT 1; FETCH ALL FROM c; COMMIT',
+  ]);
+  pin([
+    'DECLARE c CURSOR WITH HOLD FOR SELECT 1',
+    'declare c no scroll cursor with\thold for select 1',
+    'SELECT pg_advisory_lock(1)',
+    'SELECT pg_advisory_unlock_all()',
+    'SELECT pg_advisory_xact_lock(1), pg_advisory_lock(2)',
+    "SELECT 'declare'",
+    'SELECT 1 FROM t; SELECT x declare',
+  ]);
 });
 
 test('settings, prepared statements, temporary tables, LISTEN, locks and cursors pin', () => {
-  for (const sql of [
+  pin([
     'SET search_path = x',
     'select 1; set work_mem = 1',
     'PREPARE p AS SELECT 1',
@@ -91,9 +88,7 @@ test('settings, prepared statements, temporary tables, LISTEN, locks and cursors
     'DISCARD ALL',
     'LOAD \'x\'',
     'DO $$ begin end $$',
-  ]) {
-    assert.ok(sqlPinReason(sql), sql);
-  }
+  ]);
 });
 
 function body(...parts: (string | Buffer)[]): Buffer {
