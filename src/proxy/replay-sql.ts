@@ -2,8 +2,8 @@
 // (settings), or that undo state it keeps (DISCARD ALL, DEALLOCATE); transaction-scoped settings
 // (SET LOCAL, set_config(..., true)) pin nothing already in session-state.ts and are skipped here.
 // Everything else that session-state.ts calls pinning stays pinning. Conservative
-// on purpose: a statement this does not recognise exactly (quoted values holding a ';', SET SESSION
-// CHARACTERISTICS...) pins the session.
+// on purpose: a statement this does not recognise exactly (quoted values holding a ';', SET XML
+// OPTION...) pins the session.
 import { RISKY, sqlPinReason, stripComments, TRANSACTION_SCOPED_SET } from './session-state.js';
 
 /** What running a simple Query does to the state the proxy keeps for replay. */
@@ -24,6 +24,9 @@ const SET_PARAM = new RegExp(
   'i',
 );
 const SET_TIME_ZONE = /^SET\s+(?:SESSION\s+)?TIME\s+ZONE\s/i;
+/** The defaults of later transactions, as JDBC's setTransactionIsolation sends them. */
+const TX_MODE = String.raw`(?:ISOLATION\s+LEVEL\s+(?:SERIALIZABLE|REPEATABLE\s+READ|READ\s+COMMITTED|READ\s+UNCOMMITTED)|READ\s+WRITE|READ\s+ONLY|(?:NOT\s+)?DEFERRABLE)`;
+const SESSION_CHARACTERISTICS = new RegExp(String.raw`^SET\s+SESSION\s+CHARACTERISTICS\s+AS\s+TRANSACTION\s+(${TX_MODE}(?:(?:\s*,\s*|\s+)${TX_MODE})*)$`, 'i');
 /** The role and session user: settings too, run again under the same login. */
 const SET_ROLE = /^(?:SET\s+(?:SESSION\s+)?ROLE\s|RESET\s+ROLE$)/i;
 const SET_SESSION_AUTHORIZATION = /^(?:SET\s+(?:SESSION\s+)?SESSION\s+AUTHORIZATION\s|RESET\s+SESSION\s+AUTHORIZATION$)/i;
@@ -49,17 +52,28 @@ function statements(sql: string): string[] {
     .filter((s) => s.length > 0);
 }
 
-function settingName(statement: string): string | null {
+/** The parameters that SET SESSION CHARACTERISTICS AS TRANSACTION <modes> sets. */
+function characteristicsNames(modes: string): string[] {
+  return [
+    ...(/ISOLATION/i.test(modes) ? ['default_transaction_isolation'] : []),
+    ...(/READ\s+(?:WRITE|ONLY)/i.test(modes) ? ['default_transaction_read_only'] : []),
+    ...(/DEFERRABLE/i.test(modes) ? ['default_transaction_deferrable'] : []),
+  ];
+}
+
+function settingNames(statement: string): string[] | null {
   const setConfig = SET_CONFIG.exec(statement);
-  if (setConfig) return setConfig[1]!.toLowerCase();
+  if (setConfig) return [setConfig[1]!.toLowerCase()];
   if (RISKY.test(statement)) return null;
-  if (SET_TIME_ZONE.test(statement)) return 'timezone';
-  if (SET_ROLE.test(statement)) return 'role';
-  if (SET_SESSION_AUTHORIZATION.test(statement)) return 'session_authorization';
+  if (SET_TIME_ZONE.test(statement)) return ['timezone'];
+  if (SET_ROLE.test(statement)) return ['role'];
+  if (SET_SESSION_AUTHORIZATION.test(statement)) return ['session_authorization'];
+  const characteristics = SESSION_CHARACTERISTICS.exec(statement);
+  if (characteristics) return characteristicsNames(characteristics[1]!);
   const set = SET_PARAM.exec(statement);
-  if (set) return set[1]!.toLowerCase();
+  if (set) return [set[1]!.toLowerCase()];
   const reset = RESET.exec(statement);
-  if (reset) return reset[1]!.toUpperCase() === 'ALL' ? '*' : reset[1]!.toLowerCase();
+  if (reset) return [reset[1]!.toUpperCase() === 'ALL' ? '*' : reset[1]!.toLowerCase()];
   return null;
 }
 
@@ -75,11 +89,11 @@ export function queryEffect(sql: string): QueryEffect | null {
   const names: string[] = [];
   for (const p of parts) {
     if (CLEARS_NOTHING_KEPT.some((re) => re.test(p)) || TRANSACTION_SCOPED_SET.test(p)) continue;
-    const name = settingName(p);
+    const set = settingNames(p);
     // Anything else may have effects (an INSERT): such a Query is never run again, so it may hold
     // no lasting setting.
-    if (name === null) return sqlPinReason(sql) === null ? { kind: 'settings', names: [] } : null;
-    names.push(name);
+    if (set === null) return sqlPinReason(sql) === null ? { kind: 'settings', names: [] } : null;
+    names.push(...set);
   }
   return { kind: 'settings', names };
 }

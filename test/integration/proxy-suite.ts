@@ -242,8 +242,9 @@ export function proxySuite(mode: RelayMode): void {
     await carrying.query(countP);
     await carrying.query('CREATE ROLE replay_role; GRANT SELECT ON p TO replay_role');
     await carrying.query('SET ROLE replay_role');
+    await carrying.query(Object.assign({ text: 'SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ' }, { queryMode: 'extended' }));
     const carryingRow = await clientRow(carrying, (r) => r.carried_state !== null && r.tx_status === 'I');
-    assert.equal(carryingRow.carried_state, '1 prepared statement, 3 settings');
+    assert.equal(carryingRow.carried_state, '1 prepared statement, 4 settings');
     assert.equal(carryingRow.pinned, null);
     const doomed = proxyClient('rw');
     await doomed.connect();
@@ -303,10 +304,10 @@ export function proxySuite(mode: RelayMode): void {
     assert.ok(!pinnedErrors.includes('committed'), 'the pinned session wrote nothing during the switchover');
     assert.ok(pinnedErrors.some((m) => /could not move.*statement mentions "temp"/.test(m)), `the pinned session is closed with the reason: ${JSON.stringify(pinnedErrors)}`);
     await pinned.end().catch(() => undefined);
-    const carried = await carrying.query<{ app: string; mem: string; role: string; port: number }>(
-      "SELECT current_setting('application_name') AS app, current_setting('work_mem') AS mem, current_user AS role, inet_server_port() AS port",
+    const carried = await carrying.query<{ app: string; mem: string; role: string; isolation: string; port: number }>(
+      "SELECT current_setting('application_name') AS app, current_setting('work_mem') AS mem, current_user AS role, current_setting('transaction_isolation') AS isolation, inet_server_port() AS port",
     );
-    assert.deepEqual(carried.rows[0], { app: 'carried', mem: '8MB', role: 'replay_role', port: newLeader.port });
+    assert.deepEqual(carried.rows[0], { app: 'carried', mem: '8MB', role: 'replay_role', isolation: 'repeatable read', port: newLeader.port });
     assert.equal((await carrying.query<{ n: number }>(countP)).rows[0]!.n, 2, 'the prepared statement runs on the new leader');
     await carrying.end();
     await doomed.query('SELECT 1').catch((e: Error) => doomedErrors.push(e.message));

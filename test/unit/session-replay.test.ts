@@ -49,8 +49,20 @@ test('queryEffect: settings, DISCARD ALL and DEALLOCATE are recognised; other fo
   assert.deepEqual(queryEffect('reset role'), { kind: 'settings', names: ['role'] });
   assert.deepEqual(queryEffect('SET SESSION AUTHORIZATION "App"'), { kind: 'settings', names: ['session_authorization'] });
   assert.deepEqual(queryEffect('SET LOCAL ROLE app'), { kind: 'settings', names: [] });
+  // As JDBC's setTransactionIsolation sends it: the defaults of later transactions, each a parameter.
+  assert.deepEqual(queryEffect('SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ'), { kind: 'settings', names: ['default_transaction_isolation'] });
+  assert.deepEqual(queryEffect('set session characteristics as transaction read only, not deferrable'), {
+    kind: 'settings',
+    names: ['default_transaction_read_only', 'default_transaction_deferrable'],
+  });
+  assert.deepEqual(queryEffect('SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED READ WRITE'), {
+    kind: 'settings',
+    names: ['default_transaction_isolation', 'default_transaction_read_only'],
+  });
   for (const sql of [
-    'SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY',
+    'SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SOMETIMES',
+    'SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY; LISTEN x',
+    'SET XML OPTION DOCUMENT',
     "SET application_name = 'a;b'", // a quoted ';' is not split correctly: pins rather than guesses
     'SET temp_buffers = 100', // mentions temp
     "SET search_path = app; SELECT pg_sleep(1)",
@@ -171,7 +183,7 @@ test('what the log cannot follow or keep pins the session', () => {
 
   const busy = new SessionReplayLog();
   assert.match(String(busy.clientMessage(P, parse('s', 'SELECT 1'), true)), /named prepared statement "s"/);
-  assert.match(String(busy.clientMessage(Q, query('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY'), false)), /SET changes session state/);
+  assert.match(String(busy.clientMessage(Q, query('SET XML OPTION DOCUMENT'), false)), /SET changes session state/);
   assert.match(String(busy.clientMessage(P, parse('t', 'LISTEN x'), false)), /listen/);
   assert.match(String(busy.clientMessage(0x46, Buffer.alloc(4), false)), /function call/);
 
@@ -272,7 +284,7 @@ test('a setting sent as JDBC does (unnamed Parse, Bind, Execute, Sync) is kept a
   namedPortal.clientMessage(P, parse('', 'SET work_mem = 1000'), false);
   assert.equal(namedPortal.clientMessage(B, bind('p1', ''), false), null);
   assert.deepEqual(reply(namedPortal, '1', '2'), [null, 'a setting bound to a named portal']);
-  assert.match(String(new SessionReplayLog().clientMessage(P, parse('', 'SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY'), false)), /SET changes session state/);
+  assert.match(String(new SessionReplayLog().clientMessage(P, parse('', 'SET XML OPTION DOCUMENT'), false)), /SET changes session state/);
 });
 
 test('transaction-scoped settings (SET LOCAL, set_config(..., true)) neither pin nor enter the log', () => {
