@@ -18,7 +18,7 @@ static const word_t SAFE_FIRST_WORDS[] = {
   WORD("TABLE"), WORD("COPY"), WORD("SHOW"), WORD("EXPLAIN"), WORD("BEGIN"), WORD("START"), WORD("COMMIT"),
   WORD("END"), WORD("ROLLBACK"), WORD("ABORT"), WORD("SAVEPOINT"), WORD("RELEASE"), WORD("CREATE"), WORD("ALTER"),
   WORD("DROP"), WORD("TRUNCATE"), WORD("GRANT"), WORD("REVOKE"), WORD("COMMENT"), WORD("VACUUM"), WORD("ANALYZE"),
-  WORD("REINDEX"), WORD("CLUSTER"), WORD("LOCK"), WORD("FETCH"), WORD("MOVE"), WORD("CLOSE"),
+  WORD("REINDEX"), WORD("CLUSTER"), WORD("LOCK"), WORD("FETCH"), WORD("MOVE"), WORD("CLOSE"), WORD("UNLISTEN"),
 };
 
 static const word_t RISKY[] = {
@@ -27,6 +27,7 @@ static const word_t RISKY[] = {
 /* Indexes in RISKY of the words that may end with the transaction (transactionScoped). */
 #define RISKY_SET_CONFIG 1
 #define RISKY_ADVISORY 2
+#define RISKY_LISTEN 3
 #define RISKY_DECLARE 5
 
 /* After SET, the words of TRANSACTION_SCOPED_SET: settings that end with the transaction. */
@@ -163,24 +164,24 @@ static int has_comment(const uint8_t *s, size_t n) {
   return 0;
 }
 
-static int verdict_plain(const uint8_t *s, size_t n);
+static int verdict_plain(const uint8_t *s, size_t n, int flags);
 
-int pin_sql_verdict(const uint8_t *s, size_t n) {
+int pin_sql_verdict(const uint8_t *s, size_t n, int flags) {
   if (memchr(s, 0, n)) return PIN_UNSURE;
-  if (!has_comment(s, n)) return verdict_plain(s, n);
+  if (!has_comment(s, n)) return verdict_plain(s, n, flags);
   if (n > STRIP_MAX) return PIN_UNSURE;
   uint8_t text[STRIP_MAX];
-  return verdict_plain(text, strip_comments(s, n, text));
+  return verdict_plain(text, strip_comments(s, n, text), flags);
 }
 
-/* Whether s[at..] continues "_xact_lock" (any case): pg_advisory_xact_lock and its kin. */
-static int xact_lock_at(const uint8_t *s, size_t n, size_t at) {
-  static const char SUFFIX[] = "_xact_lock";
-  if (at + sizeof SUFFIX - 1 > n) return 0;
-  for (size_t j = 0; j < sizeof SUFFIX - 1; j++)
-    if (lower(s[at + j]) != (uint8_t)SUFFIX[j]) return 0;
+/* Whether s[at..] continues with the lower-case ASCII text (any case). */
+static int continues_with(const uint8_t *s, size_t n, size_t at, const char *text, size_t len) {
+  if (at + len > n) return 0;
+  for (size_t j = 0; j < len; j++)
+    if (lower(s[at + j]) != (uint8_t)text[j]) return 0;
   return 1;
 }
+#define CONTINUES_WITH(s, n, at, text) continues_with(s, n, at, text, sizeof text - 1)
 
 /* As startsStatement: whether only spaces stand between s[at] and the start or the ';' before it;
  * -1 at a byte beyond ASCII, which may be a Unicode space. */
@@ -210,17 +211,32 @@ static int with_hold(const uint8_t *s, size_t from, size_t to) {
 static int risky_scoped(const uint8_t *s, size_t n, size_t i, int k) {
   switch (k) {
     case RISKY_SET_CONFIG: return local_set_config(s, n, i + RISKY[k].len);
-    case RISKY_ADVISORY: return xact_lock_at(s, n, i + RISKY[k].len);
+    case RISKY_ADVISORY: /* pg_advisory_xact_lock and its kin; pg_advisory_unlock and its kin */
+      return CONTINUES_WITH(s, n, i + RISKY[k].len, "_xact_lock") || CONTINUES_WITH(s, n, i + RISKY[k].len, "_unlock");
+    case RISKY_LISTEN: /* UNLISTEN */
+      return i >= 2 && CONTINUES_WITH(s, n, i - 2, "un");
     case RISKY_DECLARE: return starts_statement(s, i);
     default: return 0;
   }
 }
 
+/* With PIN_RESET_ALL_NOOP: whether the statement after its first word RESET (ending at s[at]) is
+ * exactly ALL, between ASCII spaces. TypeScript's rule always pins RESET, and then its replay log
+ * decides; this only spares that hand-back when the log has nothing RESET ALL would change. */
+static int reset_all(const uint8_t *s, size_t n, size_t at) {
+  while (at < n && is_space(s[at])) at++;
+  if (!CONTINUES_WITH(s, n, at, "all")) return 0;
+  at += 3;
+  while (at < n && is_space(s[at])) at++;
+  return at == n || s[at] == ';';
+}
+
 /* A statement whose first word (s[start..end)) is not on the safe list, as statementPinReason: 1 when
  * it still leaves nothing beyond its transaction, 0 when it pins, -1 when TypeScript must decide. */
-static int unsafe_word_scoped(const uint8_t *s, size_t n, size_t stmt, size_t start, size_t end) {
-  static const word_t SET_WORD[] = { WORD("SET") }, DECLARE_WORD[] = { WORD("DECLARE") };
+static int unsafe_word_scoped(const uint8_t *s, size_t n, size_t stmt, size_t start, size_t end, int flags) {
+  static const word_t SET_WORD[] = { WORD("SET") }, DECLARE_WORD[] = { WORD("DECLARE") }, RESET_WORD[] = { WORD("RESET") };
   if (one_of(s + start, end - start, SET_WORD, 1)) return transaction_scoped_set(s, n, end);
+  if ((flags & PIN_RESET_ALL_NOOP) && one_of(s + start, end - start, RESET_WORD, 1)) return reset_all(s, n, end);
   if (!one_of(s + start, end - start, DECLARE_WORD, 1)) return 0;
   const uint8_t *semicolon = memchr(s + end, ';', n - end);
   int hold = with_hold(s, stmt, semicolon ? (size_t)(semicolon - s) : n);
@@ -228,7 +244,7 @@ static int unsafe_word_scoped(const uint8_t *s, size_t n, size_t stmt, size_t st
 }
 
 /* SQL without comments. */
-static int verdict_plain(const uint8_t *s, size_t n) {
+static int verdict_plain(const uint8_t *s, size_t n, int flags) {
   for (size_t i = 0; i < n; i++) {
     if (!RISKY_START[s[i]]) continue;
     int k = risky_at(s, n, i, RISKY_START[s[i]]);
@@ -245,7 +261,7 @@ static int verdict_plain(const uint8_t *s, size_t n) {
     size_t start = at;
     while (at < n && is_letter(s[at])) at++;
     if (!safe_first_word(s + start, at - start)) {
-      int scoped = unsafe_word_scoped(s, n, stmt, start, at);
+      int scoped = unsafe_word_scoped(s, n, stmt, start, at, flags);
       if (scoped < 0) return PIN_UNSURE;
       if (!scoped) return PIN_PINS;
     }
@@ -255,11 +271,11 @@ static int verdict_plain(const uint8_t *s, size_t n) {
   }
 }
 
-int pin_message_verdict(uint8_t type, const uint8_t *body, size_t n) {
+int pin_message_verdict(uint8_t type, const uint8_t *body, size_t n, int flags) {
   switch (type) {
     case 'Q':
       if (!body) return PIN_PINS;
-      return pin_sql_verdict(body, n > 0 ? n - 1 : 0);
+      return pin_sql_verdict(body, n > 0 ? n - 1 : 0, flags);
     case 'P': {
       if (!body) return PIN_PINS;
       const uint8_t *name_end = memchr(body, 0, n);
@@ -267,7 +283,7 @@ int pin_message_verdict(uint8_t type, const uint8_t *body, size_t n) {
       const uint8_t *sql = body + 1;
       const uint8_t *sql_end = memchr(sql, 0, n - 1);
       if (!sql_end) return PIN_PINS;
-      return pin_sql_verdict(sql, (size_t)(sql_end - sql));
+      return pin_sql_verdict(sql, (size_t)(sql_end - sql), flags);
     }
     case 'F':
       return PIN_PINS;

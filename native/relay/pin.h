@@ -8,10 +8,16 @@
 
 enum pin_verdict { PIN_SAFE = 0, PIN_PINS = 1, PIN_UNSURE = 2 };
 
+/** What the session's replay log allows beyond the rule (TypeScript says so in the shared state). */
+enum pin_flags {
+  /** The log holds no settings: RESET ALL changes nothing it keeps, so it needs no hand-back. */
+  PIN_RESET_ALL_NOOP = 1,
+};
+
 /** SQL text (no terminating NUL): safe, pins, or not decidable here. */
-int pin_sql_verdict(const uint8_t *sql, size_t n);
+int pin_sql_verdict(const uint8_t *sql, size_t n, int flags);
 
 /** A frontend message of this type; body is NULL when it is not whole in the chunk at hand. */
-int pin_message_verdict(uint8_t type, const uint8_t *body, size_t n);
+int pin_message_verdict(uint8_t type, const uint8_t *body, size_t n, int flags);
 
 #endif

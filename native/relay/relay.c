@@ -681,20 +681,22 @@ static napi_value balance_js(napi_env env, napi_callback_info info) {
   return o;
 }
 
-/* messageVerdict(type, body | null) -> 0 safe, 1 pins, 2 unsure: the pin fast path, for tests. */
+/* messageVerdict(type, body | null, flags = 0) -> 0 safe, 1 pins, 2 unsure: the pin fast path, for tests. */
 static napi_value message_verdict(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   uint32_t type;
   CHECK(napi_get_value_uint32(env, argv[0], &type));
+  int32_t flags = 0;
+  if (argc > 2) CHECK(napi_get_value_int32(env, argv[2], &flags));
   napi_valuetype kind;
   CHECK(napi_typeof(env, argv[1], &kind));
   void *body = NULL;
   size_t n = 0;
   if (kind != napi_null) CHECK(napi_get_buffer_info(env, argv[1], &body, &n));
   napi_value v;
-  CHECK(napi_create_int32(env, pin_message_verdict((uint8_t)type, body, n), &v));
+  CHECK(napi_create_int32(env, pin_message_verdict((uint8_t)type, body, n, flags), &v));
   return v;
 }
 

@@ -96,7 +96,8 @@ size_t scan_client(scanner_t *s, double *state, const uint8_t *b, size_t n, int 
     if (!hand_over && check_pins && (type == 'Q' || type == 'P' || type == 'F' || type == 'C')) {
       size_t body = (size_t)len - 4;
       int whole = i + body <= n;
-      hand_over = pin_message_verdict(type, whole ? b + i : NULL, body) != PIN_SAFE;
+      int flags = state[ST_RESET_ALL_NOOP] != 0 ? PIN_RESET_ALL_NOOP : 0;
+      hand_over = pin_message_verdict(type, whole ? b + i : NULL, body, flags) != PIN_SAFE;
     }
     if (hand_over) {
       *s = before;

@@ -14,7 +14,8 @@ enum {
   ST_UNSYNCED, /* a message was sent after the last of those (a Parse before its Sync, a Flush) */
   ST_CLIENT_SCAN, /* remaining, header fill, header bytes packed, wants status: 4 slots */
   ST_SERVER_SCAN = ST_CLIENT_SCAN + 4,
-  ST_LEN = ST_SERVER_SCAN + 4
+  ST_RESET_ALL_NOOP = ST_SERVER_SCAN + 4, /* set by TypeScript before attach: PIN_RESET_ALL_NOOP */
+  ST_LEN
 };
 
 

@@ -17,7 +17,10 @@ export const STATE = {
   unsynced: 6,
   clientScan: 7,
   serverScan: 11,
-  length: 15,
+  /** Set by TypeScript before each attach: 1 when the replay log holds no settings, so RESET ALL
+   * changes nothing it keeps and the native relay may pass it (asyncpg sends one per release). */
+  resetAllIsNoop: 15,
+  length: 16,
 } as const;
 
 /** What the relay gives back: bytes still to write each way, bytes read but not dealt with. */
@@ -46,7 +49,8 @@ export interface NativeRelay {
   /** How many relay threads to start with the first session; returns the number in use. */
   threads(n: number): number;
   /** 0: the message leaves no session state; 1: it pins the session; 2: the native side cannot tell. */
-  messageVerdict(type: number, body: Buffer | null): 0 | 1 | 2;
+  /** flags: PIN_RESET_ALL_NOOP (1) as the relay takes it from STATE.resetAllIsNoop. */
+  messageVerdict(type: number, body: Buffer | null, flags?: number): 0 | 1 | 2;
   /** Per relay thread started: sessions it carries and its load (per mille of its last 100 ms window). */
   threadLoads(): ThreadLoad[];
   /** Thread `from` moves its sessions to `to` as they show activity, whatever the loads say. */

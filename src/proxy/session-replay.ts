@@ -79,6 +79,11 @@ export class SessionReplayLog {
     return this.pending.length > 0 || this.unnamedStatementSets !== null || this.unnamedPortalSets !== null;
   }
 
+  /** Settings (the role included) are kept: a RESET ALL would change what a move replays. */
+  get holdsSettings(): boolean {
+    return this.entries.some((e) => e.kind === 'settings');
+  }
+
   /** For SHOW CLIENTS: "2 prepared statements, 1 setting", or null when there is nothing to carry. */
   summary(): string | null {
     const prepared = this.entries.filter((e) => e.kind === 'prepare').length;
@@ -280,6 +285,8 @@ export class SessionReplayLog {
   }
 
   private add(entry: ReplayEntry): string | null {
+    // RESET ALL with no setting kept changes nothing a move would replay (the native relay passes it then, too).
+    if (entry.kind === 'settings' && entry.names.length === 1 && entry.names[0] === '*' && !this.holdsSettings) return null;
     if (entry.kind === 'settings' && entry.names.length === 1 && !entry.names.some(isBarrier)) {
       // A parameter set again since the last Parse or role change replaces its earlier setting;
       // before one it stays, since a statement may have been parsed under it (search_path) and a

@@ -2,7 +2,9 @@
 // have (prepared statements, settings, temporary tables, LISTEN, advisory locks, cursors held open).
 // The rule is a whitelist: anything not understood counts. What ends with its transaction counts for
 // nothing, since a session only moves between transactions: SET LOCAL, set_config(..., true), LOCK,
-// transaction-level advisory locks and cursors declared without WITH HOLD. Named prepared statements
+// transaction-level advisory locks and cursors declared without WITH HOLD. So does undoing what an
+// unpinned session cannot hold (UNLISTEN, releasing advisory locks), as connection pools do when a
+// connection is given back (asyncpg: pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *). Named prepared statements
 // and settings can still be carried to a new leader (session-replay.ts); the rest makes the session
 // "pinned": it cannot be moved and is closed instead.
 
@@ -12,6 +14,8 @@ const SAFE_FIRST_WORDS = new Set([
   'CREATE', 'ALTER', 'DROP', 'TRUNCATE', 'GRANT', 'REVOKE', 'COMMENT', 'VACUUM', 'ANALYZE', 'REINDEX', 'CLUSTER',
   // Locks and cursors that end with the transaction (DECLARE itself is judged below).
   'LOCK', 'FETCH', 'MOVE', 'CLOSE',
+  // Undoes what only a pinned session can have.
+  'UNLISTEN',
 ]);
 
 /** Substrings that suggest session state even inside an otherwise safe statement (any case). */
@@ -25,7 +29,8 @@ export const TRANSACTION_SCOPED_SET = /^\s*SET\s+(?:LOCAL|TRANSACTION|CONSTRAINT
 const WITH_HOLD = /\bWITH\s+HOLD\b/i;
 const CALL_OPEN = /\s*\(/y;
 const SPACE = /\s/;
-const XACT_LOCK = /_xact_lock/iy;
+const XACT_LOCK_OR_UNLOCK = /_(?:xact_lock|unlock)/iy;
+const UN = /un/iy;
 
 export function stripComments(sql: string): string {
   return sql.replace(/\/\*[\s\S]*?\*\//g, ' ').replace(/--[^\n]*/g, ' ');
@@ -73,16 +78,21 @@ function isLocalSetConfig(text: string, at: number): boolean {
   return args?.length === 3 && args[2]!.trim().toLowerCase() === 'true';
 }
 
-/** Whether a risky word at `at` is one that ends with the transaction: a transaction-local
- * set_config call, a transaction-level advisory lock (pg_advisory_xact_lock, pg_try_advisory_xact_lock
- * and their _shared forms), or a DECLARE that starts its statement (statementPinReason then looks for
- * WITH HOLD). */
+/** Whether a risky word at `at` leaves nothing beyond the transaction in a session that is not pinned:
+ * a transaction-local set_config call; a transaction-level advisory lock (pg_advisory_xact_lock,
+ * pg_try_advisory_xact_lock and their _shared forms) or an advisory unlock (pg_advisory_unlock,
+ * _unlock_shared, _unlock_all: an unpinned session holds no session-level lock); UNLISTEN (it
+ * listens to nothing); a DECLARE that starts its statement (statementPinReason then looks for WITH HOLD). */
 function transactionScoped(word: string, text: string, at: number): boolean {
   const end = at + word.length;
   if (word === 'set_config') return isLocalSetConfig(text, end);
   if (word === 'advisory') {
-    XACT_LOCK.lastIndex = end;
-    return XACT_LOCK.test(text);
+    XACT_LOCK_OR_UNLOCK.lastIndex = end;
+    return XACT_LOCK_OR_UNLOCK.test(text);
+  }
+  if (word === 'listen') {
+    UN.lastIndex = at - 2;
+    return at >= 2 && UN.test(text);
   }
   if (word === 'declare') return startsStatement(text, at);
   return false;

@@ -381,6 +381,7 @@ export class Session {
     this.serverScan.saveTo(this.shared, STATE.serverScan);
     try {
       const checkPins = this.kind === 'rw' && this.pinned === null;
+      this.shared[STATE.resetAllIsNoop] = this.replayLog.holdsSettings ? 0 : 1;
       this.relay = native.attach(clientFd, serverFd, this.shared, checkPins, this.hooks.maxMessageLength, (h) => this.onHandback(h));
     } catch (err) {
       this.hooks.log.warn({ session: this.id, member: this.member?.name, err: (err as Error).message }, 'native relay refused the session; relaying in TypeScript');

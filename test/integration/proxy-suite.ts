@@ -718,18 +718,26 @@ export function proxySuite(mode: RelayMode): void {
        DECLARE "curs_1" NO SCROLL CURSOR WITHOUT HOLD FOR SELECT g FROM generate_series(1, 3) g; FETCH 2 FROM "curs_1"; CLOSE "curs_1"; COMMIT`,
     )) as unknown as pg.QueryResult[];
     assert.deepEqual(scoped[4]!.rows.map((r) => r.g), [1, 2]);
-    row = await clientRow(c, (r) => r.relay === expected && r.queries === '14');
+    // And asyncpg's reset when its pool takes a connection back: with no settings to carry, RESET ALL changes nothing kept.
+    const asyncpgReset = 'SELECT pg_advisory_unlock_all();\nCLOSE ALL;\nUNLISTEN *;\nRESET ALL;';
+    await c.query(asyncpgReset);
+    row = await clientRow(c, (r) => r.relay === expected && r.queries === '15');
     assert.equal(row.pinned, null);
     assert.equal(row.carried_state, null);
-    assert.equal(Number(row.handbacks), handbacks, `transaction-scoped settings, locks and cursors stay on the ${expected} relay: ${JSON.stringify(row)}`);
+    assert.equal(Number(row.handbacks), handbacks, `transaction-scoped settings, locks, cursors and a pool's reset stay on the ${expected} relay: ${JSON.stringify(row)}`);
     // A setting and a named statement go through TypeScript, which keeps them for a move, and back.
     await c.query("SET application_name = 'carried mid-stream'");
     await c.query({ name: 'mid', text: 'SELECT $1::int AS n', values: [1] });
-    row = await clientRow(c, (r) => r.relay === expected && r.queries === '16');
+    row = await clientRow(c, (r) => r.relay === expected && r.queries === '17');
     assert.equal(row.pinned, null);
     assert.equal(row.carried_state, '1 prepared statement, 1 setting');
     if (mode === 'native') assert.equal(Number(row.handbacks), handbacks + 2, 'the setting and the named statement were each handed to TypeScript');
     else assert.equal(Number(row.handbacks), 0, 'the TypeScript relay has nothing to hand back');
+    // With a setting kept, the reset's RESET ALL goes to the replay log, which now resets it on a move too.
+    await c.query(asyncpgReset);
+    row = await clientRow(c, (r) => r.relay === expected && r.queries === '18');
+    assert.equal(row.carried_state, '1 prepared statement, 2 settings');
+    if (mode === 'native') assert.equal(Number(row.handbacks), handbacks + 3);
     await c.query('LISTEN pinned_mid_stream');
     row = await clientRow(c, (r) => r.relay === expected && r.pinned !== null);
     assert.match(row.pinned!, /mentions "listen"/);

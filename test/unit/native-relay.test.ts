@@ -28,6 +28,8 @@ const fragment = fc.constantFrom(
   // Locks and cursors that end with the transaction, and what comes close to them.
   'DECLARE c CURSOR', 'cursor', 'WITH HOLD', 'without hold', 'with', 'HOLD', 'hold_x', 'with\u00a0hold', 'pg_advisory_xact_lock(1)', '_XACT_LOCK',
   '_xact_loc', 'LOCK', 'fetch', 'MOVE', 'close',
+  // What a pool sends when a connection is given back.
+  'UNLISTEN', 'un', 'UN', 'pg_advisory_unlock_all()', '_unlock', 'RESET ALL', 'reset', 'all',
   ' ', '  ', '\t', '\n', '\r\n', ';', ' ; ', ';;', '--', '-- c\n', '/*', '*/', '/* c */', 'é', '\u00a0', '\u0000', 'ＳＥＬＥＣＴ',
 );
 const sql = fc.array(fragment, { maxLength: 12 }).map((parts) => parts.join(''));
@@ -135,7 +137,7 @@ test('locks and cursors that end with the transaction stay on the native relay, 
     ['select pg_try_advisory_xact_lock_shared(1, 2)', 0],
     ['SELECT pg_advisory_lock(1)', 1],
     ['SELECT pg_advisory_xact_loc(1)', 1],
-    ['SELECT pg_advisory_xact_lock(1), pg_advisory_unlock_all()', 1],
+    ['SELECT pg_advisory_xact_lock(1), pg_advisory_lock(2)', 1],
     ['DECLARE "c" NO SCROLL CURSOR WITHOUT HOLD FOR SELECT 1', 0],
     ['declare c cursor for select 1; fetch forward 100 from c; move 5 in c; close c', 0],
     ['  DECLARE c CURSOR FOR SELECT 1', 0],
@@ -151,6 +153,43 @@ test('locks and cursors that end with the transaction stay on the native relay, 
   ];
   expectVerdicts(cases);
   assert.notEqual(messagePinReason(0x51, cstr('DECLARE c CURSOR WITH\u00a0HOLD FOR SELECT 1')), null, 'TypeScript reads the no-break space as a space');
+});
+
+test('undoing what an unpinned session cannot hold stays on the native relay; RESET ALL too while the replay log holds no settings', () => {
+  expectVerdicts([
+    ['UNLISTEN *', 0],
+    ['unlisten channel_1', 0],
+    ['SELECT pg_advisory_unlock_all()', 0],
+    ['select pg_advisory_unlock(1), PG_ADVISORY_UNLOCK_SHARED(2)', 0],
+    ['SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *', 0],
+    ['LISTEN ch', 1],
+    ['SELECT 1; xlisten', 1],
+    ['SELECT 1;listen ch', 1],
+    ['SELECT pg_advisory_unloc(1)', 1],
+    ['RESET ALL', 1],
+  ]);
+  const asyncpgReset = cstr('SELECT pg_advisory_unlock_all();\nCLOSE ALL;\nUNLISTEN *;\nRESET ALL;');
+  assert.equal(relay!.messageVerdict(0x51, asyncpgReset), 1, "asyncpg's reset, with settings in the log: TypeScript's replay log takes the RESET ALL");
+  assert.equal(relay!.messageVerdict(0x51, asyncpgReset, 1), 0, 'and without: nothing for the log to change');
+  for (const [text, expected] of [
+    ['RESET ALL', 0],
+    ['  reset\tAll ; SELECT 1', 0],
+    ['RESET ALL x', 1],
+    ['RESET ALLx', 1],
+    ['RESET work_mem', 1],
+    ['RESET', 1],
+    ['RESET ALL; SET x = 1', 1],
+  ] as const) {
+    assert.equal(relay!.messageVerdict(0x51, cstr(text), 1), expected, `with no settings logged: ${JSON.stringify(text)}`);
+  }
+  // The flag changes nothing but RESET.
+  fc.assert(
+    fc.property(sql, (text) => {
+      if (/reset/i.test(text)) return;
+      assert.equal(relay!.messageVerdict(0x51, cstr(text), 1), relay!.messageVerdict(0x51, cstr(text)), JSON.stringify(text));
+    }),
+    { numRuns: 1000 },
+  );
 });
 
 test('Parse: unnamed statements follow their SQL, named ones and malformed ones pin', () => {

@@ -72,7 +72,6 @@ test('queryEffect: settings, DISCARD ALL and DEALLOCATE are recognised; other fo
     "SELECT set_config('a', 'b'", // unbalanced
     "SET app.tenant = '1'; INSERT INTO t VALUES (1)", // a session setting in a Query that must not run again
     "SELECT pg_advisory_lock(1)",
-    'UNLISTEN x',
     'PREPARE s AS SELECT 1',
     'LISTEN x',
     '',
@@ -327,4 +326,19 @@ test('the last unnamed Parse is kept for a move; a Query or a Close of the unnam
   assert.equal(unnamed(), null, 'too large to keep');
   log.clientMessage(P, null, false);
   assert.equal(unnamed(), null, 'not whole in the chunk');
+});
+
+test('RESET ALL enters the log only when a setting is kept (the native relay passes it otherwise); UNLISTEN leaves nothing', () => {
+  assert.deepEqual(queryEffect('UNLISTEN x'), { kind: 'settings', names: [] });
+  const log = new SessionReplayLog();
+  log.clientMessage(Q, query('RESET ALL'), false);
+  reply(log, 'C', 'ZI');
+  assert.deepEqual(kept(log), []);
+  assert.equal(log.holdsSettings, false);
+  log.clientMessage(Q, query("SET application_name = 'a'"), false);
+  reply(log, 'C', 'ZI');
+  assert.equal(log.holdsSettings, true);
+  log.clientMessage(Q, query('RESET ALL'), false);
+  reply(log, 'C', 'ZI');
+  assert.deepEqual(kept(log), ['settings:*']);
 });

@@ -66,10 +66,25 @@ test('locks and cursors that end with their transaction leave nothing behind; WI
     'DECLARE c CURSOR WITH HOLD FOR SELECT 1',
     'declare c no scroll cursor with\thold for select 1',
     'SELECT pg_advisory_lock(1)',
-    'SELECT pg_advisory_unlock_all()',
     'SELECT pg_advisory_xact_lock(1), pg_advisory_lock(2)',
     "SELECT 'declare'",
     'SELECT 1 FROM t; SELECT x declare',
+  ]);
+});
+
+test('undoing what an unpinned session cannot hold leaves nothing behind: UNLISTEN, advisory unlocks (a pool giving a connection back)', () => {
+  leaveNothing([
+    'UNLISTEN *',
+    'unlisten channel_1',
+    'SELECT pg_advisory_unlock_all()',
+    'select pg_advisory_unlock(1), pg_advisory_unlock_shared(2)',
+    'SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *',
+  ]);
+  pin([
+    'LISTEN channel_1',
+    'SELECT 1; LISTEN x',
+    'SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL', // asyncpg's reset: RESET ALL is the replay log's to judge
+    'SELECT pg_advisory_lock(1); SELECT pg_advisory_unlock(1)',
   ]);
 });
 
@@ -117,9 +132,10 @@ function pinsByReference(sql: string): boolean {
     .replace(/\/\*[\s\S]*?\*\//g, ' ')
     .replace(/--[^\n]*/g, ' ')
     .replace(/set_config\('[^',]*', ('[^',]*'|\$1), true\)/gi, 'f()')
-    .replace(/pg_(try_)?advisory_xact_lock(_shared)?/gi, 'f');
+    .replace(/pg_(try_)?advisory_xact_lock(_shared)?|pg_advisory_unlock(_all|_shared)?|unlisten/gi, 'f');
   const risky = ['temp', 'set_config', 'advisory', 'listen', 'dblink', 'declare', 'prepare'];
-  const safe = ['SELECT', 'INSERT', 'UPDATE', 'BEGIN', 'COMMIT', 'CREATE', 'WITH', 'VACUUM', 'LOCK', 'FETCH', 'CLOSE'];
+  // 'F': an UNLISTEN after the replacement above.
+  const safe = ['SELECT', 'INSERT', 'UPDATE', 'BEGIN', 'COMMIT', 'CREATE', 'WITH', 'VACUUM', 'LOCK', 'FETCH', 'CLOSE', 'F'];
   const scoped = ['SET LOCAL ', 'SET TRANSACTION ', 'SET CONSTRAINTS '];
   return text.split(';').some((s) => {
     const word = /^\s*([A-Za-z]+)/.exec(s)?.[1]?.toUpperCase();
@@ -141,6 +157,7 @@ test('property: the fast path pins exactly when the plain rule does', () => {
     "SELECT set_config('a', pg_advisory_lock(1)::text, true)",
     'DECLARE c CURSOR WITH HOLD FOR SELECT 1', 'declare c no scroll cursor without hold for select 1', 'DECLARE c CURSOR FOR SELECT 1',
     'FETCH 10 FROM c', 'close c', 'LOCK TABLE t', 'SELECT pg_advisory_xact_lock(1)', 'select pg_try_advisory_xact_lock_shared(1)', 'SELECT pg_advisory_lock(1)',
+    'UNLISTEN *', 'unlisten ch', 'SELECT pg_advisory_unlock_all()', 'select pg_advisory_unlock(1)', 'RESET ALL',
   );
   fc.assert(
     fc.property(fc.array(piece, { maxLength: 8 }), (parts) => {
