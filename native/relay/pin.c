@@ -24,7 +24,7 @@ static const word_t SAFE_FIRST_WORDS[] = {
 static const word_t RISKY[] = {
   WORD("temp"), WORD("set_config"), WORD("advisory"), WORD("listen"), WORD("dblink"), WORD("declare"), WORD("prepare"),
 };
-/* Indexes in RISKY of the words that may end with the transaction (transactionScoped). */
+/* Indexes in RISKY of the words that may leave nothing behind after all (leavesNothing). */
 #define RISKY_SET_CONFIG 1
 #define RISKY_ADVISORY 2
 #define RISKY_LISTEN 3
@@ -206,9 +206,9 @@ static int with_hold(const uint8_t *s, size_t from, size_t to) {
   return 0;
 }
 
-/* A risky word at s[i] (index k in RISKY), as transactionScoped: 1 when it ends with the
+/* A risky word at s[i] (index k in RISKY), as leavesNothing: 1 when it leaves nothing beyond the
  * transaction, 0 when it pins, -1 when TypeScript must decide. */
-static int risky_scoped(const uint8_t *s, size_t n, size_t i, int k) {
+static int risky_leaves_nothing(const uint8_t *s, size_t n, size_t i, int k) {
   switch (k) {
     case RISKY_SET_CONFIG: return local_set_config(s, n, i + RISKY[k].len);
     case RISKY_ADVISORY: /* pg_advisory_xact_lock and its kin; pg_advisory_unlock and its kin */
@@ -249,7 +249,7 @@ static int verdict_plain(const uint8_t *s, size_t n, int flags) {
     if (!RISKY_START[s[i]]) continue;
     int k = risky_at(s, n, i, RISKY_START[s[i]]);
     if (k < 0) continue;
-    int scoped = risky_scoped(s, n, i, k);
+    int scoped = risky_leaves_nothing(s, n, i, k);
     if (scoped < 0) return PIN_UNSURE;
     if (!scoped) return PIN_PINS;
   }

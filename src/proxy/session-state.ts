@@ -46,7 +46,7 @@ function statementPinReason(statement: string): string | null {
 
 /** The arguments of the call whose '(' is at `open`, split at its top-level commas; null when the
  * parentheses or quotes do not balance. */
-export function callArguments(text: string, open: number): string[] | null {
+function callArguments(text: string, open: number): string[] | null {
   const args: string[] = [];
   let depth = 0;
   let start = open + 1;
@@ -83,7 +83,7 @@ function isLocalSetConfig(text: string, at: number): boolean {
  * pg_try_advisory_xact_lock and their _shared forms) or an advisory unlock (pg_advisory_unlock,
  * _unlock_shared, _unlock_all: an unpinned session holds no session-level lock); UNLISTEN (it
  * listens to nothing); a DECLARE that starts its statement (statementPinReason then looks for WITH HOLD). */
-function transactionScoped(word: string, text: string, at: number): boolean {
+function leavesNothing(word: string, text: string, at: number): boolean {
   const end = at + word.length;
   if (word === 'set_config') return isLocalSetConfig(text, end);
   if (word === 'advisory') {
@@ -91,8 +91,9 @@ function transactionScoped(word: string, text: string, at: number): boolean {
     return XACT_LOCK_OR_UNLOCK.test(text);
   }
   if (word === 'listen') {
+    if (at < 2) return false;
     UN.lastIndex = at - 2;
-    return at >= 2 && UN.test(text);
+    return UN.test(text);
   }
   if (word === 'declare') return startsStatement(text, at);
   return false;
@@ -105,12 +106,12 @@ function startsStatement(text: string, at: number): boolean {
   return i < 0 || text[i] === ';';
 }
 
-/** The first risky word in the text that does not end with the transaction. */
+/** The first risky word in the text that leaves something beyond the transaction (leavesNothing). */
 function riskyWord(text: string): string | null {
   if (!RISKY.test(text)) return null;
   for (const m of text.matchAll(RISKY_ALL)) {
     const word = m[0].toLowerCase();
-    if (!transactionScoped(word, text, m.index)) return word;
+    if (!leavesNothing(word, text, m.index)) return word;
   }
   return null;
 }
