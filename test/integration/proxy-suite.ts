@@ -783,9 +783,11 @@ export function proxySuite(mode: RelayMode): void {
     const before = (await admin('SHOW CLIENTS')).length;
     const bench = (extra: string[]) => run('pgbench', ['-n', '-S', '-c', '8', '-j', '2', '-T', '3', '-p', String(p.readWritePort), ...extra], { env });
     const [perTx, persistent] = await Promise.all([bench(['-C']), bench([])]);
+    // How many is the machine's business (a connection costs PostgreSQL a process, and SCRAM both
+    // sides: 119 in 3 s connecting directly on a busy 2-CPU machine); that every client ran is ours.
     for (const out of [perTx.stdout, persistent.stdout]) {
       assert.match(out, /number of failed transactions: 0 /);
-      assert.ok(Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1]) > 100, out);
+      assert.ok(Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1]) >= 8, out);
     }
     let left = -1;
     for (let i = 0; i < 40 && left !== before; i++) {
