@@ -271,11 +271,81 @@ static int verdict_plain(const uint8_t *s, size_t n, int flags) {
   }
 }
 
+/* The keywords that make `SET <word>` another form than SET <parameter> (SET_PARAM's lookahead). */
+static const word_t SET_FORMS[] = {
+  WORD("LOCAL"), WORD("ROLE"), WORD("TRANSACTION"), WORD("CONSTRAINTS"), WORD("SESSION"), WORD("AUTHORIZATION"), WORD("CHARACTERISTICS"), WORD("TIME"),
+};
+
+static int is_ident_start(uint8_t c) { return is_letter(c) || c == '_'; }
+static int is_ident_char(uint8_t c) { return is_word_char(c) || c == '$'; }
+
+/* The identifier at s[*i] ([A-Za-z_][A-Za-z0-9_$]*, IDENT in replay-sql.ts): its end, or 0 when none starts there. */
+static size_t ident_end(const uint8_t *s, size_t n, size_t i) {
+  if (i >= n || !is_ident_start(s[i])) return 0;
+  while (i < n && is_ident_char(s[i])) i++;
+  return i;
+}
+
+/* Whether the word at s[at] is one of SET_FORMS followed by a regex word boundary (\b: '$' is no word character there). */
+static int set_form_at(const uint8_t *s, size_t n, size_t at) {
+  for (size_t k = 0; k < sizeof SET_FORMS / sizeof *SET_FORMS; k++) {
+    size_t len = SET_FORMS[k].len;
+    if (at + len <= n && one_of(s + at, len, SET_FORMS + k, 1) && (at + len == n || !is_word_char(s[at + len]))) return 1;
+  }
+  return 0;
+}
+
+size_t pin_session_setting(const uint8_t *s, size_t n, char name[SETTING_NAME_MAX]) {
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == 0 || s[i] >= 0x80) return 0;
+    if (RISKY_START[s[i]] && risky_at(s, n, i, RISKY_START[s[i]]) >= 0) return 0; /* settingNames' RISKY test */
+  }
+  if (has_comment(s, n)) return 0;
+  static const word_t SET_WORD[] = { WORD("SET") }, SESSION_WORD[] = { WORD("SESSION") };
+  size_t i = 0;
+  while (i < n && is_space(s[i])) i++;
+  size_t end = ident_end(s, n, i);
+  if (!end || !one_of(s + i, end - i, SET_WORD, 1) || end == n || !is_space(s[end])) return 0;
+  for (i = end; i < n && is_space(s[i]);) i++;
+  end = ident_end(s, n, i);
+  if (end && end < n && is_space(s[end]) && one_of(s + i, end - i, SESSION_WORD, 1)) { /* SET SESSION <parameter> */
+    for (i = end; i < n && is_space(s[i]);) i++;
+    end = ident_end(s, n, i);
+  }
+  if (!end || set_form_at(s, n, i)) return 0;
+  if (end < n && s[end] == '.') end = ident_end(s, n, end + 1);
+  if (!end || end - i >= SETTING_NAME_MAX) return 0;
+  size_t name_len = end - i;
+  for (size_t k = 0; k < name_len; k++) name[k] = (char)lower(s[i + k]);
+  name[name_len] = 0;
+  /* Barriers in the replay log (isBarrier): TypeScript keeps those itself. */
+  if (strcmp(name, "role") == 0 || strcmp(name, "session_authorization") == 0) return 0;
+  for (i = end; i < n && is_space(s[i]);) i++;
+  if (i < n && s[i] == '=') {
+    i++;
+  } else if (i + 2 <= n && upper(s[i]) == 'T' && upper(s[i + 1]) == 'O' && (i + 2 == n || !is_word_char(s[i + 2]))) {
+    i += 2;
+  } else {
+    return 0;
+  }
+  /* One statement: replay-sql.ts splits at every ';' and drops the parts that are only spaces. */
+  const uint8_t *semicolon = memchr(s + i, ';', n - i);
+  if (semicolon) {
+    for (const uint8_t *p = semicolon; p < s + n; p++)
+      if (*p != ';' && !is_space(*p)) return 0;
+  }
+  return name_len;
+}
+
 int pin_message_verdict(uint8_t type, const uint8_t *body, size_t n, int flags) {
   switch (type) {
-    case 'Q':
+    case 'Q': {
       if (!body) return PIN_PINS;
-      return pin_sql_verdict(body, n > 0 ? n - 1 : 0, flags);
+      size_t len = n > 0 ? n - 1 : 0;
+      int verdict = pin_sql_verdict(body, len, flags);
+      char name[SETTING_NAME_MAX];
+      return verdict == PIN_PINS && pin_session_setting(body, len, name) ? PIN_SETTING : verdict;
+    }
     case 'P': {
       if (!body) return PIN_PINS;
       const uint8_t *name_end = memchr(body, 0, n);

@@ -73,6 +73,7 @@ struct relay {
   uint8_t *from_client, *from_server;
   size_t nc, ns;
   unnamed_parse_t unnamed;
+  kept_t kept;
   /* Touched on the JavaScript thread only. */
   napi_ref state_ref, callback_ref;
   relay_t *next_retired;
@@ -164,7 +165,7 @@ static void client_readable(relay_t *r, uint8_t *buf) {
     hand_back(r, n == 0 ? "client closed" : "client error", 1, NULL, 0, NULL, 0);
     return;
   }
-  size_t pass = scan_client(&r->cscan, r->state, buf, (size_t)n, r->check_pins, r->max_len, &r->unnamed);
+  size_t pass = scan_client(&r->cscan, r->state, buf, (size_t)n, r->check_pins, r->max_len, &r->unnamed, &r->kept);
   if (pass > 0) {
     r->state[ST_TO_SERVER] += (double)pass;
     if (send_to(&r->server, buf, pass) < 0) {
@@ -187,7 +188,7 @@ static void server_readable(relay_t *r, uint8_t *buf) {
     hand_back(r, "server message while idle", 0, NULL, 0, buf, (size_t)n);
     return;
   }
-  if (!scan_server(&r->sscan, r->state, buf, (size_t)n)) {
+  if (!scan_server(&r->sscan, r->state, buf, (size_t)n, &r->kept)) {
     hand_back(r, "invalid server message", 0, NULL, 0, buf, (size_t)n);
     return;
   }
@@ -234,6 +235,7 @@ static void free_relay(relay_t *r) {
   free(r->from_client);
   free(r->from_server);
   free(r->unnamed.frame);
+  kept_clear(&r->kept);
   pthread_mutex_destroy(&r->lock);
   free(r);
 }
@@ -399,6 +401,14 @@ static napi_value buffer_or_null(napi_env env, const uint8_t *data, size_t n) {
   return v;
 }
 
+/* The confirmed settings as an array of Buffers (Query frames), in the order they took effect. */
+static napi_value kept_frames(napi_env env, const kept_t *k) {
+  napi_value arr;
+  napi_create_array_with_length(env, (size_t)k->n, &arr);
+  for (int j = 0; j < k->n; j++) napi_set_element(env, arr, (uint32_t)j, buffer_or_null(env, k->at[j].frame, k->at[j].len));
+  return arr;
+}
+
 /* The handover as a JavaScript object (relay locked, stopped): bytes still to write each way, bytes read but not dealt with. */
 static napi_value take_handover(napi_env env, relay_t *r) {
   napi_value o, v;
@@ -413,6 +423,13 @@ static napi_value take_handover(napi_env env, relay_t *r) {
   napi_set_named_property(env, o, "fromServer", buffer_or_null(env, r->from_server, r->ns));
   /* Left out when nothing changed it, so TypeScript keeps what it knew. */
   if (r->unnamed.changed) napi_set_named_property(env, o, "unnamedParse", buffer_or_null(env, r->unnamed.frame, r->unnamed.len));
+  if (r->kept.n > 0) napi_set_named_property(env, o, "keptSettings", kept_frames(env, &r->kept));
+  if (r->kept.pending.frame) {
+    napi_set_named_property(env, o, "pendingSetting", buffer_or_null(env, r->kept.pending.frame, r->kept.pending.len));
+    napi_get_boolean(env, r->kept.pending_failed, &v);
+    napi_set_named_property(env, o, "pendingSettingFailed", v);
+  }
+  kept_clear(&r->kept); /* TypeScript's replay log has them now */
   r->consumed = 1;
   return o;
 }
@@ -681,7 +698,42 @@ static napi_value balance_js(napi_env env, napi_callback_info info) {
   return o;
 }
 
-/* messageVerdict(type, body | null, flags = 0) -> 0 safe, 1 pins, 2 unsure: the pin fast path, for tests. */
+/* keptSettings(handle) -> [Buffer]: the settings the relay keeps for the session now (SHOW CLIENTS). */
+static napi_value kept_settings_js(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  relay_t *r;
+  if (argc < 1 || napi_get_value_external(env, argv[0], (void **)&r) != napi_ok) {
+    napi_throw_type_error(env, NULL, "keptSettings(handle)");
+    return NULL;
+  }
+  pthread_mutex_lock(&r->lock);
+  napi_value arr = kept_frames(env, &r->kept);
+  pthread_mutex_unlock(&r->lock);
+  return arr;
+}
+
+/* sessionSetting(sql: Buffer) -> the lower-cased parameter name pin_session_setting finds, or null: for tests. */
+static napi_value session_setting_js(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  void *sql = NULL;
+  size_t n = 0;
+  if (argc < 1 || napi_get_buffer_info(env, argv[0], &sql, &n) != napi_ok) {
+    napi_throw_type_error(env, NULL, "sessionSetting(sql: Buffer)");
+    return NULL;
+  }
+  char name[SETTING_NAME_MAX];
+  size_t len = pin_session_setting(sql, n, name);
+  napi_value v;
+  if (len) CHECK(napi_create_string_utf8(env, name, len, &v));
+  else CHECK(napi_get_null(env, &v));
+  return v;
+}
+
+/* messageVerdict(type, body | null, flags = 0) -> 0 safe, 1 pins, 2 unsure, 3 a setting the relay may keep: the pin fast path, for tests. */
 static napi_value message_verdict(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
@@ -709,6 +761,8 @@ static napi_value init(napi_env env, napi_value exports) {
     { "threadLoads", NULL, thread_loads_js, NULL, NULL, NULL, napi_default, NULL },
     { "moveSessions", NULL, move_sessions, NULL, NULL, NULL, napi_default, NULL },
     { "balance", NULL, balance_js, NULL, NULL, NULL, napi_default, NULL },
+    { "keptSettings", NULL, kept_settings_js, NULL, NULL, NULL, napi_default, NULL },
+    { "sessionSetting", NULL, session_setting_js, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_value state_len;
   napi_create_uint32(env, ST_LEN, &state_len);

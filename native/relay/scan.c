@@ -78,7 +78,68 @@ static void remember_unnamed(unnamed_parse_t *u, uint8_t type, const uint8_t *bo
   u->len = need;
 }
 
-size_t scan_client(scanner_t *s, double *state, const uint8_t *b, size_t n, int check_pins, int64_t max_len, unnamed_parse_t *unnamed) {
+void kept_clear(kept_t *k) {
+  for (int j = 0; j < k->n; j++) free(k->at[j].frame);
+  free(k->pending.frame);
+  memset(k, 0, sizeof *k);
+}
+
+static int kept_index(const kept_t *k, const char *name) {
+  for (int j = 0; j < k->n; j++)
+    if (strcmp(k->at[j].name, name) == 0) return j;
+  return -1;
+}
+
+/* A Query that pin_message_verdict calls PIN_SETTING, whole in the chunk: whether it may pass as the
+ * pending setting. Only when it is alone (nothing else in flight, outside a transaction block), so
+ * that the first ReadyForQuery to come is its own, and when the list has room for it once it has
+ * replaced its parameter's earlier value (then committing it cannot fail). */
+static int keep_pending(kept_t *k, const double *state, const uint8_t *body, size_t body_len) {
+  if (!k || k->pending.frame || state[ST_SYNCS] != 0 || state[ST_UNSYNCED] != 0 || state[ST_TX] != 'I' || body_len == 0) return 0;
+  char name[SETTING_NAME_MAX];
+  if (!pin_session_setting(body, body_len - 1, name)) return 0;
+  int j = kept_index(k, name);
+  size_t len = body_len + 5;
+  if ((j < 0 && k->n >= KEPT_MAX) || k->bytes + len - (j >= 0 ? k->at[j].len : 0) > KEPT_BYTES) return 0;
+  uint8_t *frame = malloc(len);
+  if (!frame) return 0; /* out of memory: TypeScript takes it */
+  uint32_t wire = (uint32_t)body_len + 4;
+  frame[0] = 'Q';
+  frame[1] = (uint8_t)(wire >> 24);
+  frame[2] = (uint8_t)(wire >> 16);
+  frame[3] = (uint8_t)(wire >> 8);
+  frame[4] = (uint8_t)wire;
+  memcpy(frame + 5, body, body_len);
+  memcpy(k->pending.name, name, sizeof name);
+  k->pending.frame = frame;
+  k->pending.len = len;
+  k->pending_failed = 0;
+  return 1;
+}
+
+/* The pending setting was answered: kept in place of its parameter's earlier value when it took
+ * effect, dropped otherwise. */
+static void resolve_pending(kept_t *k, double *state, int took_effect) {
+  kept_setting_t p = k->pending;
+  k->pending.frame = NULL;
+  k->pending_failed = 0;
+  if (!took_effect) {
+    free(p.frame);
+    return;
+  }
+  int j = kept_index(k, p.name);
+  if (j >= 0) {
+    free(k->at[j].frame);
+    k->bytes -= k->at[j].len;
+    memmove(k->at + j, k->at + j + 1, (size_t)(k->n - j - 1) * sizeof *k->at);
+    k->n--;
+  }
+  k->at[k->n++] = p; /* room: keep_pending checked it, and nothing else changes the list meanwhile */
+  k->bytes += p.len;
+  state[ST_RESET_ALL_NOOP] = 0; /* RESET ALL now undoes a setting TypeScript must forget */
+}
+
+size_t scan_client(scanner_t *s, double *state, const uint8_t *b, size_t n, int check_pins, int64_t max_len, unnamed_parse_t *unnamed, kept_t *kept) {
   size_t i = 0;
   while (i < n) {
     if (s->remaining > 0) {
@@ -97,7 +158,8 @@ size_t scan_client(scanner_t *s, double *state, const uint8_t *b, size_t n, int 
       size_t body = (size_t)len - 4;
       int whole = i + body <= n;
       int flags = state[ST_RESET_ALL_NOOP] != 0 ? PIN_RESET_ALL_NOOP : 0;
-      hand_over = pin_message_verdict(type, whole ? b + i : NULL, body, flags) != PIN_SAFE;
+      int verdict = pin_message_verdict(type, whole ? b + i : NULL, body, flags);
+      hand_over = verdict != PIN_SAFE && !(verdict == PIN_SETTING && keep_pending(kept, state, b + i, body));
     }
     if (hand_over) {
       *s = before;
@@ -111,15 +173,18 @@ size_t scan_client(scanner_t *s, double *state, const uint8_t *b, size_t n, int 
   return n;
 }
 
-int scan_server(scanner_t *scanner, double *state, const uint8_t *b, size_t n) {
+int scan_server(scanner_t *scanner, double *state, const uint8_t *b, size_t n, kept_t *kept) {
   scanner_t s = *scanner;
   double queries = state[ST_QUERIES], busy = state[ST_BUSY], tx = state[ST_TX], syncs = state[ST_SYNCS];
+  int pending = kept && kept->pending.frame, failed = pending && kept->pending_failed, answered = -1;
   size_t i = 0;
   while (i < n) {
     if (s.remaining > 0) {
       if (s.want_status) {
         s.want_status = 0;
         tx = b[i];
+        /* The pending setting was sent alone: this ReadyForQuery is its own. */
+        if (pending && answered < 0) answered = !failed && b[i] == 'I';
         if (syncs > 0) syncs--;
         busy = syncs > 0 || state[ST_UNSYNCED] != 0;
         queries++;
@@ -135,8 +200,11 @@ int scan_server(scanner_t *scanner, double *state, const uint8_t *b, size_t n) {
     if (len < 4) return 0;
     s.remaining = len - 4;
     if (type == 'Z' && s.remaining == 1) s.want_status = 1;
+    if (type == 'E' && pending && answered < 0) failed = 1;
   }
   *scanner = s;
+  if (answered >= 0) resolve_pending(kept, state, answered);
+  else if (pending) kept->pending_failed = failed;
   state[ST_QUERIES] = queries;
   state[ST_BUSY] = busy;
   state[ST_TX] = tx;

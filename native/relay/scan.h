@@ -4,6 +4,7 @@
 #define BATON_SCAN_H
 #include <stddef.h>
 #include <stdint.h>
+#include "pin.h"
 
 /* Layout of the shared Float64Array; keep in step with STATE in src/proxy/native-relay.ts. */
 enum {
@@ -37,17 +38,41 @@ typedef struct {
   int changed;    /* an unnamed Parse or a Query passed since the relay took the session */
 } unnamed_parse_t;
 
+/* Plain session settings (`SET name = value` as a Query while idle, pin_session_setting) that the
+ * relay keeps itself instead of handing the session back: confirmed ones (CommandComplete and a
+ * ReadyForQuery 'I' without an error) in the order they took effect, one per parameter, and the one
+ * sent and not yet answered. TypeScript adds them to its replay log with the handover. Beyond
+ * KEPT_MAX parameters or KEPT_BYTES, a setting goes to TypeScript as before. */
+#define KEPT_MAX 16
+#define KEPT_BYTES 65536
+typedef struct {
+  char name[SETTING_NAME_MAX];
+  uint8_t *frame; /* the Query message, type byte included */
+  size_t len;
+} kept_setting_t;
+typedef struct {
+  kept_setting_t at[KEPT_MAX];
+  int n;
+  size_t bytes;
+  kept_setting_t pending; /* frame NULL: none */
+  int pending_failed;     /* the server has sent an ErrorResponse for it */
+} kept_t;
+
+/** Frees every frame kept (pending included) and empties the list. */
+void kept_clear(kept_t *k);
+
 void scanner_load(scanner_t *s, const double *at);
 void scanner_store(const scanner_t *s, double *at);
 
 /** Client bytes: how many may be forwarded before the first message TypeScript must see (a
  * Terminate, a bad length, or with check_pins a message the pin fast path does not call safe). The
  * messages that start in them count in state's ST_SYNCS / ST_UNSYNCED / ST_BUSY; with check_pins,
- * unnamed Parses and Queries among them update *unnamed. */
-size_t scan_client(scanner_t *s, double *state, const uint8_t *b, size_t n, int check_pins, int64_t max_len, unnamed_parse_t *unnamed);
+ * unnamed Parses and Queries among them update *unnamed, and a plain session setting the relay may
+ * keep (see kept_t) passes as kept's pending one. */
+size_t scan_client(scanner_t *s, double *state, const uint8_t *b, size_t n, int check_pins, int64_t max_len, unnamed_parse_t *unnamed, kept_t *kept);
 
 /** Server bytes: 0 when they break the protocol (nothing changed), else 1 with ReadyForQuery status,
- * busy and query count updated in state. */
-int scan_server(scanner_t *s, double *state, const uint8_t *b, size_t n);
+ * busy and query count updated in state, and kept's pending setting kept or dropped once answered. */
+int scan_server(scanner_t *s, double *state, const uint8_t *b, size_t n, kept_t *kept);
 
 #endif

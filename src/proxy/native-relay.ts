@@ -35,6 +35,13 @@ export interface Handover {
   /** The last unnamed Parse the relay forwarded (null: a Query or Close destroyed it, or it was too
    * large to keep); absent when neither passed while the relay had the session. */
   unnamedParse?: Buffer | null;
+  /** Plain session settings (`SET name = value` Queries) the relay passed and the server confirmed,
+   * in the order they took effect, one per parameter; absent when none. */
+  keptSettings?: Buffer[];
+  /** Such a setting sent alone and not yet answered (its reply is still to come, or in fromServer),
+   * and whether an ErrorResponse for it has passed already. */
+  pendingSetting?: Buffer;
+  pendingSettingFailed?: boolean;
 }
 
 export type RelayHandle = { readonly __relay: unique symbol };
@@ -48,9 +55,14 @@ export interface NativeRelay {
   detach(handle: RelayHandle): Handover | null;
   /** How many relay threads to start with the first session; returns the number in use. */
   threads(n: number): number;
-  /** 0: the message leaves no session state; 1: it pins the session; 2: the native side cannot tell. */
-  /** flags: PIN_RESET_ALL_NOOP (1) as the relay takes it from STATE.resetAllIsNoop. */
-  messageVerdict(type: number, body: Buffer | null, flags?: number): 0 | 1 | 2;
+  /** 0: the message leaves no session state; 1: it pins the session; 2: the native side cannot tell;
+   * 3: a plain session setting the relay may keep itself (then handed over in keptSettings).
+   * flags: PIN_RESET_ALL_NOOP (1) as the relay takes it from STATE.resetAllIsNoop. */
+  messageVerdict(type: number, body: Buffer | null, flags?: number): 0 | 1 | 2 | 3;
+  /** The settings the relay keeps for a session it has now (a copy; they stay there). */
+  keptSettings(handle: RelayHandle): Buffer[];
+  /** The parameter a Query's SQL (no NUL) sets in the form the relay keeps, lower-cased, or null. */
+  sessionSetting(sql: Buffer): string | null;
   /** Per relay thread started: sessions it carries and its load (per mille of its last 100 ms window). */
   threadLoads(): ThreadLoad[];
   /** Thread `from` moves its sessions to `to` as they show activity, whatever the loads say. */

@@ -328,7 +328,7 @@ export class BatonProxy {
           queries: s.queries,
           moves: s.moves,
           pinned: s.pinned,
-          carried_state: s.kind === 'rw' && !s.pinned ? s.replayLog.summary() : null,
+          carried_state: s.carriedState,
           relay: s.native ? 'native' : 'typescript',
           handbacks: s.handbacks,
           held_bytes: s.heldBytes,

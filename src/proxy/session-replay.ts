@@ -6,7 +6,9 @@
 // statement that failed on the old server is not created on the new one. To match replies to
 // requests the TypeScript relay follows every message of a batch, from the first sent while the
 // session was idle to the ReadyForQuery that ends it (the session stays out of the native relay
-// meanwhile). Anything it cannot follow exactly pins the session, as before this log existed.
+// meanwhile). Anything it cannot follow exactly pins the session, as before this log existed. The
+// native relay keeps plain `SET name = value` Queries itself (scan.h, kept_t) and hands them over
+// with the session: keptByRelay and sentByRelay take them in.
 import { queryEffect, type QueryEffect } from './replay-sql.js';
 import { encodeMessage, encodeQuery } from './protocol-encode.js';
 import { cstring, messagePinReason, sqlPinReason } from './session-state.js';
@@ -44,6 +46,14 @@ const EMPTY_QUERY = 0x49; // 'I'
 const PORTAL_SUSPENDED = 0x73; // 's'
 
 const frameOf = (type: number, body: Buffer): Buffer => encodeMessage(String.fromCharCode(type), body);
+
+/** The parameter a Query frame the native relay kept sets, as queryEffect reads it; null if it is not
+ * exactly one (the relay's reading and this one disagree: a bug, which pins rather than guesses). */
+function relaySettingNames(frame: Buffer): string[] | null {
+  const effect = frame.length > 5 && frame[0] === 0x51 ? queryEffect(frame.toString('utf8', 5, frame.length - 1)) : null;
+  return effect?.kind === 'settings' && effect.names.length === 1 ? effect.names : null;
+}
+const UNREADABLE_RELAY_SETTING = 'a setting the native relay kept that the proxy reads otherwise';
 
 /** Settings that change what later statements may do: never folded into a later one. */
 const isBarrier = (name: string): boolean => name === 'role' || name === 'session_authorization';
@@ -84,15 +94,46 @@ export class SessionReplayLog {
     return this.entries.some((e) => e.kind === 'settings');
   }
 
-  /** For SHOW CLIENTS: "2 prepared statements, 1 setting", or null when there is nothing to carry. */
-  summary(): string | null {
-    const prepared = this.entries.filter((e) => e.kind === 'prepare').length;
-    const settings = this.entries.length - prepared;
+  /** For SHOW CLIENTS: "2 prepared statements, 1 setting", or null when there is nothing to carry;
+   * with the settings the native relay keeps for the session now (keptByRelay would add them). */
+  summary(relayKept: readonly Buffer[] = []): string | null {
+    let entries = this.entries;
+    if (relayKept.length > 0) {
+      const copy = new SessionReplayLog();
+      copy.entries = [...this.entries];
+      copy.bytes = this.bytes;
+      copy.keptByRelay(relayKept);
+      entries = copy.entries;
+    }
+    const prepared = entries.filter((e) => e.kind === 'prepare').length;
+    const settings = entries.length - prepared;
     const parts = [
       ...(prepared ? [`${prepared} prepared statement${prepared === 1 ? '' : 's'}`] : []),
       ...(settings ? [`${settings} setting${settings === 1 ? '' : 's'}`] : []),
     ];
     return parts.length ? parts.join(', ') : null;
+  }
+
+  /** Settings the native relay passed and the server confirmed while it had the session, in the
+   * order they took effect (Handover.keptSettings). Returns a pin reason or null. */
+  keptByRelay(frames: readonly Buffer[]): string | null {
+    for (const frame of frames) {
+      const names = relaySettingNames(frame);
+      if (!names) return UNREADABLE_RELAY_SETTING;
+      const reason = this.add({ kind: 'settings', names, frame });
+      if (reason) return reason;
+    }
+    return null;
+  }
+
+  /** A setting the native relay sent and handed over unanswered (Handover.pendingSetting): `failed`,
+   * its ErrorResponse has passed; `alone`, nothing was sent after it, so the replies still to come
+   * are its own and this log follows them. Returns a pin reason or null. */
+  sentByRelay(frame: Buffer, failed: boolean, alone: boolean): string | null {
+    if (!alone) return 'a setting sent in a pipeline the proxy could not follow';
+    const names = relaySettingNames(frame);
+    if (!names) return UNREADABLE_RELAY_SETTING;
+    return this.expect({ kind: 'query', effect: { kind: 'settings', names }, entry: { kind: 'settings', names, frame }, failed });
   }
 
   /** The session is on a new server, which has no unnamed statement or portal. */

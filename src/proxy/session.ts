@@ -302,6 +302,12 @@ export class Session {
   }
 
   /** Bytes held back from the server right now (a moving session's, or a transaction held for a switchover). */
+  /** For SHOW CLIENTS: what a move would carry (the settings the native relay keeps now included). */
+  get carriedState(): string | null {
+    if (this.kind !== 'rw' || this.pinned !== null) return null;
+    return this.replayLog.summary(this.relay ? this.hooks.nativeRelay!.keptSettings(this.relay) : []);
+  }
+
   get heldBytes(): number {
     let n = 0;
     for (const c of this.held) n += c.length;
@@ -410,6 +416,12 @@ export class Session {
   private resumeFrom(h: Handover): void {
     const server = this.server!;
     if (h.unnamedParse !== undefined) this.replayLog.unnamedParse = h.unnamedParse;
+    // Before any byte of fromClient or fromServer: the replies in them may be the pending setting's.
+    if (this.kind === 'rw' && this.pinned === null && h.keptSettings) this.pinned = this.replayLog.keptByRelay(h.keptSettings);
+    if (this.kind === 'rw' && this.pinned === null && h.pendingSetting) {
+      const alone = this.shared[STATE.syncs] === 1 && this.shared[STATE.unsynced] === 0;
+      this.pinned = this.replayLog.sentByRelay(h.pendingSetting, h.pendingSettingFailed === true, alone);
+    }
     this.clientScan!.loadFrom(this.shared, STATE.clientScan);
     this.serverScan!.loadFrom(this.shared, STATE.serverScan);
     resumeNodeReading(this.client);

@@ -243,8 +243,10 @@ export function proxySuite(mode: RelayMode): void {
     await carrying.query('CREATE ROLE replay_role; GRANT SELECT ON p TO replay_role');
     await carrying.query('SET ROLE replay_role');
     await carrying.query(Object.assign({ text: 'SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ' }, { queryMode: 'extended' }));
+    // A plain setting the native relay keeps itself until the move takes the session back.
+    await carrying.query('SET search_path = pg_catalog, public');
     const carryingRow = await clientRow(carrying, (r) => r.carried_state !== null && r.tx_status === 'I');
-    assert.equal(carryingRow.carried_state, '1 prepared statement, 4 settings');
+    assert.equal(carryingRow.carried_state, '1 prepared statement, 5 settings');
     assert.equal(carryingRow.pinned, null);
     const doomed = proxyClient('rw');
     await doomed.connect();
@@ -304,10 +306,10 @@ export function proxySuite(mode: RelayMode): void {
     assert.ok(!pinnedErrors.includes('committed'), 'the pinned session wrote nothing during the switchover');
     assert.ok(pinnedErrors.some((m) => /could not move.*statement mentions "temp"/.test(m)), `the pinned session is closed with the reason: ${JSON.stringify(pinnedErrors)}`);
     await pinned.end().catch(() => undefined);
-    const carried = await carrying.query<{ app: string; mem: string; role: string; isolation: string; port: number }>(
-      "SELECT current_setting('application_name') AS app, current_setting('work_mem') AS mem, current_user AS role, current_setting('transaction_isolation') AS isolation, inet_server_port() AS port",
+    const carried = await carrying.query<{ app: string; mem: string; role: string; isolation: string; path: string; port: number }>(
+      "SELECT current_setting('application_name') AS app, current_setting('work_mem') AS mem, current_user AS role, current_setting('transaction_isolation') AS isolation, current_setting('search_path') AS path, inet_server_port() AS port",
     );
-    assert.deepEqual(carried.rows[0], { app: 'carried', mem: '8MB', role: 'replay_role', isolation: 'repeatable read', port: newLeader.port });
+    assert.deepEqual(carried.rows[0], { app: 'carried', mem: '8MB', role: 'replay_role', isolation: 'repeatable read', path: 'pg_catalog, public', port: newLeader.port });
     assert.equal((await carrying.query<{ n: number }>(countP)).rows[0]!.n, 2, 'the prepared statement runs on the new leader');
     await carrying.end();
     await doomed.query('SELECT 1').catch((e: Error) => doomedErrors.push(e.message));
@@ -725,19 +727,34 @@ export function proxySuite(mode: RelayMode): void {
     assert.equal(row.pinned, null);
     assert.equal(row.carried_state, null);
     assert.equal(Number(row.handbacks), handbacks, `transaction-scoped settings, locks, cursors and a pool's reset stay on the ${expected} relay: ${JSON.stringify(row)}`);
-    // A setting and a named statement go through TypeScript, which keeps them for a move, and back.
+    // A plain setting stays on the native relay, which keeps it for a move; a named statement goes
+    // through TypeScript, which takes the kept setting with the session into its replay log.
     await c.query("SET application_name = 'carried mid-stream'");
+    row = await clientRow(c, (r) => r.relay === expected && r.queries === '16');
+    assert.equal(row.carried_state, '1 setting');
+    assert.equal(Number(row.handbacks), handbacks, `a plain setting stays on the ${expected} relay`);
     await c.query({ name: 'mid', text: 'SELECT $1::int AS n', values: [1] });
     row = await clientRow(c, (r) => r.relay === expected && r.queries === '17');
     assert.equal(row.pinned, null);
     assert.equal(row.carried_state, '1 prepared statement, 1 setting');
-    if (mode === 'native') assert.equal(Number(row.handbacks), handbacks + 2, 'the setting and the named statement were each handed to TypeScript');
+    if (mode === 'native') assert.equal(Number(row.handbacks), handbacks + 1, 'the named statement was handed to TypeScript');
     else assert.equal(Number(row.handbacks), 0, 'the TypeScript relay has nothing to hand back');
     // With a setting kept, the reset's RESET ALL goes to the replay log, which now resets it on a move too.
     await c.query(asyncpgReset);
     row = await clientRow(c, (r) => r.relay === expected && r.queries === '18');
     assert.equal(row.carried_state, '1 prepared statement, 2 settings');
-    if (mode === 'native') assert.equal(Number(row.handbacks), handbacks + 3);
+    if (mode === 'native') assert.equal(Number(row.handbacks), handbacks + 2);
+    // Schema-per-tenant apps set search_path with every request: kept natively, one value per
+    // parameter, and a setting the server refuses is not kept.
+    for (let i = 0; i < 6; i++) {
+      await c.query(`SET search_path = tenant_${i % 3}, public`);
+      assert.equal((await c.query("SELECT current_setting('search_path') AS path")).rows[0].path, `tenant_${i % 3}, public`);
+    }
+    await assert.rejects(c.query("SET statement_timeout = 'soon'"), /invalid value for parameter "statement_timeout"/);
+    row = await clientRow(c, (r) => r.relay === expected && r.queries === '31');
+    assert.equal(row.pinned, null);
+    assert.equal(row.carried_state, '1 prepared statement, 3 settings');
+    if (mode === 'native') assert.equal(Number(row.handbacks), handbacks + 2, `per-request settings stay on the native relay: ${JSON.stringify(row)}`);
     await c.query('LISTEN pinned_mid_stream');
     row = await clientRow(c, (r) => r.relay === expected && r.pinned !== null);
     assert.match(row.pinned!, /mentions "listen"/);

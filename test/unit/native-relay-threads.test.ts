@@ -5,8 +5,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import fc from 'fast-check';
-import { loadNativeRelay, socketFd, STATE, stopNodeReading, type Handover, type RelayHandle, type ThreadLoad } from '../../src/proxy/native-relay.js';
+import { loadNativeRelay, socketFd, STATE, type Handover, type RelayHandle, type ThreadLoad } from '../../src/proxy/native-relay.js';
 import { encodeCommandComplete, encodeQuery, encodeReadyForQuery } from '../../src/proxy/protocol-encode.js';
+import { readExactly, relaySockets } from '../helpers/loopback.js';
 
 const { relay, error } = loadNativeRelay();
 const { spill: SPILL, quiet: QUIET, pack: PACK } = relay?.balanceLimits ?? { spill: 0, quiet: 0, pack: 0 };
@@ -84,35 +85,6 @@ interface Pair {
   proxySides: net.Socket[];
 }
 
-function connected(server: net.Server): Promise<[net.Socket, net.Socket]> {
-  const { port } = server.address() as net.AddressInfo;
-  return new Promise((resolve, reject) => {
-    server.once('connection', (accepted: net.Socket) => resolve([outgoing, accepted]));
-    const outgoing = net.connect(port, '127.0.0.1');
-    outgoing.once('error', reject);
-  });
-}
-
-function readExactly(socket: net.Socket, n: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let got = 0;
-    const timer = setTimeout(() => finish(new Error(`timed out with ${got} of ${n} bytes`)), 5000);
-    const onData = (d: Buffer): void => {
-      chunks.push(d);
-      got += d.length;
-      if (got >= n) finish(null);
-    };
-    function finish(err: Error | null): void {
-      clearTimeout(timer);
-      socket.off('data', onData);
-      if (err) reject(err);
-      else resolve(Buffer.concat(chunks));
-    }
-    socket.on('data', onData);
-  });
-}
-
 describe('sessions moving between relay threads', { skip: !relay && (error ?? 'no relay') }, () => {
   const server = net.createServer();
   const pairs: Pair[] = [];
@@ -122,11 +94,7 @@ describe('sessions moving between relay threads', { skip: !relay && (error ?? 'n
     relay!.threads(2);
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     for (let i = 0; i < 4; i++) {
-      const [app, proxyClient] = await connected(server);
-      const [proxyServer, db] = await connected(server);
-      for (const s of [app, proxyClient, proxyServer, db]) s.setNoDelay(true);
-      stopNodeReading(proxyClient);
-      stopNodeReading(proxyServer);
+      const { app, proxyClient, proxyServer, db } = await relaySockets(server);
       const state = new Float64Array(new ArrayBuffer(STATE.length * 8));
       const handle = relay!.attach(socketFd(proxyClient)!, socketFd(proxyServer)!, state, false, 1 << 20, (h) => handbacks.push(h));
       pairs.push({ handle, app, db, proxySides: [proxyClient, proxyServer] });

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { loadNativeRelay, STATE } from '../../src/proxy/native-relay.js';
+import { queryEffect } from '../../src/proxy/replay-sql.js';
 import { messagePinReason } from '../../src/proxy/session-state.js';
 import { FrameScanner } from '../../src/proxy/scanner.js';
 
@@ -30,24 +31,29 @@ const fragment = fc.constantFrom(
   '_xact_loc', 'LOCK', 'fetch', 'MOVE', 'close',
   // What a pool sends when a connection is given back.
   'UNLISTEN', 'un', 'UN', 'pg_advisory_unlock_all()', '_unlock', 'RESET ALL', 'reset', 'all',
+  // Session settings the native relay keeps, and what comes close to them.
+  'SET search_path = tenant_1, public', 'set Application_Name TO ', 'SET SESSION ', 'session', ' TO ', 'to', '=', 'role', 'ROLE',
+  'session_authorization', 'TIME ZONE', 'time', 'a.b', 'app.$x', '.', 'characteristics', 'SET x=1', 'SET x',
   ' ', '  ', '\t', '\n', '\r\n', ';', ' ; ', ';;', '--', '-- c\n', '/*', '*/', '/* c */', 'é', '\u00a0', '\u0000', 'ＳＥＬＥＣＴ',
 );
 const sql = fc.array(fragment, { maxLength: 12 }).map((parts) => parts.join(''));
-const verdictName = ['safe', 'pins', 'unsure'];
+const verdictName = ['safe', 'pins', 'unsure', 'keeps'];
+type Verdict = 0 | 1 | 2 | 3;
 
 function cstr(s: string): Buffer {
   return Buffer.concat([Buffer.from(s, 'utf8'), Buffer.from([0])]);
 }
 
-/** Each SQL text as a Query, and as an unnamed Parse: the native verdict (0 safe, 1 pins, 2 unsure)
- * is the expected one, and where it is not "unsure" TypeScript's rule agrees. */
-function expectVerdicts(cases: [string, 0 | 1 | 2][]): void {
+/** Each SQL text as a Query, and as an unnamed Parse: the native verdict (0 safe, 1 pins, 2 unsure,
+ * 3 a setting the relay keeps, which pins as a Parse) is the expected one, and where it is not
+ * "unsure" TypeScript's rule agrees. */
+function expectVerdicts(cases: [string, Verdict][]): void {
   for (const [text, expected] of cases) {
     const body = cstr(text);
     assert.equal(relay!.messageVerdict(0x51, body), expected, JSON.stringify(text));
-    if (expected !== 2) assert.equal(messagePinReason(0x51, body) === null ? 0 : 1, expected, `TypeScript: ${JSON.stringify(text)}`);
+    if (expected !== 2) assert.equal(messagePinReason(0x51, body) === null ? 0 : 1, expected === 3 ? 1 : expected, `TypeScript: ${JSON.stringify(text)}`);
     const parse = Buffer.concat([cstr(''), body, Buffer.from([0, 0])]);
-    assert.equal(relay!.messageVerdict(0x50, parse), expected, `unnamed Parse: ${JSON.stringify(text)}`);
+    assert.equal(relay!.messageVerdict(0x50, parse), expected === 3 ? 1 : expected, `unnamed Parse: ${JSON.stringify(text)}`);
   }
 }
 
@@ -58,7 +64,9 @@ test('Query: where the native fast path decides, it decides as the TypeScript ru
       const v = relay!.messageVerdict(0x51, body);
       const reason = messagePinReason(0x51, body);
       if (v === 0) assert.equal(reason, null, `native: safe, TypeScript: ${reason} for ${JSON.stringify(text)}`);
-      if (v === 1) assert.notEqual(reason, null, `native: pins, TypeScript: safe for ${JSON.stringify(text)}`);
+      if (v === 1 || v === 3) assert.notEqual(reason, null, `native: pins, TypeScript: safe for ${JSON.stringify(text)}`);
+      // A setting the relay keeps is one TypeScript's replay log keeps, under the same name.
+      if (v === 3) assert.deepEqual(queryEffect(text), { kind: 'settings', names: [relay!.sessionSetting(Buffer.from(text))] }, JSON.stringify(text));
       // Plain ASCII without comments is always decided natively (the fast path is not "always unsure").
       if (/^[\x01-\x7f]*$/.test(text) && !text.includes('--') && !text.includes('/*')) assert.notEqual(verdictName[v], 'unsure', JSON.stringify(text));
       // Comments too: an application that tags its queries with comments keeps its sessions on the native relay.
@@ -84,7 +92,7 @@ test('Query with comments: decided as the TypeScript rule, which strips block co
 });
 
 test('Query with text beyond ASCII: decided natively, except where a Unicode space may come before the first word', () => {
-  const cases: [string, 0 | 1 | 2][] = [
+  const cases: [string, Verdict][] = [
     ["SELECT 'café'", 0],
     ["INSERT INTO t VALUES ('ＳＥＴ')", 0],
     ["UPDATE t SET a = 'é' -- é\n", 0],
@@ -98,16 +106,16 @@ test('Query with text beyond ASCII: decided natively, except where a Unicode spa
 });
 
 test('transaction-scoped settings stay on the native relay, decided as the TypeScript rule', () => {
-  const cases: [string, 0 | 1 | 2][] = [
+  const cases: [string, Verdict][] = [
     ["SET LOCAL app.tenant = '42'", 0],
     ['set Local role web', 0],
     ['BEGIN; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; SELECT 1', 0],
     ['SET CONSTRAINTS ALL DEFERRED', 0],
     ['SET\tLOCAL\nx = 1', 0],
     ["SET LOCALé = 1", 0], // no word boundary in TypeScript's ASCII \b either: then PostgreSQL rejects it
-    ['SET local_x = 1', 1],
-    ['SET LOCAL2 = 1', 1],
-    ['SET x = 1', 1],
+    ['SET local_x = 1', 3],
+    ['SET LOCAL2 = 1', 3],
+    ['SET x = 1', 3],
     ['SET', 1],
     ['SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY', 1],
     ['SET\u00a0LOCAL x = 1', 2],
@@ -131,7 +139,7 @@ test('transaction-scoped settings stay on the native relay, decided as the TypeS
 });
 
 test('locks and cursors that end with the transaction stay on the native relay, decided as the TypeScript rule', () => {
-  const cases: [string, 0 | 1 | 2][] = [
+  const cases: [string, Verdict][] = [
     ['LOCK TABLE t IN ACCESS EXCLUSIVE MODE', 0],
     ['SELECT pg_advisory_xact_lock(42)', 0],
     ['select pg_try_advisory_xact_lock_shared(1, 2)', 0],
@@ -179,6 +187,7 @@ test('undoing what an unpinned session cannot hold stays on the native relay; RE
     ['RESET work_mem', 1],
     ['RESET', 1],
     ['RESET ALL; SET x = 1', 1],
+    ['SET x = 1', 3],
   ] as const) {
     assert.equal(relay!.messageVerdict(0x51, cstr(text), 1), expected, `with no settings logged: ${JSON.stringify(text)}`);
   }
@@ -190,6 +199,48 @@ test('undoing what an unpinned session cannot hold stays on the native relay; RE
     }),
     { numRuns: 1000 },
   );
+});
+
+test('plain session settings: the native relay keeps them (verdict 3) under the name the replay log in TypeScript gives them', () => {
+  const cases: [string, string | null][] = [
+    ['SET search_path = tenant_7, public', 'search_path'],
+    ["set  session\tApplication_Name TO 'web'", 'application_name'],
+    ["SET app.tenant_id = '42';;  ", 'app.tenant_id'],
+    ["SET timezone TO 'UTC'", 'timezone'],
+    ['SET statement_timeout=0', 'statement_timeout'],
+    ['SET x$y = 1', 'x$y'],
+    ['SET role = web', null], // barriers in the replay log: TypeScript keeps those itself
+    ['SET SESSION AUTHORIZATION web', null],
+    ['SET session_authorization = web', null],
+    ['SET LOCAL x = 1', null],
+    ['SET TIME ZONE UTC', null],
+    ['SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY', null],
+    ['SET x = 1; SELECT 1', null],
+    ["SET application_name = 'a;b'", null],
+    ['SET x = 1 -- c', null],
+    ['SET /* c */ x = 1', null],
+    ["SET application_name = 'é'", null],
+    ['SET x', null],
+    ['SETx = 1', null],
+    ['SET x.y.z = 1', null],
+    [`SET ${'a'.repeat(64)} = 1`, null],
+    ["SET application_name = 'temp'", null], // a risky word: TypeScript pins it
+  ];
+  for (const [text, name] of cases) {
+    assert.equal(relay!.sessionSetting(Buffer.from(text)), name, JSON.stringify(text));
+    assert.equal(relay!.messageVerdict(0x51, cstr(text)) === 3, name !== null, `verdict: ${JSON.stringify(text)}`);
+    if (name !== null) assert.deepEqual(queryEffect(text), { kind: 'settings', names: [name] }, `TypeScript: ${JSON.stringify(text)}`);
+  }
+  let kept = 0;
+  fc.assert(
+    fc.property(sql, (text) => {
+      const v = relay!.messageVerdict(0x51, cstr(text));
+      assert.equal(v === 3, relay!.sessionSetting(Buffer.from(text)) !== null, JSON.stringify(text));
+      if (v === 3) kept++;
+    }),
+    { numRuns: 3000 },
+  );
+  assert.ok(kept > 0, 'the fuzz reaches settings the relay keeps');
 });
 
 test('Parse: unnamed statements follow their SQL, named ones and malformed ones pin', () => {

@@ -342,3 +342,30 @@ test('RESET ALL enters the log only when a setting is kept (the native relay pas
   reply(log, 'C', 'ZI');
   assert.deepEqual(kept(log), ['settings:*']);
 });
+
+test('settings the native relay kept enter the log as if TypeScript had seen them, and one it sent unanswered is followed', () => {
+  const frame = (sql: string) => Buffer.concat([Buffer.from([Q, 0, 0, 0, 0]), query(sql)]);
+  const log = new SessionReplayLog();
+  log.clientMessage(P, parse('s', 'SELECT 1'), false);
+  log.clientMessage(S, Buffer.alloc(0), false);
+  reply(log, '1', 'ZI');
+  assert.equal(log.summary([frame('SET search_path = a'), frame('SET work_mem = 1')]), '1 prepared statement, 2 settings', 'a look without taking them in');
+  assert.deepEqual(kept(log), ['prepare:s']);
+  assert.equal(log.keptByRelay([frame('SET search_path = a'), frame('SET work_mem = 1')]), null);
+  assert.equal(log.keptByRelay([frame('SET search_path = b')]), null);
+  assert.deepEqual(kept(log), ['prepare:s', 'settings:work_mem', 'settings:search_path'], 'set again after the Parse: replaced');
+  assert.equal(log.summary([frame('SET search_path = c')]), '1 prepared statement, 2 settings');
+  assert.match(log.replay.at(-1)!.frame.toString(), /search_path = b/);
+  // Unanswered: the replies still to come decide, an error that passed already included.
+  assert.equal(log.sentByRelay(frame('SET statement_timeout = 5'), false, true), null);
+  assert.ok(log.following);
+  assert.deepEqual(reply(log, 'C', 'ZI'), [null, null]);
+  assert.deepEqual(kept(log).at(-1), 'settings:statement_timeout');
+  assert.equal(log.sentByRelay(frame('SET lock_timeout = 5'), true, true), null);
+  reply(log, 'ZI');
+  assert.notEqual(kept(log).at(-1), 'settings:lock_timeout', 'its error passed in the native relay');
+  // What the log cannot follow or read pins.
+  assert.match(log.sentByRelay(frame('SET lock_timeout = 5'), false, false)!, /pipeline/);
+  assert.match(new SessionReplayLog().keptByRelay([frame('SET a = 1; SELECT 1')])!, /native relay kept/);
+  assert.match(new SessionReplayLog().keptByRelay([Buffer.from('Q')])!, /native relay kept/);
+});
