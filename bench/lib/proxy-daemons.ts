@@ -182,7 +182,7 @@ export function versions(): { haproxy: string; pgbouncer: string; pgbench: strin
     try {
       return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0]!.trim();
     } catch (err) {
-      throw new BenchAbort(`${cmd} is not usable (${(err as Error).message.split('\n')[0]}); run scripts/install-bench-deps.sh`);
+      throw new BenchAbort(`${cmd} is not usable (${(err as Error).message.split('\n')[0]}); run scripts/install-deps.sh --bench`);
     }
   };
   return { haproxy: first('haproxy', ['-v']), pgbouncer: first('pgbouncer', ['--version']), pgbench: first('pgbench', ['--version']) };

@@ -12,9 +12,10 @@ export const WORKLOADS = ['select-only', 'simple-update'] as const;
  * Also: the per-request transaction of row-level-security apps (`SET LOCAL` a tenant, read, commit)
  * and of PostgREST (`set_config(..., true)` for the request's claims, read, commit). Both change
  * only transaction-scoped state, so a proxy may keep such sessions movable and unpinned. And
- * pool-reset: a read, then the statement asyncpg's pool sends when a connection is given back.
+ * pool-reset: a read, then the statement asyncpg's pool sends when a connection is given back. And
+ * search-path: a schema-per-tenant app's request, a session-level `SET search_path` then a read.
  */
-export const ALL_WORKLOADS = [...WORKLOADS, 'set-local', 'set-config', 'pool-reset'] as const;
+export const ALL_WORKLOADS = [...WORKLOADS, 'set-local', 'set-config', 'pool-reset', 'search-path'] as const;
 export type Workload = (typeof ALL_WORKLOADS)[number];
 
 /** pgbench's accounts at the scale bench/proxy.ts loads (-s 10); custom scripts get no :scale of their own. */
@@ -39,6 +40,12 @@ const SCRIPTS: Partial<Record<Workload, string>> = {
     'SELECT abalance FROM pgbench_accounts WHERE aid = :aid;',
     // One Query, as asyncpg sends it (in a pgbench script a backslash before ';' joins statements).
     'SELECT pg_advisory_unlock_all()\\; CLOSE ALL\\; UNLISTEN *\\; RESET ALL;',
+  ].join('\n'),
+  'search-path': [
+    `\\set aid random(1, ${ACCOUNTS})`,
+    '\\set tenant random(1, 4)',
+    'SET search_path = tenant_:tenant, public;',
+    'SELECT abalance FROM pgbench_accounts WHERE aid = :aid;',
   ].join('\n'),
 };
 
