@@ -301,13 +301,13 @@ export class Session {
     }
   }
 
-  /** Bytes held back from the server right now (a moving session's, or a transaction held for a switchover). */
   /** For SHOW CLIENTS: what a move would carry (the settings the native relay keeps now included). */
   get carriedState(): string | null {
     if (this.kind !== 'rw' || this.pinned !== null) return null;
     return this.replayLog.summary(this.relay ? this.hooks.nativeRelay!.keptSettings(this.relay) : []);
   }
 
+  /** Bytes held back from the server right now (a moving session's, or a transaction held for a switchover). */
   get heldBytes(): number {
     let n = 0;
     for (const c of this.held) n += c.length;
