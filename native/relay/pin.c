@@ -296,11 +296,6 @@ static int set_form_at(const uint8_t *s, size_t n, size_t at) {
 }
 
 size_t pin_session_setting(const uint8_t *s, size_t n, char name[SETTING_NAME_MAX]) {
-  for (size_t i = 0; i < n; i++) {
-    if (s[i] == 0 || s[i] >= 0x80) return 0;
-    if (RISKY_START[s[i]] && risky_at(s, n, i, RISKY_START[s[i]]) >= 0) return 0; /* settingNames' RISKY test */
-  }
-  if (has_comment(s, n)) return 0;
   static const word_t SET_WORD[] = { WORD("SET") }, SESSION_WORD[] = { WORD("SESSION") };
   size_t i = 0;
   while (i < n && is_space(s[i])) i++;
@@ -334,6 +329,12 @@ size_t pin_session_setting(const uint8_t *s, size_t n, char name[SETTING_NAME_MA
     for (const uint8_t *p = semicolon; p < s + n; p++)
       if (*p != ';' && !is_space(*p)) return 0;
   }
+  /* Last, as they read the whole text: most pinning Queries are no SET and are turned away above. */
+  for (size_t k = 0; k < n; k++) {
+    if (s[k] == 0 || s[k] >= 0x80) return 0;
+    if (RISKY_START[s[k]] && risky_at(s, n, k, RISKY_START[s[k]]) >= 0) return 0; /* settingNames' RISKY test */
+  }
+  if (has_comment(s, n)) return 0;
   return name_len;
 }
 
