@@ -27,7 +27,7 @@ const schema = z
     connect_timeout: z.number().positive().max(60).default(3),
     max_message_length: z.number().int().min(1024).default(256 * 1024 * 1024),
     tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict().optional(),
-    /** Passwords the proxy may use to log in as these users when it moves an idle session to a new leader. */
+    /** Passwords the proxy may use to log in as these users when it moves an idle session (a new leader; a replica that takes read-only sessions). */
     auth_users: z.record(z.string().min(1), z.string().min(1)).default({}),
     /** auto: the native relay when it is built, else TypeScript; native: refuse to start without it. */
     relay: z.enum(['auto', 'native', 'js']).default('auto'),

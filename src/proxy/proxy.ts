@@ -12,7 +12,7 @@ import type { ClusterView, MemberRecord } from '../dcs/types.js';
 import { BatonError, ConfigError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import type { ProxyConfig } from './config.js';
-import { readCandidates, readTarget, replayLag, writeTarget, type Target } from './router.js';
+import { publishedPosition, readCandidates, readSessionMove, readTarget, replayLag, writeTarget, type Target } from './router.js';
 import { RouteRefused, Session, type ListenerKind, type SessionHooks } from './session.js';
 import { startAdminConsole, type AdminBackend, type PoolNodeRow } from './admin.js';
 import { loadNativeRelay, type NativeRelay, type RelayMode } from './native-relay.js';
@@ -66,7 +66,8 @@ export class BatonProxy {
     private readonly log: Logger,
   ) {
     this.hooks = {
-      route: (kind) => this.route(kind),
+      route: (kind, maxWaitMs) => this.route(kind, maxWaitMs),
+      publishedPosition: (member) => publishedPosition(this.view, member),
       register: (s) => this.register(s),
       unregister: (s) => this.unregister(s),
       cancel: (pid, secret) => this.cancel(pid, secret),
@@ -151,6 +152,7 @@ export class BatonProxy {
     // waiting for a route may find one now (a leader now running, a replica back within the lag).
     this.view = withMemberChange(this.view, change);
     this.wake();
+    this.moveReadSessions();
   }
 
   /** From the revision after the current view, so no change between reading it and watching is lost. */
@@ -171,6 +173,7 @@ export class BatonProxy {
    * agents publish positions every second under writes) reading the view again adds nothing: under
    * load this skips a read a second, CPU that the relay threads wait for. */
   private safetyPoll(): void {
+    this.moveReadSessions(); // also the sessions that were busy when the view last changed
     if (!this.lastReadFailed && Date.now() - this.lastWatchChangeAt < SAFETY_POLL_MS) return;
     const before = this.view;
     const readAt = Date.now();
@@ -225,6 +228,21 @@ export class BatonProxy {
     }
     this.holdFor(view.switchover?.requestedAt ?? null);
     this.wake();
+    this.moveReadSessions();
+  }
+
+  /** Read-only sessions leave a member that no longer takes new ones, when idle (router.ts). */
+  private moveReadSessions(): void {
+    if (this.paused) return;
+    const now = Date.now();
+    const verdicts = new Map<string, string | null>(); // per member: the same for all its sessions
+    for (const s of this.sessions) {
+      if (s.kind !== 'ro' || !s.member || s.isMoving || now < s.moveRetryAt || !s.canMove()) continue;
+      const name = s.member.name;
+      if (!verdicts.has(name)) verdicts.set(name, readSessionMove(this.view, this.cfg, name));
+      const reason = verdicts.get(name);
+      if (reason) void s.move(reason);
+    }
   }
 
   /** While a switchover runs, the next transaction of every movable read-write session waits for the
@@ -272,8 +290,8 @@ export class BatonProxy {
     return readTarget(this.view, this.cfg, (n) => this.selectCount.get(n) ?? 0);
   }
 
-  async route(kind: ListenerKind): Promise<MemberRecord> {
-    const deadline = Date.now() + this.cfg.pauseTimeoutMs;
+  async route(kind: ListenerKind, maxWaitMs = this.cfg.pauseTimeoutMs): Promise<MemberRecord> {
+    const deadline = Date.now() + maxWaitMs;
     for (;;) {
       const t = this.target(kind);
       if ('member' in t) {
@@ -282,7 +300,7 @@ export class BatonProxy {
       }
       if ('refuse' in t) throw new RouteRefused(t.refuse);
       const left = deadline - Date.now();
-      if (left <= 0) throw new RouteRefused(`${t.wait}; gave up after ${this.cfg.pauseTimeoutMs / 1000} s (pause_timeout)`);
+      if (left <= 0) throw new RouteRefused(maxWaitMs === this.cfg.pauseTimeoutMs ? `${t.wait}; gave up after ${this.cfg.pauseTimeoutMs / 1000} s (pause_timeout)` : t.wait);
       await this.waitForChange(Math.min(left, 250));
     }
   }

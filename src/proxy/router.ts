@@ -1,6 +1,7 @@
 // Where a new session goes, decided from the etcd view alone (pure, unit-tested).
 // Read-write: the member that holds the leader key and reports itself a running primary.
-// Read-only: streaming replicas whose replay is within the lag limit, balanced by weight.
+// Read-only: streaming replicas whose replay is within the lag limit, balanced by weight; a
+// read-only session on a member that no longer qualifies leaves it once a replica does.
 import type { ClusterView, MemberRecord } from '../dcs/types.js';
 
 export interface RouterSettings {
@@ -69,4 +70,31 @@ export function readTarget(view: ClusterView | null, s: RouterSettings, selectCo
     }
   }
   return { member: best };
+}
+
+/** Why a read-only session on `member` should leave it, or null: it stays. It leaves when a new
+ * read-only session would go elsewhere: its member is the leader now, lagging, not streaming, excluded
+ * by its tags or gone, and a replica qualifies (or, with the fallback, the leader does). With nowhere
+ * better to go it stays, as an existing session is not refused. */
+export function readSessionMove(view: ClusterView | null, s: RouterSettings, member: string): string | null {
+  if (!view) return null;
+  const candidates = readCandidates(view, s);
+  if (candidates.some((m) => m.name === member)) return null;
+  const m = view.members.find((x) => x.name === member);
+  const leader = view.leader?.name;
+  if (candidates.length === 0 && (!s.readOnlyFallbackToLeader || member === leader || !('member' in writeTarget(view)))) return null;
+  if (!m) return `${member} left the cluster`;
+  if (m.name === leader) return `${member} is the leader and a replica takes read-only sessions`;
+  if (m.tags.noloadbalance || m.tags.weight <= 0) return `${member} takes no read-only sessions (noloadbalance or weight 0)`;
+  if (m.role !== 'replica' || m.state !== 'streaming') return `${member} is ${m.state}, not a streaming replica`;
+  const lag = replayLag(view, m);
+  if (lag === null) return `${member}'s replay position is unknown`;
+  return `${member}'s replay is ${lag} bytes behind, past max_replication_lag (${s.maxReplicationLag})`;
+}
+
+/** The WAL position a member last published: the leader's written position, a replica's replayed one. */
+export function publishedPosition(view: ClusterView | null, member: string): number | null {
+  const m = view?.members.find((x) => x.name === member);
+  if (!m) return null;
+  return m.name === view?.leader?.name ? m.receivedLsn : (m.replayedLsn ?? m.receivedLsn);
 }

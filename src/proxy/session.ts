@@ -2,9 +2,10 @@
 // message (to answer SSL/GSSENC requests, route cancels, and swap the server's BackendKeyData for
 // one the proxy issues); after the first ReadyForQuery bytes are forwarded as they come, with a
 // scanner that only tracks message boundaries and the transaction status.
-// An idle read-write session whose state the proxy can rebuild can be moved to a new leader: the
-// proxy logs in there on the client's behalf, prepares its statements and makes its settings again
-// (session-replay.ts), and the client never notices (see move()).
+// An idle session whose state the proxy can rebuild can be moved to another server: the proxy logs
+// in there on the client's behalf, prepares its statements and makes its settings again
+// (session-replay.ts), and the client never notices (see move()). Read-write sessions follow the
+// leader; read-only ones leave a member that no longer takes them (router.ts readSessionMove).
 // Once active, a plain-TCP session is handed to the native relay when it is built (native/relay):
 // the bytes then flow without entering JavaScript until the relay hands the session back (handOff,
 // onHandback, takeBack); counters and transaction status live in a Float64Array both sides share.
@@ -19,6 +20,8 @@ import { FrameError, FrameScanner } from './scanner.js';
 import { countAnswered, countSent } from './in-flight.js';
 import { loginToServer } from './server-login.js';
 import { ReplayFailed, replaySessionState } from './server-replay.js';
+import { reachesPosition, serverPosition } from './read-position.js';
+import { formatLsn } from '../util/lsn.js';
 import { SessionReplayLog } from './session-replay.js';
 import { connectServer, isFatal } from './server-connect.js';
 
@@ -34,8 +37,10 @@ export class RouteRefused extends Error {
 }
 
 export interface SessionHooks {
-  /** Picks the member for a new session; may wait (switchover, no leader) up to the pause timeout. */
-  route(kind: ListenerKind): Promise<MemberRecord>;
+  /** Picks the member for a new session; may wait (switchover, no leader) up to the pause timeout, or `maxWaitMs`. */
+  route(kind: ListenerKind, maxWaitMs?: number): Promise<MemberRecord>;
+  /** The WAL position a member last published (replayed, or written by the leader), or null. */
+  publishedPosition(member: string): number | null;
   register(s: Session): { pid: number; secret: number };
   unregister(s: Session): void;
   cancel(pid: number, secret: number): Promise<void>;
@@ -58,6 +63,10 @@ export interface SessionHooks {
 let nextId = 1;
 /** Bytes of a held transaction kept in memory before the client is paused. */
 const HELD_TX_LIMIT = 1 << 20;
+/** How long a read-only session's new server may take to replay what the old one had. */
+const READ_CATCH_UP_MS = 2000;
+/** After a read-only session could not move, how long before it is tried again. */
+const READ_MOVE_RETRY_MS = 10_000;
 
 export class Session {
   readonly id = nextId++;
@@ -69,9 +78,11 @@ export class Session {
   moves = 0;
   /** Times the native relay gave the session to TypeScript (a message it does not decide alone). */
   handbacks = 0;
+  /** A read-only session that could not move is not tried again before this time. */
+  moveRetryAt = 0;
   /** Why this session cannot be moved to another server, once it did something that ties it to one. */
   pinned: string | null = null;
-  /** What a move runs again on the new server (read-write sessions that are not pinned). */
+  /** What a move runs again on the new server (sessions that are not pinned). */
   readonly replayLog = new SessionReplayLog();
   /** Counters and status, shared with the native relay while it has the session. */
   private readonly shared = new Float64Array(new ArrayBuffer(STATE.length * 8)); // off the V8 heap: the native relay keeps a pointer to it
@@ -95,6 +106,8 @@ export class Session {
   private pausedForHold = false;
   private serverKey: { pid: number; secret: number } | null = null;
   private server: net.Socket | null = null;
+  /** The server a moving read-only session leaves, kept until another has taken over. */
+  private leaving: net.Socket | null = null;
   private serverScan: FrameScanner | null = null;
 
   constructor(
@@ -230,7 +243,7 @@ export class Session {
     this.clientScan = new FrameScanner(this.hooks.maxMessageLength, {
       onMessage: (type, _length, body) => {
         if (type === 0x58 /* X: Terminate */) this.terminating = true;
-        if (this.kind === 'rw' && !this.pinned) this.pinned = this.replayLog.clientMessage(type, body, this.busy);
+        if (!this.pinned) this.pinned = this.replayLog.clientMessage(type, body, this.busy);
         if (this.state === 'active') countSent(this.shared, type);
       },
     });
@@ -303,7 +316,7 @@ export class Session {
 
   /** For SHOW CLIENTS: what a move would carry (the settings the native relay keeps now included). */
   get carriedState(): string | null {
-    if (this.kind !== 'rw' || this.pinned !== null) return null;
+    if (this.pinned !== null) return null;
     return this.replayLog.summary(this.relay ? this.hooks.nativeRelay!.keptSettings(this.relay) : []);
   }
 
@@ -330,9 +343,9 @@ export class Session {
     if (server !== this.server) return;
     if (this.state === 'active') {
       // Unsolicited data on an idle movable session is the server saying goodbye when it is a
-      // FATAL error, or while the leader changes: keep it from the client, whose session will move.
-      // A session holding its next transaction hears from the proxy instead (see fail()).
-      if (!this.busy && (this.canMove() || this.heldTx.length > 0) && (isFatal(chunk) || this.hooks.leaderInFlux())) return;
+      // FATAL error, or (read-write) while the leader changes: keep it from the client, whose session
+      // will move. A session holding its next transaction hears from the proxy instead (see fail()).
+      if (!this.busy && (this.canMove() || this.heldTx.length > 0) && (isFatal(chunk) || (this.kind === 'rw' && this.hooks.leaderInFlux()))) return;
       this.toClient(chunk);
       return this.scheduleHandOff();
     }
@@ -358,7 +371,7 @@ export class Session {
 
   /** The replay log follows a batch: its replies must be matched to its requests here. */
   private followsReplies(): boolean {
-    return this.kind === 'rw' && this.pinned === null && this.replayLog.following;
+    return this.pinned === null && this.replayLog.following;
   }
 
   private scheduleHandOff(): void {
@@ -376,7 +389,7 @@ export class Session {
     const server = this.server;
     if (!native || this.relay || this.ending || this.state !== 'active' || this.moving || this.connecting || this.terminating) return;
     if (!server || !this.serverScan || !this.clientScan || this.held.length > 0 || this.heldTx.length > 0 || this.hooks.holdingTransactions()) return;
-    if (this.kind === 'rw' && this.pinned === null && this.replayLog.needsTypeScript) return; // scheduled again by the reply that ends the batch
+    if (this.pinned === null && this.replayLog.needsTypeScript) return; // scheduled again by the reply that ends the batch
     if (this.client.writableLength || server.writableLength || this.client.readableLength || server.readableLength) return;
     const clientFd = socketFd(this.client);
     const serverFd = socketFd(server);
@@ -386,7 +399,7 @@ export class Session {
     this.clientScan.saveTo(this.shared, STATE.clientScan);
     this.serverScan.saveTo(this.shared, STATE.serverScan);
     try {
-      const checkPins = this.kind === 'rw' && this.pinned === null;
+      const checkPins = this.pinned === null;
       this.shared[STATE.resetAllIsNoop] = this.replayLog.holdsSettings ? 0 : 1;
       this.relay = native.attach(clientFd, serverFd, this.shared, checkPins, this.hooks.maxMessageLength, (h) => this.onHandback(h));
     } catch (err) {
@@ -417,8 +430,8 @@ export class Session {
     const server = this.server!;
     if (h.unnamedParse !== undefined) this.replayLog.unnamedParse = h.unnamedParse;
     // Before any byte of fromClient or fromServer: the replies in them may be the pending setting's.
-    if (this.kind === 'rw' && this.pinned === null && h.keptSettings) this.pinned = this.replayLog.keptByRelay(h.keptSettings);
-    if (this.kind === 'rw' && this.pinned === null && h.pendingSetting) {
+    if (this.pinned === null && h.keptSettings) this.pinned = this.replayLog.keptByRelay(h.keptSettings);
+    if (this.pinned === null && h.pendingSetting) {
       const alone = this.shared[STATE.syncs] === 1 && this.shared[STATE.unsynced] === 0;
       this.pinned = this.replayLog.sentByRelay(h.pendingSetting, h.pendingSettingFailed === true, alone);
     }
@@ -480,7 +493,12 @@ export class Session {
    * that cannot move is held too, so that it is closed with nothing of that transaction run, rather
    * than cut off in the middle of it when the old leader stops. */
   private idleReadWrite(): boolean {
-    return this.kind === 'rw' && this.state === 'active' && !this.busy && !this.moving && !this.terminating && this.txStatus === 'I' && !this.replayLog.following;
+    return this.kind === 'rw' && this.idle();
+  }
+
+  /** Between transactions, with nothing in flight either way. */
+  private idle(): boolean {
+    return this.state === 'active' && !this.busy && !this.moving && !this.terminating && this.txStatus === 'I' && !this.replayLog.following;
   }
 
   /** A read-write session that would follow a leader change once idle (for SHOW STATS). */
@@ -490,26 +508,37 @@ export class Session {
 
   /** Idle, outside a transaction, with no state the proxy cannot rebuild, and the proxy may log in as this user. */
   canMove(): boolean {
-    return this.idleReadWrite() && this.pinned === null && this.hooks.credentials(this.user) !== null;
+    return this.idle() && this.pinned === null && this.hooks.credentials(this.user) !== null;
   }
 
-  /** Re-attaches this idle session to the current leader; the client sees nothing but a pause. */
+  /** Re-attaches this idle session to another server; the client sees nothing but a pause. A
+   * read-write session goes to the current leader. A read-only one goes where a new read-only session
+   * would, to a server that has replayed at least what its old one had (the client never reads back in
+   * time), and stays where it is when no server will do. */
   async move(reason: string): Promise<void> {
     if (!this.canMove()) return;
     this.takeBack();
     // The native relay may have forwarded a query since canMove() looked: such a session stays put.
-    if (!this.canMove()) return this.fail('57P01', `baton proxy: the leader changed (${reason}) as a query started; reconnect to continue`);
+    if (!this.canMove()) {
+      if (this.kind === 'ro') return this.scheduleHandOff(); // looked at again when next idle
+      return this.fail('57P01', `baton proxy: the leader changed (${reason}) as a query started; reconnect to continue`);
+    }
     this.moving = true;
+    const from = this.member?.name;
     const old = this.server;
     this.server = null;
-    old?.destroy();
-    const from = this.member?.name;
+    // A read-only session keeps its server until another has taken over.
+    if (this.kind === 'ro' && old && !old.destroyed) this.leaving = old;
+    else old?.destroy();
+    const floor = this.kind === 'ro' ? await this.readFloor(from) : null;
     const deadline = Date.now() + this.hooks.pauseTimeoutMs;
     let lastError = 'no attempt';
     // The leader may be restarting in place or still being elected: try until the pause timeout.
     while (!this.isClosed() && Date.now() < deadline) {
       try {
-        const target = await this.hooks.route('rw');
+        // A read-only session that still has its server does not wait for a better one.
+        const target = await this.hooks.route(this.kind, this.leaving ? 0 : undefined);
+        if (this.leaving && target.name === from) throw new Error(`${from} takes new read-only sessions again`);
         const login = await loginToServer({
           host: target.host,
           port: target.port,
@@ -519,12 +548,15 @@ export class Session {
         });
         try {
           await replaySessionState(login.socket, this.replayLog.replay, this.replayLog.unnamedParse, this.hooks.connectTimeoutMs);
+          if (floor !== null && !(await reachesPosition(login.socket, floor, Date.now() + READ_CATCH_UP_MS, this.hooks.connectTimeoutMs))) {
+            throw new Error(`${target.name} did not replay up to ${formatLsn(floor)}, where ${from} was, within ${READ_CATCH_UP_MS} ms`);
+          }
         } catch (err) {
           login.socket.destroy();
           // The same statements would fail the same way on any server: the session cannot follow.
-          if (err instanceof ReplayFailed) {
+          if (err instanceof ReplayFailed && !this.leaving) {
             this.moving = false;
-            return this.fail('08006', `baton proxy: the leader changed (${reason}) and the session could not follow: restoring ${err.entry} on ${target.name} failed: ${err.serverError}`);
+            return this.fail('08006', `baton proxy: ${this.whyMoving(reason)} and the session could not follow: restoring ${err.entry} on ${target.name} failed: ${err.serverError}`);
           }
           throw err;
         }
@@ -532,6 +564,8 @@ export class Session {
           login.socket.destroy();
           return;
         }
+        this.leaving?.destroy();
+        this.leaving = null;
         this.member = target;
         this.serverKey = login.key;
         this.replayLog.moved();
@@ -540,20 +574,60 @@ export class Session {
         this.attachServer(login.socket, false);
         this.moving = false;
         const heldBytes = this.heldBytes;
-        const held = this.held;
-        this.held = [];
-        for (const chunk of held) this.fromClient(chunk);
-        this.releaseHeld();
+        this.sendHeld();
         const replayed = this.replayLog.replay.length;
-        this.hooks.log.info({ session: this.id, from, to: target.name, reason, heldBytes, replayed, unnamedStatement: this.replayLog.unnamedParse !== null }, 'session moved to the leader');
+        const fields = { session: this.id, from, to: target.name, reason, heldBytes, replayed, unnamedStatement: this.replayLog.unnamedParse !== null };
+        if (this.kind === 'rw') this.hooks.log.info(fields, 'session moved to the leader');
+        else this.hooks.log.info({ ...fields, floor: floor === null ? null : formatLsn(floor) }, 'read-only session moved');
         return;
       } catch (err) {
-        lastError = (err as Error).message;
+        lastError = err instanceof ReplayFailed ? `restoring ${err.entry} failed: ${err.serverError}` : (err as Error).message;
+        if (this.leaving && !this.leaving.destroyed) return this.stay(reason, lastError);
+        this.leaving = null;
         await new Promise((r) => setTimeout(r, 100));
       }
     }
     this.moving = false;
-    this.fail('08006', `baton proxy: the leader changed (${reason}) and the session could not follow: ${lastError}`);
+    this.fail('08006', `baton proxy: ${this.whyMoving(reason)} and the session could not follow: ${lastError}`);
+  }
+
+  private whyMoving(reason: string): string {
+    return this.kind === 'rw' ? `the leader changed (${reason})` : `the read-only session had to leave ${this.member?.name ?? 'its server'} (${reason})`;
+  }
+
+  /** What a moving read-only session may have read: its server's position now, or, when that server
+   * cannot say, the position its member last published. */
+  private async readFloor(member: string | undefined): Promise<number | null> {
+    if (this.leaving) {
+      try {
+        return await serverPosition(this.leaving, this.hooks.connectTimeoutMs);
+      } catch (err) {
+        // Its answer may still come: that connection cannot go back to the client.
+        this.leaving.destroy();
+        this.leaving = null;
+        this.hooks.log.info({ session: this.id, member, err: (err as Error).message }, 'cannot ask the WAL position of a moving read-only session; using the one its member published');
+      }
+    }
+    return member ? this.hooks.publishedPosition(member) : null;
+  }
+
+  /** A read-only session that could not move goes on on its server, and is tried again later. */
+  private stay(reason: string, why: string): void {
+    this.server = this.leaving;
+    this.leaving = null;
+    this.moving = false;
+    this.moveRetryAt = Date.now() + READ_MOVE_RETRY_MS;
+    this.hooks.log.info({ session: this.id, member: this.member?.name, reason, why }, 'read-only session stays on its server for now');
+    this.sendHeld();
+    this.scheduleHandOff();
+  }
+
+  /** After a move, or a read-only session's attempt: what the client sent meanwhile goes to the server. */
+  private sendHeld(): void {
+    const held = this.held;
+    this.held = [];
+    for (const chunk of held) this.fromClient(chunk);
+    this.releaseHeld();
   }
 
   /** On its way to a new leader (waiting for it, or logging in). */
@@ -610,6 +684,7 @@ export class Session {
     this.client.end();
     this.client.destroy();
     this.server?.destroy();
+    this.leaving?.destroy();
     this.hooks.unregister(this);
   }
 }

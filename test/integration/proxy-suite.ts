@@ -12,6 +12,9 @@ import { switchover } from '../../src/agent/requests.js';
 import { encodeCancel, encodeMessage, encodeQuery, encodeSync } from '../../src/proxy/protocol-encode.js';
 import { MessageReader, parseErrorOrNotice } from '../../src/proxy/protocol.js';
 import { loginToServer } from '../../src/proxy/server-login.js';
+import { parseLsn } from '../../src/util/lsn.js';
+import { readCandidates, replayLag } from '../../src/proxy/router.js';
+import type { MemberRecord } from '../../src/dcs/types.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -49,6 +52,17 @@ async function whereAmI(kind: 'rw' | 'ro'): Promise<{ port: number; recovery: bo
   return r.rows[0]!;
 }
 
+/** A session on the read-only port that the balancing placed on the member at `port`. */
+async function readSessionOn(port: number): Promise<pg.Client> {
+  for (let i = 0; i < 4; i++) {
+    const c = proxyClient('ro');
+    await c.connect();
+    if ((await c.query<{ port: number }>('SELECT inet_server_port() AS port')).rows[0]!.port === port) return c;
+    await c.end();
+  }
+  assert.fail(`no read-only session landed on port ${port}`);
+}
+
 async function admin(command: string): Promise<Record<string, string | null>[]> {
   const p = t.c.proxy!;
   const c = new pg.Client({ host: t.c.host, port: p.adminPort, user: 'admin', database: 'baton', password: p.adminPassword });
@@ -68,11 +82,11 @@ function streamOf(c: pg.Client): net.Socket {
 }
 
 /** The SHOW CLIENTS row of a proxy client, once `ready` holds for it (the hand-off to the native relay is asynchronous). */
-async function clientRow(c: pg.Client | net.Socket, ready: (row: Record<string, string | null>) => boolean): Promise<Record<string, string | null>> {
+async function clientRow(c: pg.Client | net.Socket, ready: (row: Record<string, string | null>) => boolean, tries = 40): Promise<Record<string, string | null>> {
   const socket = c instanceof net.Socket ? c : streamOf(c);
   const address = `${socket.localAddress}:${socket.localPort}`;
   let row: Record<string, string | null> | undefined;
-  for (let i = 0; i < 40; i++) {
+  for (let i = 0; i < tries; i++) {
     row = (await admin('SHOW CLIENTS')).find((r) => r.client === address);
     if (row && ready(row)) return row;
     await new Promise((r) => setTimeout(r, 50));
@@ -271,6 +285,9 @@ export function proxySuite(mode: RelayMode): void {
     assert.deepEqual([stats?.can_move, stats?.cannot_move], ['4', '1'], `SHOW STATS: ${JSON.stringify(stats)}`);
 
     const target = t.c.members.find((m) => m.name !== leader.name)!.name;
+    // A read-only session on the replica about to be promoted: once that one leads, the session leaves it.
+    await t.waitFor('both replicas taking read-only sessions', (v) => readCandidates(v, { maxReplicationLag: 1024 * 1024, readOnlyFallbackToLeader: true }).length === 2);
+    const promotedReader = await readSessionOn(t.c.members.find((m) => m.name === target)!.pgPort);
     const sw = switchover(t.store, { to: target });
     sw.catch(() => undefined);
     // New sessions opened once the proxy knows the switchover is under way wait for it instead of
@@ -324,6 +341,14 @@ export function proxySuite(mode: RelayMode): void {
     const r = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM p');
     await c.end();
     assert.equal(r.rows[0]!.n, 3);
+
+    // The read-only session left the new leader for a replica, without the client noticing.
+    const readerRow = await clientRow(promotedReader, (row) => row.moves === '1', 400);
+    assert.notEqual(readerRow.member, target);
+    const read = (await promotedReader.query<{ recovery: boolean; n: number }>('SELECT pg_is_in_recovery() AS recovery, count(*)::int AS n FROM p')).rows[0]!;
+    assert.equal(read.recovery, true);
+    assert.ok(read.n >= 1, 'it reads what it could read before');
+    await promotedReader.end();
   });
 
   test('a switchover under writes through the proxy: no client sees an error, and a transaction open when it began commits', async () => {
@@ -534,22 +559,89 @@ export function proxySuite(mode: RelayMode): void {
     assert.deepEqual(Object.keys(afterRows[0]!), ['node_id', 'hostname', 'port', 'status', 'lb_weight', 'role', 'select_cnt', 'load_balance_node', 'replication_delay']);
 
     const [paused, other] = replicas as [typeof replicas[0], typeof replicas[0]];
+    // Two read-only sessions on the replica about to lag: an idle one with state to carry, and one
+    // inside a transaction when the lag begins.
+    const reader = await readSessionOn(paused.port);
+    await reader.query("SET search_path = 'reader_schema', public");
+    const rowsInP = { name: 'rows_in_p', text: 'SELECT count(*)::int AS n FROM p' }; // a protocol-level prepared statement
+    const seenBefore = (await reader.query<{ n: number }>(rowsInP)).rows[0]!.n;
+    const inTx = await readSessionOn(paused.port);
+    await inTx.query('BEGIN');
+    await inTx.query('SELECT 1');
     const pdb = await t.client(paused.name);
     await pdb.query('SELECT pg_wal_replay_pause()');
     const ldb = await t.client(view.leader!.name);
     await ldb.query("INSERT INTO p(v) SELECT repeat('x', 1000) FROM generate_series(1, 3000)");
     await ldb.end();
-    await t.waitFor('the paused replica to report replay lag', (v) => {
-      const top = v.members.find((m) => m.name === v.leader?.name)?.receivedLsn ?? 0;
-      const m = v.members.find((x) => x.name === paused.name);
-      return m && m.replayedLsn !== null && top - m.replayedLsn > 1024 * 1024;
+    // Both published: the other replica may report its replay a moment after the leader its writes.
+    await t.waitFor('the paused replica to report replay lag, the other one none', (v) => {
+      const lag = (name: string) => replayLag(v, v.members.find((x) => x.name === name)!) ?? Infinity;
+      return lag(paused.name) > 1024 * 1024 && lag(other.name) <= 1024 * 1024 && lag(paused.name) !== Infinity;
     }, 20_000);
     await new Promise((r) => setTimeout(r, 300));
     for (let i = 0; i < 4; i++) assert.equal((await whereAmI('ro')).port, other.port, 'sessions avoid the lagging replica');
     const row = (await poolNodes()).find((r) => Number(r.port) === paused.port)!;
     assert.ok(Number(row.replication_delay) > 1024 * 1024, `replication_delay shown: ${row.replication_delay}`);
+
+    // The idle session leaves the lagging replica by itself, with its settings and prepared statement,
+    // and reads no older data than it had read.
+    const moved = await clientRow(reader, (r) => r.member === other.name, 200);
+    assert.equal(moved.moves, '1');
+    const after = (await reader.query<{ port: number; path: string }>("SELECT inet_server_port() AS port, current_setting('search_path') AS path")).rows[0]!;
+    assert.deepEqual(after, { port: other.port, path: 'reader_schema, public' });
+    assert.ok((await reader.query<{ n: number }>(rowsInP)).rows[0]!.n >= seenBefore, 'the moved session reads no older data');
+    // The one in a transaction stays until it ends, then follows.
+    assert.equal((await clientRow(inTx, () => true)).member, paused.name);
+    await inTx.query('COMMIT');
+    await clientRow(inTx, (r) => r.member === other.name && r.moves === '1', 200);
+    assert.equal((await inTx.query<{ port: number }>('SELECT inet_server_port() AS port')).rows[0]!.port, other.port);
+    await reader.end();
+    await inTx.end();
     await pdb.query('SELECT pg_wal_replay_resume()');
     await pdb.end();
+  });
+
+  test('a read-only session whose server goes away moves, never to a replica that has not replayed what it read', async () => {
+    const view = await t.waitFor('both replicas streaming within the lag limit', (v) => {
+      const replicas = v.members.filter((m) => m.state === 'streaming');
+      return !v.switchover && replicas.length === 2 && replicas.every((m) => (replayLag(v, m) ?? Infinity) <= 1024 * 1024) ? v : null;
+    });
+    const [ahead, behind] = view.members.filter((m) => m.name !== view.leader?.name) as [MemberRecord, MemberRecord];
+    const bdb = await t.client(behind.name);
+    await bdb.query('SELECT pg_wal_replay_pause()');
+    const adb = await t.client(ahead.name);
+    const reader = await readSessionOn(ahead.port);
+    // Within the lag limit, so both replicas still take read-only sessions; only one has these rows.
+    const ldb = await t.client(view.leader!.name);
+    await ldb.query("INSERT INTO p(v) SELECT repeat('y', 1000) FROM generate_series(1, 100)");
+    const top = (await ldb.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0]!.lsn;
+    await ldb.end();
+    await t.waitFor(`${ahead.name} to publish that it replayed ${top}`, (v) => {
+      const m = v.members.find((x) => x.name === ahead.name);
+      return m?.replayedLsn !== null && m!.replayedLsn! >= parseLsn(top) && m!.state === 'streaming';
+    });
+    const seen = (await reader.query<{ n: number }>('SELECT count(*)::int AS n FROM p')).rows[0]!.n;
+    // The weighted choice offers the replica that is behind first: the one with fewer sessions so far,
+    // the smaller name on a tie (router.ts). New sessions even the counts out until it is that one.
+    const behindIsNext = async () => {
+      const rows = await poolNodes();
+      const count = (port: number) => Number(rows.find((r) => Number(r.port) === port)!.select_cnt);
+      const [a, b] = [count(ahead.port), count(behind.port)];
+      return b < a || (a === b && behind.name < ahead.name);
+    };
+    for (let i = 0; !(await behindIsNext()); i++) {
+      assert.ok(i < 10, 'the select counts even out');
+      await whereAmI('ro');
+    }
+    const pid = (await reader.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    await adb.query('SELECT pg_terminate_backend($1)', [pid]);
+    await clientRow(reader, (row) => row.moves === '1', 200);
+    const r = (await reader.query<{ n: number; port: number }>('SELECT count(*)::int AS n, inet_server_port() AS port FROM p')).rows[0]!;
+    assert.deepEqual(r, { n: seen, port: ahead.port }, 'the same rows, on the replica that has them');
+    await reader.end();
+    await adb.end();
+    await bdb.query('SELECT pg_wal_replay_resume()');
+    await bdb.end();
   });
 
   test('cancel through the proxy, extended protocol, COPY in and out, LISTEN/NOTIFY, a large result', async () => {
