@@ -15,6 +15,7 @@ export function awaitReplies<T>(socket: net.Socket, timeoutMs: number, what: str
       if (finished) return;
       finished = true;
       socket.setTimeout(0);
+      socket.removeListener('timeout', onTimeout);
       socket.removeListener('data', onData);
       socket.removeListener('error', onError);
       socket.removeListener('close', onClose);
@@ -31,10 +32,12 @@ export function awaitReplies<T>(socket: net.Socket, timeoutMs: number, what: str
     };
     const onError = (err: Error) => finish(err);
     const onClose = () => finish(new Error(`the server closed the connection while ${what}`));
+    const onTimeout = () => finish(new Error(`${what} timed out after ${timeoutMs} ms`));
     socket.on('data', onData);
     socket.on('error', onError);
     socket.on('close', onClose);
-    socket.setTimeout(timeoutMs, () => finish(new Error(`${what} timed out after ${timeoutMs} ms`)));
+    socket.on('timeout', onTimeout);
+    socket.setTimeout(timeoutMs);
     socket.resume();
   });
 }
