@@ -65,7 +65,8 @@ let nextId = 1;
 const HELD_TX_LIMIT = 1 << 20;
 /** How long a read-only session's new server may take to replay what the old one had. */
 const READ_CATCH_UP_MS = 2000;
-/** After a read-only session could not move, how long before it is tried again. */
+/** After a read-only session moved or could not move, how long before it is tried again (unless its
+ * server goes away): members that settle after a switchover do not bounce a session between them. */
 const READ_MOVE_RETRY_MS = 10_000;
 
 export class Session {
@@ -78,7 +79,7 @@ export class Session {
   moves = 0;
   /** Times the native relay gave the session to TypeScript (a message it does not decide alone). */
   handbacks = 0;
-  /** A read-only session that could not move is not tried again before this time. */
+  /** A read-only session is not moved again before this time (READ_MOVE_RETRY_MS). */
   moveRetryAt = 0;
   /** Why this session cannot be moved to another server, once it did something that ties it to one. */
   pinned: string | null = null;
@@ -570,6 +571,7 @@ export class Session {
         this.serverKey = login.key;
         this.replayLog.moved();
         this.moves++;
+        this.moveRetryAt = Date.now() + READ_MOVE_RETRY_MS;
         login.socket.on('error', (err) => this.serverLost(login.socket, err.message));
         this.attachServer(login.socket, false);
         this.moving = false;
