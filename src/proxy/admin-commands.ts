@@ -71,7 +71,8 @@ export const SERVER_COLUMNS = [
 ] as const;
 
 /** One row per member (plus '(routing)' for sessions not yet placed). */
-/** can_move / cannot_move: read-write sessions that would follow a leader change, and those that would be closed (pinned, or no auth_users password). */
+/** can_move / cannot_move: sessions that would move when their member goes away (read-write: a leader change; read-only: also the
+ * member no longer taking read-only sessions), and those that would be closed or stay (pinned, or no auth_users password). */
 export const STATS_COLUMNS = ['member', 'sessions', 'active', 'can_move', 'cannot_move', 'queries', 'bytes_to_server', 'bytes_to_client', 'select_cnt'] as const;
 
 /** One row per native relay thread, or one row for the TypeScript relay. */

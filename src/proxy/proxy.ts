@@ -406,10 +406,8 @@ export class BatonProxy {
       const r = rows.get(name) ?? { sessions: 0, active: 0, canMove: 0, cannotMove: 0, queries: 0, in: 0, out: 0 };
       r.sessions++;
       if (s.busy) r.active++;
-      if (s.kind === 'rw') {
-        if (s.followsLeader) r.canMove++;
-        else r.cannotMove++;
-      }
+      if (s.movable) r.canMove++;
+      else r.cannotMove++;
       r.queries += s.queries;
       r.in += s.bytesToServer;
       r.out += s.bytesToClient;

@@ -502,9 +502,9 @@ export class Session {
     return this.state === 'active' && !this.busy && !this.moving && !this.terminating && this.txStatus === 'I' && !this.replayLog.following;
   }
 
-  /** A read-write session that would follow a leader change once idle (for SHOW STATS). */
-  get followsLeader(): boolean {
-    return this.kind === 'rw' && this.pinned === null && this.hooks.credentials(this.user) !== null;
+  /** A session that would move once idle when its member goes away or (read-only) stops qualifying (for SHOW STATS). */
+  get movable(): boolean {
+    return this.pinned === null && this.hooks.credentials(this.user) !== null;
   }
 
   /** Idle, outside a transaction, with no state the proxy cannot rebuild, and the proxy may log in as this user. */

@@ -568,6 +568,8 @@ export function proxySuite(mode: RelayMode): void {
     const inTx = await readSessionOn(paused.port);
     await inTx.query('BEGIN');
     await inTx.query('SELECT 1');
+    const stats = (await admin('SHOW STATS')).find((r) => r.member === paused.name);
+    assert.ok(Number(stats?.can_move) >= 2 && stats?.cannot_move === '0', `SHOW STATS counts read-only sessions that can move: ${JSON.stringify(stats)}`);
     const pdb = await t.client(paused.name);
     await pdb.query('SELECT pg_wal_replay_pause()');
     const ldb = await t.client(view.leader!.name);
