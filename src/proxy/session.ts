@@ -632,6 +632,11 @@ export class Session {
     this.releaseHeld();
   }
 
+  /** For SHOW CLIENTS and SHOW SERVERS: the state, or `moving` while the session changes servers. */
+  get phase(): string {
+    return this.moving ? 'moving' : this.state;
+  }
+
   /** On its way to a new leader (waiting for it, or logging in). */
   get isMoving(): boolean {
     return this.moving;
