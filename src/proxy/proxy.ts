@@ -21,6 +21,8 @@ import { ProxyRegistration } from './registration.js';
 /** The watch can die without a word (a half-open connection): when it has been quiet this long, or the
  * last read failed, the proxy reads the whole view again. */
 const SAFETY_POLL_MS = 1000;
+/** How often a read-only session that should move but is busy is looked at again. */
+const READ_MOVE_POLL_MS = 20;
 /** After a leader change, unsolicited server messages on idle sessions are taken as the old leader going away. */
 const LEADER_FLUX_MS = 5000;
 
@@ -49,6 +51,9 @@ export class BatonProxy {
   private closeAdmin: (() => Promise<void>) | null = null;
   private watch: Watch | null = null;
   private poll: NodeJS.Timeout | null = null;
+  private readMovePoll: NodeJS.Timeout | null = null;
+  /** Read-only sessions that should move once idle, with the reason (moveReadSessions). */
+  private readonly readMoveWaiters = new Map<Session, string>();
   private refreshing: Promise<void> | null = null;
   private refreshAgain = false;
   /** When the watch last delivered a change, and whether the last read of the view failed. */
@@ -231,18 +236,39 @@ export class BatonProxy {
     this.moveReadSessions();
   }
 
-  /** Read-only sessions leave a member that no longer takes new ones, when idle (router.ts). */
+  /** Read-only sessions leave a member that no longer takes new ones, when idle (router.ts). Those
+   * busy at that moment wait in readMoveWaiters, looked at every READ_MOVE_POLL_MS until idle (a
+   * client querying all the time is idle only between its queries); every scan starts the list anew. */
   private moveReadSessions(): void {
+    this.readMoveWaiters.clear();
     if (this.paused) return;
     const now = Date.now();
     const verdicts = new Map<string, string | null>(); // per member: the same for all its sessions
     for (const s of this.sessions) {
-      if (s.kind !== 'ro' || !s.member || s.isMoving || now < s.moveRetryAt || !s.canMove()) continue;
+      if (s.kind !== 'ro' || !s.member || s.state !== 'active' || s.isMoving || now < s.moveRetryAt) continue;
       const name = s.member.name;
       if (!verdicts.has(name)) verdicts.set(name, readSessionMove(this.view, this.cfg, name));
       const reason = verdicts.get(name);
-      if (reason) void s.move(reason);
+      if (!reason) continue;
+      if (s.canMove()) void s.move(reason);
+      else if (s.movable) this.readMoveWaiters.set(s, reason);
     }
+    this.pollReadMoveWaiters();
+  }
+
+  private pollReadMoveWaiters(): void {
+    if (this.readMoveWaiters.size === 0 || this.readMovePoll || !this.poll) return;
+    this.readMovePoll = setTimeout(() => {
+      this.readMovePoll = null;
+      for (const [s, reason] of this.readMoveWaiters) {
+        if (s.state !== 'active' || s.isMoving) this.readMoveWaiters.delete(s);
+        else if (s.canMove()) {
+          this.readMoveWaiters.delete(s);
+          void s.move(reason);
+        }
+      }
+      this.pollReadMoveWaiters();
+    }, READ_MOVE_POLL_MS);
   }
 
   /** While a switchover runs, the next transaction of every movable read-write session waits for the
@@ -455,6 +481,8 @@ export class BatonProxy {
 
   async stop(): Promise<void> {
     if (this.poll) clearInterval(this.poll);
+    this.poll = null; // no read-only move poll starts after this
+    if (this.readMovePoll) clearTimeout(this.readMovePoll);
     this.watch?.close();
     await this.registration?.stop();
     for (const s of [...this.sessions]) s.fail('57P01', 'baton proxy is shutting down');
