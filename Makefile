@@ -41,6 +41,7 @@ bench: build
 	node --import tsx bench/failover.ts
 	node --import tsx bench/proxy.ts
 	node --import tsx bench/scale-out.ts
+	node --import tsx bench/read-move.ts
 	node --import tsx bench/drill.ts
 
 clean:
