@@ -260,6 +260,7 @@ export class BatonProxy {
     if (this.readMoveWaiters.size === 0 || this.readMovePoll || !this.poll) return;
     this.readMovePoll = setTimeout(() => {
       this.readMovePoll = null;
+      if (this.paused) this.readMoveWaiters.clear(); // PAUSE holds moves too, as new sessions
       for (const [s, reason] of this.readMoveWaiters) {
         if (s.state !== 'active' || s.isMoving) this.readMoveWaiters.delete(s);
         else if (s.canMove()) {
