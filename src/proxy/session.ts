@@ -509,7 +509,7 @@ export class Session {
 
   /** Idle, outside a transaction, with no state the proxy cannot rebuild, and the proxy may log in as this user. */
   canMove(): boolean {
-    return this.idle() && this.pinned === null && this.hooks.credentials(this.user) !== null;
+    return this.idle() && this.movable;
   }
 
   /** Re-attaches this idle session to another server; the client sees nothing but a pause. A
