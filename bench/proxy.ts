@@ -17,7 +17,7 @@ import pg from 'pg';
 import { BenchAbort, BenchCluster, runningLeader, sleep } from './lib/cluster.js';
 import { daemons, startBatonTsProxy, startHaproxy, startPgbouncer, versions } from './lib/proxy-daemons.js';
 import { ALL_WORKLOADS, PATHS, pgbench, pgbenchInit, running, WORKLOADS, type PathName, type PgbenchResult, type RunSpec, type Target, type Workload } from './lib/proxy-pgbench.js';
-import { compare, markdownTable, medians, pairedLines, table, verdicts } from './lib/proxy-report.js';
+import { compare, driftLines, markdownTable, medians, pairedLines, table, verdicts } from './lib/proxy-report.js';
 import { machine } from './lib/report.js';
 import { BenchLifecycle, runBenchmark } from './lib/run.js';
 
@@ -209,13 +209,16 @@ async function main(): Promise<number> {
     const paired = pairedLines(results, o.workloads, o.clients);
     log('');
     for (const line of paired) log(line);
+    const drift = driftLines(results, o.workloads, o.clients);
+    if (drift.lines.length) log('');
+    for (const line of drift.lines) log(line);
     log('');
     log(`Machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB memory, ${m.os}, Node ${m.node}. Date: ${m.date}.`);
     log(`Versions: ${v.haproxy}; ${v.pgbouncer}; ${v.pgbench}. pgbench -s ${SCALE}, ${o.seconds} s per run, -j ${THREADS}, simple protocol, median of ${o.rounds} round(s).`);
     log('');
     log(markdownTable(rows));
     if (o.json) {
-      const doc = { machine: m, versions: v, scale: SCALE, seconds: o.seconds, clients: o.clients, rounds: o.rounds, leader: leader.name, results: rows, runs: results, verdicts: vs, paired };
+      const doc = { machine: m, versions: v, scale: SCALE, seconds: o.seconds, clients: o.clients, rounds: o.rounds, leader: leader.name, results: rows, runs: results, verdicts: vs, paired, drift };
       fs.writeFileSync(o.json, JSON.stringify(doc, null, 2) + '\n');
       log(`\nraw results written to ${o.json}`);
     }

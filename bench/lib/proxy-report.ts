@@ -134,3 +134,33 @@ export function pairedLines(results: PgbenchResult[], workloads: readonly Worklo
   }
   return lines;
 }
+
+/** Direct runs of one cell further apart than this (max/min over the rounds) mean the machine drifted. */
+export const DRIFT_LIMIT = 1.2;
+
+/**
+ * The direct path round by round: the same client against the same server, so its spread is the
+ * machine's own drift (other tenants of the host, clock changes), which no proxy causes. Under
+ * heavy drift the medians compare a path measured on a fast machine with one measured on a slow one.
+ */
+export function driftLines(results: PgbenchResult[], workloads: readonly Workload[], clients: readonly number[]): { lines: string[]; drifted: boolean } {
+  const lines: string[] = [];
+  let worst = 1;
+  for (const c of clients) {
+    for (const w of workloads) {
+      const tps = byRound(results, w, c, 'direct').map((r) => r.tps);
+      if (tps.length < 2 || tps.some((x) => !(x > 0))) continue;
+      const spread = Math.max(...tps) / Math.min(...tps);
+      worst = Math.max(worst, spread);
+      lines.push(`direct ${w} ${c} clients, per round: ${tps.map((x) => f(x, 0)).join(' ')} tps (max/min ${f(spread, 2)})`);
+    }
+  }
+  const drifted = worst > DRIFT_LIMIT;
+  if (drifted) {
+    lines.push(
+      `WARNING: the direct runs of one cell differ by up to ${f((worst - 1) * 100, 0)} % between rounds (more than ${f((DRIFT_LIMIT - 1) * 100, 0)} %): ` +
+        'the machine drifted, so the medians and the verdict above compare paths measured at different speeds; run again on a quiet machine',
+    );
+  }
+  return { lines, drifted };
+}

@@ -2,7 +2,7 @@
 // the target, and the round-by-round comparison of baton with PgBouncer.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compare, markdownTable, medians, pairedLines, ratioInterval, verdicts } from '../../bench/lib/proxy-report.js';
+import { compare, driftLines, markdownTable, medians, pairedLines, ratioInterval, verdicts } from '../../bench/lib/proxy-report.js';
 import type { PathName, PgbenchResult, Workload } from '../../bench/lib/proxy-pgbench.js';
 
 function run(workload: Workload, clients: number, path: PathName, tps: number, p99Ms: number): PgbenchResult {
@@ -42,6 +42,17 @@ test('paired lines compare baton with PgBouncer round by round, p99 overhead aga
   const lines = pairedLines(RESULTS, ['simple-update'], [8]);
   assert.deepEqual(lines, ['simple-update 8 clients, per round: baton/pgbouncer tps 1.080 0.909 (baton ahead in 1 of 2; geometric mean 0.991, 95 % interval 0.332-2.960); p99 overhead baton +0.50 +1.40, pgbouncer +1.20 +0.50 ms']);
   assert.deepEqual(pairedLines(RESULTS, ['select-only'], [8]), [], 'a cell not measured gives no line');
+});
+
+test('drift: the direct runs of a cell, round by round, with a warning past 20 % between the slowest and the fastest', () => {
+  const steady = driftLines(RESULTS, ['simple-update'], [8]);
+  assert.deepEqual(steady, { lines: ['direct simple-update 8 clients, per round: 3000 3400 tps (max/min 1.13)'], drifted: false });
+  const slow = [...RESULTS, run('simple-update', 8, 'direct', 2000, 9.0)];
+  const drifted = driftLines(slow, ['simple-update'], [8]);
+  assert.equal(drifted.drifted, true);
+  assert.equal(drifted.lines[0], 'direct simple-update 8 clients, per round: 3000 3400 2000 tps (max/min 1.70)');
+  assert.match(drifted.lines[1]!, /^WARNING: the direct runs of one cell differ by up to 70 % between rounds/);
+  assert.deepEqual(driftLines(RESULTS.slice(0, 3), ['simple-update'], [8]), { lines: [], drifted: false }, 'one round: nothing to compare');
 });
 
 test('paired ratios: geometric mean with a 95 % t interval on the logs; none for one round or a ratio that is not positive', () => {
