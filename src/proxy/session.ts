@@ -18,9 +18,9 @@ import { encodeBackendKeyData, encodeCancel, encodeErrorResponse } from './proto
 import { resumeNodeReading, socketFd, STATE, stopNodeReading, type Handover, type NativeRelay, type RelayHandle } from './native-relay.js';
 import { FrameError, FrameScanner } from './scanner.js';
 import { countAnswered, countSent } from './in-flight.js';
-import { loginToServer } from './server-login.js';
-import { ReplayFailed, replaySessionState } from './server-replay.js';
-import { reachesPosition, serverPosition } from './read-position.js';
+import { ReplayFailed } from './server-replay.js';
+import { serverPosition } from './read-position.js';
+import { openMoveTarget, type MoveTarget } from './session-move.js';
 import { formatLsn } from '../util/lsn.js';
 import { SessionReplayLog } from './session-replay.js';
 import { connectServer, isFatal } from './server-connect.js';
@@ -63,8 +63,6 @@ export interface SessionHooks {
 let nextId = 1;
 /** Bytes of a held transaction kept in memory before the client is paused. */
 const HELD_TX_LIMIT = 1 << 20;
-/** How long a read-only session's new server may take to replay what the old one had. */
-const READ_CATCH_UP_MS = 2000;
 /** After a read-only session moved or could not move, how long before it is tried again (unless its
  * server goes away): members that settle after a switchover do not bounce a session between them. */
 const READ_MOVE_RETRY_MS = 10_000;
@@ -536,58 +534,44 @@ export class Session {
     let lastError = 'no attempt';
     // The leader may be restarting in place or still being elected: try until the pause timeout.
     while (!this.isClosed() && Date.now() < deadline) {
+      let opened: MoveTarget;
       try {
-        // A read-only session that still has its server does not wait for a better one.
-        const target = await this.hooks.route(this.kind, this.leaving ? 0 : undefined);
-        if (this.leaving && target.name === from) throw new Error(`${from} takes new read-only sessions again`);
-        const login = await loginToServer({
-          host: target.host,
-          port: target.port,
-          params: this.params,
-          password: this.hooks.credentials(this.user) ?? '',
-          timeoutMs: this.hooks.connectTimeoutMs,
-        });
-        try {
-          await replaySessionState(login.socket, this.replayLog.replay, this.replayLog.unnamedParse, this.hooks.connectTimeoutMs);
-          if (floor !== null && !(await reachesPosition(login.socket, floor, Date.now() + READ_CATCH_UP_MS, this.hooks.connectTimeoutMs))) {
-            throw new Error(`${target.name} did not replay up to ${formatLsn(floor)}, where ${from} was, within ${READ_CATCH_UP_MS} ms`);
-          }
-        } catch (err) {
-          login.socket.destroy();
-          // The same statements would fail the same way on any server: the session cannot follow.
-          if (err instanceof ReplayFailed && !this.leaving) {
-            this.moving = false;
-            return this.fail('08006', `baton proxy: ${this.whyMoving(reason)} and the session could not follow: restoring ${err.entry} on ${target.name} failed: ${err.serverError}`);
-          }
-          throw err;
-        }
-        if (this.isClosed()) {
-          login.socket.destroy();
-          return;
-        }
-        this.leaving?.destroy();
-        this.leaving = null;
-        this.member = target;
-        this.serverKey = login.key;
-        this.replayLog.moved();
-        this.moves++;
-        this.moveRetryAt = Date.now() + READ_MOVE_RETRY_MS;
-        login.socket.on('error', (err) => this.serverLost(login.socket, err.message));
-        this.attachServer(login.socket, false);
-        this.moving = false;
-        const heldBytes = this.heldBytes;
-        this.sendHeld();
-        const replayed = this.replayLog.replay.length;
-        const fields = { session: this.id, from, to: target.name, reason, heldBytes, replayed, unnamedStatement: this.replayLog.unnamedParse !== null };
-        if (this.kind === 'rw') this.hooks.log.info(fields, 'session moved to the leader');
-        else this.hooks.log.info({ ...fields, floor: floor === null ? null : formatLsn(floor) }, 'read-only session moved');
-        return;
+        const password = this.hooks.credentials(this.user) ?? '';
+        opened = await openMoveTarget({ kind: this.kind, from, keepsServer: this.leaving !== null, params: this.params, password, replayLog: this.replayLog, floor }, this.hooks);
       } catch (err) {
+        // The same statements would fail the same way on any server: the session cannot follow.
+        if (err instanceof ReplayFailed && !this.leaving) {
+          this.moving = false;
+          return this.fail('08006', `baton proxy: ${this.whyMoving(reason)} and the session could not follow: restoring ${err.entry} failed: ${err.serverError}`);
+        }
         lastError = err instanceof ReplayFailed ? `restoring ${err.entry} failed: ${err.serverError}` : (err as Error).message;
         if (this.leaving && !this.leaving.destroyed) return this.stay(reason, lastError);
         this.leaving = null;
         await new Promise((r) => setTimeout(r, 100));
+        continue;
       }
+      const { member: target, login } = opened;
+      if (this.isClosed()) {
+        login.socket.destroy();
+        return;
+      }
+      this.leaving?.destroy();
+      this.leaving = null;
+      this.member = target;
+      this.serverKey = login.key;
+      this.replayLog.moved();
+      this.moves++;
+      this.moveRetryAt = Date.now() + READ_MOVE_RETRY_MS;
+      login.socket.on('error', (err) => this.serverLost(login.socket, err.message));
+      this.attachServer(login.socket, false);
+      this.moving = false;
+      const heldBytes = this.heldBytes;
+      this.sendHeld();
+      const replayed = this.replayLog.replay.length;
+      const fields = { session: this.id, from, to: target.name, reason, heldBytes, replayed, unnamedStatement: this.replayLog.unnamedParse !== null };
+      if (this.kind === 'rw') this.hooks.log.info(fields, 'session moved to the leader');
+      else this.hooks.log.info({ ...fields, floor: floor === null ? null : formatLsn(floor) }, 'read-only session moved');
+      return;
     }
     this.moving = false;
     this.fail('08006', `baton proxy: ${this.whyMoving(reason)} and the session could not follow: ${lastError}`);
