@@ -3,7 +3,9 @@
 // Bind and Execute), kept in the order they took effect so that they can be run again there
 // (server-replay.ts) before the session moves. A message enters the log only once the server has
 // confirmed it (ParseComplete; CommandComplete and a ReadyForQuery 'I' without an error), so a
-// statement that failed on the old server is not created on the new one. To match replies to
+// statement that failed on the old server is not created on the new one. A setting made inside a
+// transaction block enters it when that transaction commits (read from the CommandComplete tags,
+// the session staying in TypeScript until then), and not at all when it rolls back. To match replies to
 // requests the TypeScript relay follows every message of a batch, from the first sent while the
 // session was idle to the ReadyForQuery that ends it (the session stays out of the native relay
 // meanwhile). Anything it cannot follow exactly pins the session, as before this log existed. The
@@ -69,6 +71,11 @@ export class SessionReplayLog {
   /** The batch up to the next Sync: settings it executed (confirmed), and whether it ran anything else. */
   private batchSettings: ReplayEntry[] = [];
   private batchRanOther = false;
+  /** Settings confirmed inside the open transaction block (null: none), which last only if it
+   * commits; the session stays in TypeScript until it ends, so that every reply is seen. */
+  private txSettings: ReplayEntry[] | null = null;
+  /** How the transaction ended, from a CommandComplete tag seen since a setting awaits its end. */
+  private txEnd: 'commit' | 'rollback' | null = null;
   /**
    * The last unnamed Parse the client sent (null: none, a Query or Close destroyed it, or it was over
    * UNNAMED_PARSE_LIMIT), prepared again after a move: a client may Bind it in a later round trip
@@ -83,10 +90,11 @@ export class SessionReplayLog {
     return this.pending.length > 0;
   }
 
-  /** The session must stay in TypeScript: a batch is followed, or a later Bind could run a setting
-   * (the unnamed statement is one) that the native relay would not show. */
+  /** The session must stay in TypeScript: a batch is followed, a later Bind could run a setting
+   * (the unnamed statement is one) that the native relay would not show, or a setting waits for the
+   * end of its transaction block. */
   get needsTypeScript(): boolean {
-    return this.pending.length > 0 || this.unnamedStatementSets !== null || this.unnamedPortalSets !== null;
+    return this.pending.length > 0 || this.unnamedStatementSets !== null || this.unnamedPortalSets !== null || this.txSettings !== null;
   }
 
   /** Settings (the role included) are kept: a RESET ALL would change what a move replays. */
@@ -217,12 +225,17 @@ export class SessionReplayLog {
   }
 
   /**
-   * A backend message of a followed batch (its type; ReadyForQuery goes to readyForQuery). Returns
-   * why the session is now pinned (the replies did not match the requests), or null.
+   * A backend message of a followed batch (its type, and its body when whole in the chunk at hand;
+   * ReadyForQuery goes to readyForQuery). Returns why the session is now pinned (the replies did not
+   * match the requests, or a transaction holding a setting ended in a way this log does not follow), or null.
    */
-  serverMessage(type: number): string | null {
+  serverMessage(type: number, body: Buffer | null = null): string | null {
     const front = this.pending[0];
     if (!front) return null;
+    if (type === COMMAND_COMPLETE && (this.txSettings !== null || this.batchSettings.length > 0)) {
+      const reason = this.transactionControl(body);
+      if (reason) return reason;
+    }
     switch (type) {
       case PARSE_COMPLETE:
         if (front.kind !== 'parse') return this.lost('ParseComplete');
@@ -283,22 +296,58 @@ export class SessionReplayLog {
     // A simple Query drops the unnamed statement and portal.
     this.unnamedStatementSets = null;
     this.unnamedPortalSets = null;
-    if (front.failed || !front.effect) return null;
-    // A setting made inside a transaction block lasts only if that transaction commits.
-    if (front.entry && status !== 'I') return 'a setting changed inside a transaction block';
-    return this.apply(front.effect, front.entry);
+    if (front.failed || !front.effect || front.effect.kind === 'settings') return this.settle(status, front.failed || !front.entry ? [] : [front.entry], false);
+    // DISCARD ALL (never inside a transaction block) and DEALLOCATE are not undone by a rollback.
+    this.apply(front.effect);
+    return this.settle(status, [], false);
   }
 
-  /** The settings a batch up to a Sync executed hold once it ended outside a transaction block, if
-   * nothing else ran in it (a ROLLBACK in the same batch would have undone them). */
+  /** The end of a batch up to a Sync: the settings it executed, and whether anything else ran in it. */
   private endBatch(status: string): string | null {
     const settings = this.batchSettings;
     const ranOther = this.batchRanOther;
     this.batchSettings = [];
     this.batchRanOther = false;
-    if (settings.length === 0) return null;
-    if (status !== 'I') return 'a setting changed inside a transaction block';
-    if (ranOther) return 'a setting changed in a batch with other statements';
+    return this.settle(status, settings, ranOther);
+  }
+
+  /**
+   * After each request (a Query, or a batch up to its Sync): `fresh`, the settings it executed, which
+   * hold at once outside a transaction block (if nothing else ran with them: a ROLLBACK in the same
+   * batch would have undone them), and inside one wait for its end with those made before them in
+   * it: kept at COMMIT, dropped at ROLLBACK. A savepoint, or a transaction chained or rolled back to a
+   * savepoint, after a setting pins the session rather than be modelled.
+   */
+  private settle(status: string, fresh: ReplayEntry[], mixed: boolean): string | null {
+    const end = this.txEnd;
+    this.txEnd = null;
+    const held = this.txSettings;
+    if (held !== null && status === 'I') {
+      this.txSettings = null;
+      if (end === null) return 'a transaction block that changed a setting ended in a way the proxy could not read';
+      if (fresh.length > 0) return 'a setting changed in a batch with other statements';
+      return end === 'commit' ? this.addAll(held) : null;
+    }
+    if (status !== 'I' && end !== null) return 'a transaction chained or rolled back to a savepoint after a setting changed in it';
+    if (fresh.length === 0) return null;
+    if (status === 'I') return mixed ? 'a setting changed in a batch with other statements' : this.addAll(fresh);
+    // 'E' cannot follow a confirmed setting of the same request (an error discards the batch's); a
+    // failed block is rolled back, or rolled back to a savepoint, which pins above.
+    if (status === 'T') this.txSettings = [...(held ?? []), ...fresh];
+    return null;
+  }
+
+  /** A CommandComplete while a setting waits for its transaction to end (or its batch to). */
+  private transactionControl(body: Buffer | null): string | null {
+    const tag = body ? cstring(body, 0)?.text : undefined;
+    if (tag === undefined) return 'a CommandComplete the proxy could not read while a setting waits for its transaction to end';
+    if (tag === 'COMMIT') this.txEnd = 'commit';
+    else if (tag === 'ROLLBACK') this.txEnd = 'rollback';
+    else if (tag === 'SAVEPOINT' || tag === 'RELEASE' || tag === 'PREPARE TRANSACTION') return `${tag} after a setting changed inside a transaction block`;
+    return null;
+  }
+
+  private addAll(settings: readonly ReplayEntry[]): string | null {
     for (const s of settings) {
       const reason = this.add(s);
       if (reason) return reason;
@@ -311,18 +360,12 @@ export class SessionReplayLog {
     return `a ${what} the proxy could not match to a request (its session state is unknown)`;
   }
 
-  private apply(effect: QueryEffect, entry: ReplayEntry | null): string | null {
+  private apply(effect: Exclude<QueryEffect, { kind: 'settings' }>): void {
     if (effect.kind === 'discard-all') {
       this.entries = [];
       this.bytes = 0;
-      return null;
-    }
-    if (effect.kind === 'deallocate') {
-      if (effect.name === null) this.keep((e) => e.kind !== 'prepare');
-      else this.forget(effect.name);
-      return null;
-    }
-    return entry ? this.add(entry) : null;
+    } else if (effect.name === null) this.keep((e) => e.kind !== 'prepare');
+    else this.forget(effect.name);
   }
 
   private add(entry: ReplayEntry): string | null {

@@ -355,8 +355,8 @@ export class Session {
   private beginActive(): void {
     this.state = 'active';
     this.serverScan = new FrameScanner(Number.MAX_SAFE_INTEGER, {
-      onMessage: (type) => {
-        if (type !== 0x5a /* Z: see onReadyForQuery */ && this.followsReplies()) this.pinned = this.replayLog.serverMessage(type);
+      onMessage: (type, _length, body) => {
+        if (type !== 0x5a /* Z: see onReadyForQuery */ && this.followsReplies()) this.pinned = this.replayLog.serverMessage(type, body);
       },
       onReadyForQuery: (s) => {
         if (this.followsReplies()) this.pinned = this.replayLog.readyForQuery(s);

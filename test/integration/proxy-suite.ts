@@ -262,6 +262,21 @@ export function proxySuite(mode: RelayMode): void {
     const carryingRow = await clientRow(carrying, (r) => r.carried_state !== null && r.tx_status === 'I');
     assert.equal(carryingRow.carried_state, '1 prepared statement, 5 settings');
     assert.equal(carryingRow.pinned, null);
+    // Settings made inside transaction blocks come along when the block committed, not when it rolled back.
+    const committedInTx = proxyClient('rw');
+    await committedInTx.connect();
+    await committedInTx.query('BEGIN');
+    await committedInTx.query(Object.assign({ text: "SET statement_timeout = '7s'" }, { queryMode: 'extended' }));
+    await committedInTx.query("SET lock_timeout = '3s'");
+    await committedInTx.query('SELECT 1');
+    await committedInTx.query('COMMIT');
+    const rolledBackInTx = proxyClient('rw');
+    await rolledBackInTx.connect();
+    await rolledBackInTx.query('BEGIN');
+    await rolledBackInTx.query("SET statement_timeout = '9s'");
+    await rolledBackInTx.query('ROLLBACK');
+    assert.equal((await clientRow(committedInTx, (r) => r.carried_state !== null && r.tx_status === 'I')).carried_state, '2 settings');
+    assert.equal((await clientRow(rolledBackInTx, (r) => r.tx_status === 'I')).carried_state, null);
     const doomed = proxyClient('rw');
     await doomed.connect();
     const doomedErrors: string[] = [];
@@ -282,7 +297,7 @@ export function proxySuite(mode: RelayMode): void {
     assert.equal((await clientRow(raw.socket, onRelay)).carried_state, null, 'the closed statement is out of the replay log');
     // What a leader change would do to these sessions, before it happens.
     const stats = (await admin('SHOW STATS')).find((r) => r.member === leader.name);
-    assert.deepEqual([stats?.can_move, stats?.cannot_move], ['4', '1'], `SHOW STATS: ${JSON.stringify(stats)}`);
+    assert.deepEqual([stats?.can_move, stats?.cannot_move], ['6', '1'], `SHOW STATS: ${JSON.stringify(stats)}`);
 
     const target = t.c.members.find((m) => m.name !== leader.name)!.name;
     // A read-only session on the replica about to be promoted: once that one leads, the session leaves it.
@@ -329,6 +344,11 @@ export function proxySuite(mode: RelayMode): void {
     assert.deepEqual(carried.rows[0], { app: 'carried', mem: '8MB', role: 'replay_role', isolation: 'repeatable read', path: 'pg_catalog, public', port: newLeader.port });
     assert.equal((await carrying.query<{ n: number }>(countP)).rows[0]!.n, 2, 'the prepared statement runs on the new leader');
     await carrying.end();
+    const timeouts = 'SELECT current_setting(\'statement_timeout\') AS st, current_setting(\'lock_timeout\') AS lt, inet_server_port() AS port';
+    assert.deepEqual((await committedInTx.query(timeouts)).rows[0], { st: '7s', lt: '3s', port: newLeader.port });
+    assert.deepEqual((await rolledBackInTx.query(timeouts)).rows[0], { st: '0', lt: '0', port: newLeader.port });
+    await committedInTx.end();
+    await rolledBackInTx.end();
     await doomed.query('SELECT 1').catch((e: Error) => doomedErrors.push(e.message));
     assert.ok(
       doomedErrors.some((m) => /restoring prepared statement "from_doomed" on \S+ failed: 42P01/.test(m)),

@@ -26,6 +26,7 @@ class ModelServer {
   private local = new Map<string, string>(); // SET LOCAL: gone when the transaction ends, whatever the outcome
   private explicit = false;
   private failed = false; // the explicit transaction failed
+  private savepoints: { name: string; overlay: Map<string, string | null> | null; local: Map<string, string> }[] = [];
   private skipping = false; // extended protocol: after an error, up to the Sync
   private batchError = false;
   private unnamed: string | null = null;
@@ -60,21 +61,45 @@ class ModelServer {
     this.replies.push(`Z${this.explicit ? (this.failed ? 'E' : 'T') : 'I'}`);
   }
 
-  /** One statement; false when it failed. */
+  /** One statement; false when it failed. Replies with its CommandComplete tag as PostgreSQL does. */
   private run(sql: string): boolean {
     const set = /^SET (LOCAL )?(\w+\.\w+) = '(\w+)'$/.exec(sql);
-    if (this.failed && sql !== 'COMMIT' && sql !== 'ROLLBACK') return false;
+    const end = /^(COMMIT|ROLLBACK)( AND CHAIN)?$/.exec(sql);
+    const savepoint = /^(SAVEPOINT|ROLLBACK TO|RELEASE) (\w+)$/.exec(sql);
+    if (this.failed && !end && savepoint?.[1] !== 'ROLLBACK TO') return false;
+    let tag = 'SELECT 1';
     if (set) {
       if (set[3] === 'bad') return false;
       if (set[1]) this.local.set(set[2]!, set[3]!);
       else this.set(set[2]!, set[3]!);
-    } else if (sql === 'BEGIN') this.explicit = true;
-    else if (sql === 'COMMIT' || sql === 'ROLLBACK') {
+      tag = 'SET';
+    } else if (sql === 'BEGIN') {
+      this.explicit = true;
+      tag = 'BEGIN';
+    } else if (end) {
+      if (end[2] && !this.explicit) return false; // AND CHAIN outside a transaction block is an error
+      const commit = end[1] === 'COMMIT' && !this.failed;
+      tag = commit ? 'COMMIT' : 'ROLLBACK'; // COMMIT of a failed block rolls back, and says so
       this.local.clear();
-      if (sql === 'COMMIT' && !this.failed) this.gucs = this.effective();
+      if (commit) this.gucs = this.effective();
       this.overlay = null;
-      this.explicit = false;
+      this.explicit = !!end[2];
       this.failed = false;
+      this.savepoints = [];
+    } else if (savepoint) {
+      if (!this.explicit) return false;
+      const at = this.savepoints.map((x) => x.name).lastIndexOf(savepoint[2]!);
+      if (savepoint[1] === 'SAVEPOINT') this.savepoints.push({ name: savepoint[2]!, overlay: this.overlay && new Map(this.overlay), local: new Map(this.local) });
+      else if (at < 0) return false;
+      else if (savepoint[1] === 'RELEASE') this.savepoints.length = at;
+      else {
+        const sp = this.savepoints[at]!;
+        this.overlay = sp.overlay && new Map(sp.overlay);
+        this.local = new Map(sp.local);
+        this.savepoints.length = at + 1;
+        this.failed = false;
+      }
+      tag = savepoint[1] === 'ROLLBACK TO' ? 'ROLLBACK' : savepoint[1]!;
     } else if (sql === 'RESET ALL') {
       for (const k of this.effective().keys()) this.set(k, null);
     } else if (sql.startsWith('DEALLOCATE ')) {
@@ -85,7 +110,7 @@ class ModelServer {
       this.gucs.clear();
       this.overlay = null;
     } else if (sql !== 'SELECT 1') return false; // anything else is a syntax error
-    this.replies.push('C');
+    this.replies.push(`C${tag}`);
     return true;
   }
 
@@ -142,9 +167,10 @@ const guc = fc.constantFrom('app.a', 'app.b');
 const value = fc.constantFrom('x', 'y', 'bad');
 const stmtName = fc.constantFrom('s1', 's2');
 const setSql = fc.tuple(fc.constantFrom('', 'LOCAL '), guc, value).map(([local, g, v]) => `SET ${local}${g} = '${v}'`);
+const transactionSql = fc.constantFrom('BEGIN', 'COMMIT', 'ROLLBACK', 'COMMIT AND CHAIN', 'ROLLBACK AND CHAIN', 'SAVEPOINT a', 'ROLLBACK TO a', 'RELEASE a');
 const batch: fc.Arbitrary<Msg[]> = fc.oneof(
   fc
-    .oneof(setSql, fc.constantFrom('SELECT 1', 'BEGIN', 'COMMIT', 'ROLLBACK', 'RESET ALL', 'DISCARD ALL', 'DEALLOCATE s1', 'SELEC 1'), fc.tuple(setSql, setSql).map(([a, b]) => `${a}; ${b}`))
+    .oneof(setSql, fc.constantFrom('SELECT 1', 'BEGIN', 'RESET ALL', 'DISCARD ALL', 'DEALLOCATE s1', 'SELEC 1'), transactionSql, fc.tuple(setSql, setSql).map(([a, b]) => `${a}; ${b}`))
     .map((sql) => [msg.query(sql)]),
   fc
     .array(
@@ -154,6 +180,7 @@ const batch: fc.Arbitrary<Msg[]> = fc.oneof(
         setSql.map((sql) => [msg.parse('', sql)]),
         fc.constant([msg.bind(), msg.execute()]),
         fc.constant([msg.parse('', 'SELECT 1'), msg.bind(), msg.execute()]),
+        transactionSql.map((sql) => [msg.parse('', sql), msg.bind(), msg.execute()]),
         stmtName.map((n) => [msg.close(n)]),
       ),
       { minLength: 1, maxLength: 3 },
@@ -171,7 +198,10 @@ function converse(batches: Msg[][]): boolean {
       pinned ??= log.clientMessage(m.type.charCodeAt(0), m.body, i > 0);
       server.receive(m);
     });
-    for (const r of server.replies) pinned ??= r.startsWith('Z') ? log.readyForQuery(r[1]!) : log.serverMessage(r.charCodeAt(0));
+    for (const r of server.replies) {
+      if (r.startsWith('Z')) pinned ??= log.readyForQuery(r[1]!);
+      else pinned ??= log.serverMessage(r.charCodeAt(0), r[0] === 'C' ? cstr(r.slice(1)) : null);
+    }
     server.replies = [];
     if (pinned) return false;
   }

@@ -14,9 +14,14 @@ const parse = (name: string, sql: string) => Buffer.from(`${name}\0${sql}\0\0\0`
 const query = (sql: string) => Buffer.from(`${sql}\0`);
 const close = (kind: 'S' | 'P', name: string) => Buffer.from(`${kind}${name}\0`);
 
-/** Replies as a server gives them, one letter per message ('Z' + status for ReadyForQuery). */
+/** Replies as a server gives them, one letter per message ('Z' + status for ReadyForQuery; 'C:TAG'
+ * for a CommandComplete with that tag, 'C' alone for one with a tag that ends no transaction). */
 function reply(log: SessionReplayLog, ...messages: string[]): (string | null)[] {
-  return messages.map((m) => (m.startsWith('Z') ? log.readyForQuery(m[1] ?? 'I') : log.serverMessage(m.charCodeAt(0))));
+  return messages.map((m) => {
+    if (m.startsWith('Z')) return log.readyForQuery(m[1] ?? 'I');
+    if (m.startsWith('C')) return log.serverMessage(C, Buffer.from(`${m.slice(2) || 'SELECT 1'}\0`));
+    return log.serverMessage(m.charCodeAt(0));
+  });
 }
 
 const kept = (log: SessionReplayLog) => log.replay.map((e) => `${e.kind}:${e.names.join(',')}`);
@@ -165,10 +170,65 @@ test('settings: kept in order with statements, a parameter set again since the l
   assert.deepEqual(kept(log).slice(4), ['settings:role', 'settings:app.x', 'settings:role', 'settings:*']);
 });
 
+test('a setting made inside a transaction block is kept when the block commits, dropped when it rolls back', () => {
+  const send = (log: SessionReplayLog, sql: string) => assert.equal(log.clientMessage(Q, query(sql), false), null);
+  const committed = new SessionReplayLog();
+  send(committed, 'BEGIN');
+  assert.deepEqual(reply(committed, 'C:BEGIN', 'ZT'), [null, null]);
+  send(committed, "SET search_path = app");
+  assert.deepEqual(reply(committed, 'C:SET', 'ZT'), [null, null]);
+  send(committed, 'SELECT 1');
+  reply(committed, 'T', 'D', 'C', 'ZT');
+  send(committed, "SET work_mem = '8MB'");
+  assert.deepEqual(reply(committed, 'C:SET', 'ZT'), [null, null]);
+  assert.deepEqual(kept(committed), []);
+  send(committed, 'COMMIT');
+  assert.deepEqual(reply(committed, 'C:COMMIT', 'ZI'), [null, null]);
+  assert.deepEqual(kept(committed), ['settings:search_path', 'settings:work_mem']);
+  assert.equal(committed.needsTypeScript, false);
+
+  /** A session whose setting waits for its transaction block to end. */
+  const settingInTx = () => {
+    const log = new SessionReplayLog();
+    send(log, "SET search_path = app");
+    assert.deepEqual(reply(log, 'C:SET', 'ZT'), [null, null]);
+    return log;
+  };
+  const rolledBack = settingInTx();
+  send(rolledBack, 'ROLLBACK');
+  assert.deepEqual(reply(rolledBack, 'C:ROLLBACK', 'ZI'), [null, null]);
+  assert.deepEqual(kept(rolledBack), []);
+  assert.equal(rolledBack.needsTypeScript, false);
+
+  // A failed block: COMMIT answers ROLLBACK.
+  const failed = settingInTx();
+  send(failed, 'SELECT 1/0');
+  assert.deepEqual(reply(failed, 'E', 'ZE'), [null, null]);
+  send(failed, 'COMMIT');
+  assert.deepEqual(reply(failed, 'C:ROLLBACK', 'ZI'), [null, null]);
+  assert.deepEqual(kept(failed), []);
+
+  // ROLLBACK TO SAVEPOINT (tagged ROLLBACK, the block still open) and chained transactions are not modelled.
+  const toSavepoint = settingInTx();
+  send(toSavepoint, 'ROLLBACK TO SAVEPOINT a');
+  assert.deepEqual(reply(toSavepoint, 'C:ROLLBACK', 'ZT'), [null, 'a transaction chained or rolled back to a savepoint after a setting changed in it']);
+  const chained = settingInTx();
+  send(chained, 'COMMIT AND CHAIN');
+  assert.deepEqual(reply(chained, 'C:COMMIT', 'ZT'), [null, 'a transaction chained or rolled back to a savepoint after a setting changed in it']);
+  const released = settingInTx();
+  send(released, 'RELEASE a');
+  assert.deepEqual(reply(released, 'C:RELEASE'), ['RELEASE after a setting changed inside a transaction block']);
+  const unreadable = settingInTx();
+  send(unreadable, 'COMMIT');
+  assert.match(unreadable.serverMessage(C, null)!, /CommandComplete the proxy could not read/);
+});
+
 test('what the log cannot follow or keep pins the session', () => {
   const setInTx = new SessionReplayLog();
   setInTx.clientMessage(Q, query('SET work_mem = 1000'), false);
-  assert.deepEqual(reply(setInTx, 'C', 'ZT'), [null, 'a setting changed inside a transaction block']);
+  assert.deepEqual(reply(setInTx, 'C', 'ZT'), [null, null]);
+  setInTx.clientMessage(Q, query('SAVEPOINT a'), false);
+  assert.deepEqual(reply(setInTx, 'C:SAVEPOINT'), ['SAVEPOINT after a setting changed inside a transaction block']);
 
   const onlyClears = new SessionReplayLog();
   onlyClears.clientMessage(Q, query('CLOSE ALL; UNLISTEN *'), false);
@@ -248,7 +308,9 @@ test('a setting sent as JDBC does (unnamed Parse, Bind, Execute, Sync) is kept a
 
   const inTx = new SessionReplayLog();
   jdbcSet(inTx, 'SET work_mem = 1000');
-  assert.deepEqual(reply(inTx, '1', '2', 'n', 'C', 'ZT'), [null, null, null, null, 'a setting changed inside a transaction block']);
+  assert.deepEqual(reply(inTx, '1', '2', 'n', 'C', 'ZT'), [null, null, null, null, null]);
+  assert.deepEqual(kept(inTx), [], 'not before its transaction commits');
+  assert.equal(inTx.needsTypeScript, true, 'the end of the transaction must be seen');
 
   const failed = new SessionReplayLog();
   jdbcSet(failed, 'SET work_mem = nonsense');
