@@ -141,6 +141,12 @@ static void resolve_pending(kept_t *k, double *state, int took_effect) {
 
 size_t scan_client(scanner_t *s, double *state, const uint8_t *b, size_t n, int check_pins, int64_t max_len, unnamed_parse_t *unnamed, kept_t *kept) {
   size_t i = 0;
+  /* Where the batch being read began, when it began in this chunk on an idle session: TypeScript must
+   * follow a batch from its first message to match its replies, so a message it must judge takes the
+   * whole batch back with it (JDBC sends BEGIN and a SET in one batch when autocommit is off). */
+  size_t batch_at = SIZE_MAX;
+  scanner_t batch_scan = *s;
+  double batch_busy = 0;
   while (i < n) {
     if (s->remaining > 0) {
       size_t take = (size_t)s->remaining < n - i ? (size_t)s->remaining : n - i;
@@ -161,13 +167,26 @@ size_t scan_client(scanner_t *s, double *state, const uint8_t *b, size_t n, int 
       int verdict = pin_message_verdict(type, whole ? b + i : NULL, body, flags);
       hand_over = verdict != PIN_SAFE && !(verdict == PIN_SETTING && keep_pending(kept, state, b + i, body));
     }
+    if (hand_over && check_pins && batch_at != SIZE_MAX && type != 'X' && len >= 4 && len <= max_len) {
+      *s = batch_scan;
+      state[ST_SYNCS] = 0;
+      state[ST_UNSYNCED] = 0;
+      state[ST_BUSY] = batch_busy;
+      return batch_at;
+    }
     if (hand_over) {
       *s = before;
       return at;
     }
+    if (state[ST_SYNCS] == 0 && state[ST_UNSYNCED] == 0 && type != 'd' && type != 'c' && type != 'f') {
+      batch_at = at;
+      batch_scan = before;
+      batch_busy = state[ST_BUSY];
+    }
     /* Safe means whole here: a named Parse or Close pins, and so does a body not whole in the chunk. */
     if (check_pins && unnamed && (type == 'Q' || type == 'P' || (type == 'C' && len > 5 && b[i] == 'S'))) remember_unnamed(unnamed, type, b + i, (size_t)len - 4);
     count_sent(state, type);
+    if (type == 'Q' || type == 'S' || type == 'F') batch_at = SIZE_MAX; /* whole: its replies are the server's to give */
     s->remaining = len - 4;
   }
   return n;

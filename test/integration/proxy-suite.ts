@@ -295,9 +295,19 @@ export function proxySuite(mode: RelayMode): void {
     assert.equal((await clientRow(raw.socket, onRelay)).carried_state, '1 prepared statement');
     assert.deepEqual(await raw.roundTrip(wire.close('closed_again'), wire.sync()), ['3', 'Z']);
     assert.equal((await clientRow(raw.socket, onRelay)).carried_state, null, 'the closed statement is out of the replay log');
+    // As JDBC with autocommit off sends Connection.setSchema: BEGIN and the SET in one batch (on the
+    // native relay, handed back whole), then COMMIT.
+    const jdbc = await rawSession();
+    assert.deepEqual(await jdbc.roundTrip(encodeQuery('SELECT 1')), ['T', 'D:1', 'C', 'Z']);
+    await clientRow(jdbc.socket, onRelay);
+    const unnamed = (sql: string) => [wire.parse('', sql), wire.bind('', []), wire.execute()];
+    assert.deepEqual(await jdbc.roundTrip(...unnamed('BEGIN'), ...unnamed("SET SESSION search_path TO 'jdbc_schema'"), wire.sync()), ['1', '2', 'C', '1', '2', 'C', 'Z']);
+    assert.deepEqual(await jdbc.roundTrip(...unnamed('COMMIT'), wire.sync()), ['1', '2', 'C', 'Z']);
+    const jdbcRow = await clientRow(jdbc.socket, (r) => r.carried_state === '1 setting' && r.tx_status === 'I');
+    assert.equal(jdbcRow.pinned, null);
     // What a leader change would do to these sessions, before it happens.
     const stats = (await admin('SHOW STATS')).find((r) => r.member === leader.name);
-    assert.deepEqual([stats?.can_move, stats?.cannot_move], ['6', '1'], `SHOW STATS: ${JSON.stringify(stats)}`);
+    assert.deepEqual([stats?.can_move, stats?.cannot_move], ['7', '1'], `SHOW STATS: ${JSON.stringify(stats)}`);
 
     const target = t.c.members.find((m) => m.name !== leader.name)!.name;
     // A read-only session on the replica about to be promoted: once that one leads, the session leaves it.
@@ -349,6 +359,8 @@ export function proxySuite(mode: RelayMode): void {
     assert.deepEqual((await rolledBackInTx.query(timeouts)).rows[0], { st: '0', lt: '0', port: newLeader.port });
     await committedInTx.end();
     await rolledBackInTx.end();
+    assert.deepEqual(await jdbc.roundTrip(encodeQuery("SELECT current_setting('search_path') || '|' || inet_server_port()")), ['T', `D:jdbc_schema|${newLeader.port}`, 'C', 'Z']);
+    jdbc.socket.destroy();
     await doomed.query('SELECT 1').catch((e: Error) => doomedErrors.push(e.message));
     assert.ok(
       doomedErrors.some((m) => /restoring prepared statement "from_doomed" on \S+ failed: 42P01/.test(m)),

@@ -6,7 +6,7 @@ import { after, afterEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { loadNativeRelay, socketFd, STATE, type Handover, type RelayHandle } from '../../src/proxy/native-relay.js';
-import { encodeCommandComplete, encodeErrorResponse, encodeQuery, encodeReadyForQuery } from '../../src/proxy/protocol-encode.js';
+import { encodeCommandComplete, encodeErrorResponse, encodeMessage, encodeQuery, encodeReadyForQuery, encodeSync } from '../../src/proxy/protocol-encode.js';
 import { readExactly, relaySockets } from '../helpers/loopback.js';
 
 const { relay, error } = loadNativeRelay();
@@ -139,6 +139,33 @@ describe('session settings kept by the native relay', { skip: !relay && (error ?
     assert.deepEqual(h3.fromClient, encodeQuery('SET app.p16 = 16'));
     assert.equal(h3.keptSettings?.length, 16);
     assert.deepEqual(h3.keptSettings?.at(-1), encodeQuery('SET app.p3 = 33'));
+  });
+
+  it('a batch that begins in the chunk at hand goes back whole with a setting in it, as JDBC sends BEGIN and SET with autocommit off', async () => {
+    const z = Buffer.from([0]);
+    const unnamed = (sql: string) => [
+      encodeMessage('P', Buffer.concat([Buffer.from(`\0${sql}\0`), Buffer.alloc(2)])),
+      encodeMessage('B', Buffer.concat([z, z, Buffer.alloc(6)])),
+      encodeMessage('E', Buffer.concat([z, Buffer.alloc(4)])),
+    ];
+    const begin = Buffer.concat(unnamed('BEGIN'));
+    const set = Buffer.concat([...unnamed('SET search_path = a'), encodeSync()]);
+    const whole = await attach();
+    whole.app.write(Buffer.concat([begin, set]));
+    const h1 = await whole.handback;
+    assert.deepEqual(h1.fromClient, Buffer.concat([begin, set]), 'TypeScript follows the batch from its first message');
+    assert.equal(h1.toServer, null);
+    assert.deepEqual([whole.state[STATE.syncs], whole.state[STATE.unsynced], whole.state[STATE.busy]], [0, 0, 0], 'nothing of it counted as sent');
+
+    // Begun in an earlier chunk, already on its way: only the setting goes back (the session will pin).
+    const split = await attach();
+    const forwarded = readExactly(split.db, begin.length);
+    split.app.write(begin);
+    assert.deepEqual(await forwarded, begin);
+    split.app.write(set);
+    const h2 = await split.handback;
+    assert.deepEqual(h2.fromClient, set);
+    assert.equal(split.state[STATE.unsynced], 1);
   });
 
   it('hands the session back for the settings TypeScript keeps itself: the role, several in one Query', async () => {
