@@ -315,8 +315,8 @@ export class SessionReplayLog {
    * After each request (a Query, or a batch up to its Sync): `fresh`, the settings it executed, which
    * hold at once outside a transaction block (if nothing else ran with them: a ROLLBACK in the same
    * batch would have undone them), and inside one wait for its end with those made before them in
-   * it: kept at COMMIT, dropped at ROLLBACK. A savepoint, or a transaction chained or rolled back to a
-   * savepoint, after a setting pins the session rather than be modelled.
+   * it: kept at COMMIT, dropped at ROLLBACK. A rollback to a savepoint or a chained transaction
+   * after a setting pins the session rather than be modelled.
    */
   private settle(status: string, fresh: ReplayEntry[], mixed: boolean): string | null {
     const end = this.txEnd;
@@ -337,13 +337,16 @@ export class SessionReplayLog {
     return null;
   }
 
-  /** A CommandComplete while a setting waits for its transaction to end (or its batch to). */
+  /** A CommandComplete while a setting waits for its transaction to end (or its batch to). ROLLBACK
+   * TO SAVEPOINT is tagged ROLLBACK too: one that leaves the block open is caught at the
+   * ReadyForQuery, and one followed by another end in the same request here. SAVEPOINT and RELEASE
+   * alone undo nothing. */
   private transactionControl(body: Buffer | null): string | null {
     const tag = body ? cstring(body, 0)?.text : undefined;
     if (tag === undefined) return 'a CommandComplete the proxy could not read while a setting waits for its transaction to end';
-    if (tag === 'COMMIT') this.txEnd = 'commit';
-    else if (tag === 'ROLLBACK') this.txEnd = 'rollback';
-    else if (tag === 'SAVEPOINT' || tag === 'RELEASE' || tag === 'PREPARE TRANSACTION') return `${tag} after a setting changed inside a transaction block`;
+    if (tag !== 'COMMIT' && tag !== 'ROLLBACK') return null; // PREPARE TRANSACTION pinned the session when sent (sqlPinReason)
+    if (this.txEnd !== null) return 'a transaction ended twice in one request after a setting changed in it (a rollback to a savepoint, then the end of the block?)';
+    this.txEnd = tag === 'COMMIT' ? 'commit' : 'rollback';
     return null;
   }
 

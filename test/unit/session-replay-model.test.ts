@@ -170,7 +170,13 @@ const setSql = fc.tuple(fc.constantFrom('', 'LOCAL '), guc, value).map(([local, 
 const transactionSql = fc.constantFrom('BEGIN', 'COMMIT', 'ROLLBACK', 'COMMIT AND CHAIN', 'ROLLBACK AND CHAIN', 'SAVEPOINT a', 'ROLLBACK TO a', 'RELEASE a');
 const batch: fc.Arbitrary<Msg[]> = fc.oneof(
   fc
-    .oneof(setSql, fc.constantFrom('SELECT 1', 'BEGIN', 'RESET ALL', 'DISCARD ALL', 'DEALLOCATE s1', 'SELEC 1'), transactionSql, fc.tuple(setSql, setSql).map(([a, b]) => `${a}; ${b}`))
+    .oneof(
+      setSql,
+      fc.constantFrom('SELECT 1', 'BEGIN', 'RESET ALL', 'DISCARD ALL', 'DEALLOCATE s1', 'SELEC 1'),
+      transactionSql,
+      fc.tuple(setSql, setSql).map(([a, b]) => `${a}; ${b}`),
+      fc.tuple(transactionSql, transactionSql).map(([a, b]) => `${a}; ${b}`),
+    )
     .map((sql) => [msg.query(sql)]),
   fc
     .array(
@@ -187,6 +193,18 @@ const batch: fc.Arbitrary<Msg[]> = fc.oneof(
     )
     .map((parts) => [...parts.flat(), msg.sync()]),
 );
+
+/** A transaction block, as drivers with autocommit off run one: BEGIN, some requests, then its end. */
+const transactionBlock: fc.Arbitrary<Msg[][]> = fc
+  .tuple(
+    fc.boolean(),
+    fc.array(batch, { maxLength: 4 }),
+    fc.constantFrom('COMMIT', 'COMMIT', 'ROLLBACK', 'COMMIT AND CHAIN', 'ROLLBACK TO a', 'ROLLBACK TO a; COMMIT', 'RELEASE a; COMMIT'),
+  )
+  .map(([savepoint, inner, end]) => [[msg.query('BEGIN')], ...(savepoint ? [[msg.query('SAVEPOINT a')]] : []), ...inner, [msg.query(end)]]);
+const conversation: fc.Arbitrary<Msg[][]> = fc
+  .array(fc.oneof(batch.map((b) => [b]), transactionBlock), { minLength: 1, maxLength: 5 })
+  .map((parts) => parts.flat());
 
 /** Runs a conversation through the model server and the log; true when it was checked (not pinned, idle). */
 function converse(batches: Msg[][]): boolean {
@@ -221,7 +239,7 @@ function converse(batches: Msg[][]): boolean {
 test('replaying the log on a fresh session rebuilds the prepared statements and settings, or the session is pinned', () => {
   let checked = 0;
   fc.assert(
-    fc.property(fc.array(batch, { minLength: 1, maxLength: 8 }), (batches) => {
+    fc.property(conversation, (batches) => {
       if (converse(batches)) checked++;
     }),
     { numRuns: 3000 },
