@@ -30,6 +30,7 @@ demo-down:
 	node bin/baton.js down --dir $(DEMO_DIR)
 
 test: build
+	@./scripts/install-deps.sh --test
 	npx tsc -p tsconfig.check.json
 	npm test
 

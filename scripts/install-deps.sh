@@ -2,6 +2,7 @@
 # Installs the system packages Baton needs on Debian 12: PostgreSQL 15, etcd-server, and the tools
 # the tests use (openssl for a test certificate, iproute2), and what node-gyp builds the proxy's native
 # relay with (g++, make, python3).
+# With --test, also what the proxy suite drives a real JDBC client with: a JDK and Debian's pgjdbc.
 # With --bench, also what bench/proxy.ts compares Baton's proxy with: HAProxy and PgBouncer (the
 # benchmark runs its own instances, with their own config files and ports).
 # Safe to run again: it installs only what is missing.
@@ -15,6 +16,10 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+if [ "${1:-}" = "--test" ]; then
+  command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
+  [ -f /usr/share/java/postgresql.jar ] || missing+=(libpostgresql-jdbc-java)
+fi
 if [ "${1:-}" = "--bench" ]; then
   command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
   command -v pgbouncer >/dev/null 2>&1 || missing+=(pgbouncer)

@@ -24,6 +24,7 @@ import { BatonProxy } from '../../src/proxy/proxy.js';
 import { EtcdStore } from '../../src/dcs/etcd-store.js';
 import { silentLogger } from '../../src/util/log.js';
 import type { RelayMode } from '../../src/proxy/native-relay.js';
+import { startJdbcSession } from '../helpers/jdbc.js';
 
 const run = promisify(execFile);
 let t: TestCluster;
@@ -233,7 +234,7 @@ export function proxySuite(mode: RelayMode): void {
     await t?.stop();
   });
 
-  test('writes through the read-write port land on the leader, also after a switchover, with the same connection string; idle sessions follow', async () => {
+  test('writes through the read-write port land on the leader, also after a switchover, with the same connection string; idle sessions follow', async (ctx) => {
     const leader = await t.leader();
     assert.deepEqual(await whereAmI('rw'), { port: leader.port, recovery: false });
     assert.deepEqual((await admin('SHOW ROUTING'))[0], { listener: 'read-write', member: leader.name, waits_for: null, refused: null });
@@ -307,9 +308,13 @@ export function proxySuite(mode: RelayMode): void {
     assert.deepEqual(await jdbc.roundTrip(...unnamed('COMMIT'), wire.sync()), ['1', '2', 'C', 'Z']);
     const jdbcRow = await clientRow(jdbc.socket, (r) => r.carried_state === '1 setting' && r.tx_status === 'I');
     assert.equal(jdbcRow.pinned, null);
+    // And pgjdbc itself, autocommit off, with statements prepared on the server (test/drivers/JdbcSession.java).
+    const pgjdbc = await startJdbcSession({ host: t.c.host, port: t.c.proxy!.readWritePort, user: t.c.superuser.username, password: t.c.superuser.password, schema: `jdbc_${mode}` });
+    ctx.after(() => pgjdbc.stop());
+    assert.equal(pgjdbc.before, `before schema=jdbc_${mode} statement_timeout=7s lock_timeout=0 rows=6 port=${leader.port}`);
     // What a leader change would do to these sessions, before it happens.
     const stats = (await admin('SHOW STATS')).find((r) => r.member === leader.name);
-    assert.deepEqual([stats?.can_move, stats?.cannot_move], ['7', '1'], `SHOW STATS: ${JSON.stringify(stats)}`);
+    assert.deepEqual([stats?.can_move, stats?.cannot_move], ['8', '1'], `SHOW STATS: ${JSON.stringify(stats)}`);
 
     const target = t.c.members.find((m) => m.name !== leader.name)!.name;
     // A read-only session on the replica about to be promoted: once that one leads, the session leaves it.
@@ -363,6 +368,7 @@ export function proxySuite(mode: RelayMode): void {
     await rolledBackInTx.end();
     assert.deepEqual(await jdbc.roundTrip(encodeQuery("SELECT current_setting('search_path') || '|' || inet_server_port()")), ['T', `D:jdbc_schema|${newLeader.port}`, 'C', 'Z']);
     jdbc.socket.destroy();
+    assert.equal(await pgjdbc.after(), `after schema=jdbc_${mode} statement_timeout=7s lock_timeout=0 rows=7 port=${newLeader.port}`);
     await doomed.query('SELECT 1').catch((e: Error) => doomedErrors.push(e.message));
     assert.ok(
       doomedErrors.some((m) => /restoring prepared statement "from_doomed" on \S+ failed: 42P01/.test(m)),
