@@ -71,6 +71,9 @@ export class SessionReplayLog {
   /** The batch up to the next Sync: settings it executed (confirmed), and whether it ran anything else. */
   private batchSettings: ReplayEntry[] = [];
   private batchRanOther = false;
+  /** An error ended the batch early: its settings are undone with an implicit transaction, and
+   * survive a failed block only by a rollback to a savepoint made after them. */
+  private batchFailed = false;
   /** Settings confirmed inside the open transaction block (null: none), which last only if it
    * commits; the session stays in TypeScript until it ends, so that every reply is seen. */
   private txSettings: ReplayEntry[] | null = null;
@@ -278,7 +281,7 @@ export class SessionReplayLog {
         if (front.kind === 'parse' && front.unnamed) this.unnamedStatementSets = null;
         // Up to the Sync, the server discards what it receives (a Query included).
         while (this.pending[0] && this.pending[0].kind !== 'sync') this.pending.shift();
-        this.batchSettings = [];
+        this.batchFailed = true;
         return this.pending.length === 0 ? this.lost('ErrorResponse without a Sync to come') : null;
       default:
         return null;
@@ -304,10 +307,11 @@ export class SessionReplayLog {
 
   /** The end of a batch up to a Sync: the settings it executed, and whether anything else ran in it. */
   private endBatch(status: string): string | null {
-    const settings = this.batchSettings;
+    const settings = this.batchFailed && status === 'I' ? [] : this.batchSettings;
     const ranOther = this.batchRanOther;
     this.batchSettings = [];
     this.batchRanOther = false;
+    this.batchFailed = false;
     return this.settle(status, settings, ranOther);
   }
 
@@ -331,9 +335,9 @@ export class SessionReplayLog {
     if (status !== 'I' && end !== null) return 'a transaction chained or rolled back to a savepoint after a setting changed in it';
     if (fresh.length === 0) return null;
     if (status === 'I') return mixed ? 'a setting changed in a batch with other statements' : this.addAll(fresh);
-    // 'E' cannot follow a confirmed setting of the same request (an error discards the batch's); a
-    // failed block is rolled back, or rolled back to a savepoint, which pins above.
-    if (status === 'T') this.txSettings = [...(held ?? []), ...fresh];
+    // In a failed block ('E': a batch's settings before its error) they wait too: the block can only
+    // be rolled back, which drops them, or rolled back to a savepoint, which pins above.
+    this.txSettings = [...(held ?? []), ...fresh];
     return null;
   }
 
@@ -345,6 +349,9 @@ export class SessionReplayLog {
     const tag = body ? cstring(body, 0)?.text : undefined;
     if (tag === undefined) return 'a CommandComplete the proxy could not read while a setting waits for its transaction to end';
     if (tag !== 'COMMIT' && tag !== 'ROLLBACK') return null; // PREPARE TRANSACTION pinned the session when sent (sqlPinReason)
+    // A batch's own settings are settled at its Sync, by then perhaps behind an error that rolled back
+    // only what followed this end: such a batch is not modelled (it pinned at its Sync before, too).
+    if (this.batchSettings.length > 0) return 'a setting changed in a batch with other statements';
     if (this.txEnd !== null) return 'a transaction ended twice in one request after a setting changed in it (a rollback to a savepoint, then the end of the block?)';
     this.txEnd = tag === 'COMMIT' ? 'commit' : 'rollback';
     return null;
