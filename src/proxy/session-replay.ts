@@ -299,10 +299,9 @@ export class SessionReplayLog {
     // A simple Query drops the unnamed statement and portal.
     this.unnamedStatementSets = null;
     this.unnamedPortalSets = null;
-    if (front.failed || !front.effect || front.effect.kind === 'settings') return this.settle(status, front.failed || !front.entry ? [] : [front.entry], false);
     // DISCARD ALL (never inside a transaction block) and DEALLOCATE are not undone by a rollback.
-    this.apply(front.effect);
-    return this.settle(status, [], false);
+    if (!front.failed && front.effect && front.effect.kind !== 'settings') this.apply(front.effect);
+    return this.settle(status, !front.failed && front.entry ? [front.entry] : [], false);
   }
 
   /** The end of a batch up to a Sync: the settings it executed, and whether anything else ran in it. */

@@ -256,20 +256,22 @@ test('an unnamed Parse skipped after an error leaves the earlier unnamed stateme
 });
 
 test('a setting committed by a COMMIT in the middle of a batch that then fails (found by the property above)', () => {
-  converse([
+  const checked = converse([
     [msg.query('BEGIN')],
     [msg.parse('', "SET app.a = 'x'"), msg.bind(), msg.execute(), msg.parse('', 'COMMIT'), msg.bind(), msg.execute(), msg.parse('', "SET app.a = 'bad'"), msg.sync()],
     [msg.query('COMMIT')],
     [msg.bind(), msg.execute(), msg.sync()],
   ]);
+  assert.equal(checked, false, 'such a batch pins');
 });
 
 test('a setting made before a savepoint in a batch that then fails, the block rolled back to the savepoint and committed (found by the property above)', () => {
-  converse([
+  const checked = converse([
     [msg.query('BEGIN')],
     [msg.parse('', "SET app.a = 'x'"), msg.bind(), msg.execute(), msg.parse('', 'SAVEPOINT a'), msg.bind(), msg.execute(), msg.parse('', "SET app.a = 'bad'"), msg.sync()],
     [msg.query('ROLLBACK TO a; COMMIT')],
     [msg.query('BEGIN')],
     [msg.query('COMMIT')],
   ]);
+  assert.equal(checked, false, 'two transaction ends in one request pin');
 });
