@@ -1,9 +1,11 @@
 // Proxy benchmark: pgbench against the leader of one local cluster through five paths, in one run:
 // direct to PostgreSQL, Baton's proxy (read-write port; native relay), a second Baton proxy relaying in
 // TypeScript (relay: js), HAProxy (TCP mode) and PgBouncer (session mode). For each relaying process,
-// its CPU time per transaction (from /proc).
+// its CPU time per transaction (from /proc). --kernel-forward adds a sixth path, kernel-fwd: a plain TCP
+// forwarder whose bytes stay in the kernel (bench/kernel-forward, needs root), what an in-kernel relay
+// could reach at best.
 //
-//   node --import tsx bench/proxy.ts [--seconds S] [--clients 8,32] [--workloads select-only,simple-update] [--rounds N] [--json FILE]
+//   node --import tsx bench/proxy.ts [--seconds S] [--clients 8,32] [--workloads select-only,simple-update] [--rounds N] [--json FILE] [--kernel-forward]
 //
 // For each client count, for select-only (-S) then simple-update (-N), the five paths run back to back
 // (direct, baton, baton-ts, haproxy, pgbouncer; each round starts one path later) so that drift
@@ -15,7 +17,7 @@ import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { BenchAbort, BenchCluster, runningLeader, sleep } from './lib/cluster.js';
-import { daemons, startBatonTsProxy, startHaproxy, startPgbouncer, versions } from './lib/proxy-daemons.js';
+import { daemons, startBatonTsProxy, startHaproxy, startKernelForward, startPgbouncer, versions } from './lib/proxy-daemons.js';
 import { ALL_WORKLOADS, PATHS, pgbench, pgbenchInit, running, WORKLOADS, type PathName, type PgbenchResult, type RunSpec, type Target, type Workload } from './lib/proxy-pgbench.js';
 import { compare, driftLines, markdownTable, medians, pairedLines, table, verdicts } from './lib/proxy-report.js';
 import { machine } from './lib/report.js';
@@ -33,6 +35,8 @@ interface Options {
   workloads: Workload[];
   rounds: number;
   json: string | null;
+  /** Also measure bench/kernel-forward (path kernel-fwd), the upper bound of an in-kernel relay. */
+  kernelForward: boolean;
 }
 
 function isWorkload(s: string): s is Workload {
@@ -47,6 +51,7 @@ function options(): Options {
       workloads: { type: 'string', default: WORKLOADS.join(',') },
       rounds: { type: 'string', default: '1' },
       json: { type: 'string' },
+      'kernel-forward': { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -64,7 +69,7 @@ function options(): Options {
   if (workloads.length === 0 || unknown.length > 0) {
     throw new BenchAbort(`--workloads must be a comma-separated list of ${ALL_WORKLOADS.join(', ')} (got ${values.workloads})`);
   }
-  return { seconds, clients, workloads: workloads.filter(isWorkload), rounds, json: values.json ?? null };
+  return { seconds, clients, workloads: workloads.filter(isWorkload), rounds, json: values.json ?? null, kernelForward: values['kernel-forward'] };
 }
 
 function rotate<T>(xs: readonly T[], by: number): T[] {
@@ -149,14 +154,20 @@ async function main(): Promise<number> {
     const batonTs = await startBatonTsProxy(proxy.configFile, host);
     if (life.aborted) return 130;
     log(`baton proxy with relay: js (pid ${batonTs.pid ?? '?'}) on ${host}:${batonTs.port}`);
-    const targets: Record<PathName, Target> = {
+    const kernelForward = o.kernelForward ? await startKernelForward(backend) : null;
+    if (life.aborted) return 130;
+    if (kernelForward) log(`bench/kernel-forward (pid ${kernelForward.pid ?? '?'}) on ${host}:${kernelForward.port} -> ${host}:${leader.pgPort}`);
+    const paths: PathName[] = kernelForward ? [...PATHS, 'kernel-fwd'] : [...PATHS];
+    const targets: Partial<Record<PathName, Target>> = {
       direct,
       baton: { ...direct, port: proxy.readWritePort },
       'baton-ts': { ...direct, port: batonTs.port },
       haproxy: { ...direct, port: haproxy.port },
       pgbouncer: { ...direct, port: pgbouncer.port },
+      ...(kernelForward ? { 'kernel-fwd': { ...direct, port: kernelForward.port } } : {}),
     };
-    const relayPids: Record<PathName, number | null> = {
+    // kernel-fwd's work runs in softirqs and kernel workers, charged to no process of its own: not measured.
+    const relayPids: Partial<Record<PathName, number | null>> = {
       direct: null,
       baton: proxy.pid,
       'baton-ts': batonTs.pid ?? null,
@@ -167,14 +178,14 @@ async function main(): Promise<number> {
     const runOne = async (spec: RunSpec): Promise<PgbenchResult> => {
       await prepare(bc, db, leader.name, baseline);
       if (life.aborted) throw new BenchAbort('stopping');
-      return pgbench(targets[spec.path], spec, relayPids[spec.path]);
+      return pgbench(targets[spec.path]!, spec, relayPids[spec.path] ?? null);
     };
 
     const maxClients = Math.max(...o.clients);
     // Also checks every path works before the long runs, and touches the freshly loaded tables once.
     log(`warm-up: ${WARMUP_SECONDS} s of each workload with ${maxClients} clients through each path (not reported)`);
     for (const workload of o.workloads) {
-      for (const path of PATHS) {
+      for (const path of paths) {
         const r = await runOne({ workload, clients: maxClients, path, seconds: WARMUP_SECONDS, threads: Math.min(THREADS, maxClients) });
         log(`  ${workload} ${path}: ${r.tps.toFixed(0)} tps`);
       }
@@ -186,7 +197,7 @@ async function main(): Promise<number> {
       for (const clients of o.clients) {
         for (const workload of o.workloads) {
           // Each round starts from a different path, so that no path always runs right after another.
-          for (const path of rotate(PATHS, round - 1)) {
+          for (const path of rotate(paths, round - 1)) {
             if (life.aborted) return 130;
             const r = await runOne({ workload, clients, path, seconds: o.seconds, threads: Math.min(THREADS, clients) });
             results.push(r);

@@ -1,5 +1,5 @@
-// HAProxy (TCP mode), PgBouncer (session mode) and a second baton proxy relaying in TypeScript, in
-// front of one PostgreSQL server, for bench/proxy.ts.
+// HAProxy (TCP mode), PgBouncer (session mode), a second baton proxy relaying in TypeScript and (on
+// request) bench/kernel-forward, in front of one PostgreSQL server, for bench/proxy.ts.
 // Each runs in the foreground as a child process with its own config, log and port in its own temp dir;
 // stop() ends it (SIGTERM, then SIGKILL after 5 s) and removes the dir.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -172,6 +172,31 @@ export async function startBatonTsProxy(clusterProxyConfig: string, host: string
   const file = path.join(dir, 'proxy.yml');
   fs.writeFileSync(file, YAML.stringify(cfg), { mode: 0o600 });
   const d = launch('baton-ts', process.execPath, [BATON, 'proxy', '--config', file], dir, host, port);
+  await d.waitListening();
+  return d;
+}
+
+const KERNEL_FORWARD_SRC = fileURLToPath(new URL('../kernel-forward/', import.meta.url));
+
+/** bench/kernel-forward, compiled into its own temp dir (clang for the BPF object, gcc with libbpf for
+ * the loader); it must run as root (or with CAP_BPF and CAP_NET_ADMIN). */
+export async function startKernelForward(backend: Backend): Promise<Daemon> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-kernel-forward-'));
+  const build = (cmd: string, args: string[]): void => {
+    try {
+      execFileSync(cmd, args, { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (err) {
+      const e = err as { stderr?: string; message: string };
+      fs.rmSync(dir, { recursive: true, force: true });
+      throw new BenchAbort(`building bench/kernel-forward failed (${cmd}): ${(e.stderr || e.message).trim()}\nrun scripts/install-deps.sh --bench (clang, libbpf-dev)`);
+    }
+  };
+  const multiarch = execFileSync('gcc', ['-print-multiarch'], { encoding: 'utf8' }).trim();
+  build('clang', ['-O2', '-g', '-target', 'bpf', `-I/usr/include/${multiarch}`, '-c', path.join(KERNEL_FORWARD_SRC, 'forward.bpf.c'), '-o', 'forward.bpf.o']);
+  build('gcc', ['-O2', '-Wall', '-o', 'forward', path.join(KERNEL_FORWARD_SRC, 'forward.c'), '-lbpf']);
+  const port = await freePort(backend.host);
+  const args = [backend.host, String(port), backend.host, String(backend.port), path.join(dir, 'forward.bpf.o')];
+  const d = launch('kernel-fwd', path.join(dir, 'forward'), args, dir, backend.host, port);
   await d.waitListening();
   return d;
 }

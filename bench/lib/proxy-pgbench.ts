@@ -60,7 +60,8 @@ function workloadArgs(w: Workload, dir: string): string[] {
 
 /** baton: the proxy with its native relay; baton-ts: a second proxy with `relay: js`. */
 export const PATHS = ['direct', 'baton', 'baton-ts', 'haproxy', 'pgbouncer'] as const;
-export type PathName = (typeof PATHS)[number];
+/** kernel-fwd (with --kernel-forward): bench/kernel-forward, a plain TCP forwarder in a BPF sockmap. */
+export type PathName = (typeof PATHS)[number] | 'kernel-fwd';
 
 export interface Target {
   host: string;
