@@ -178,7 +178,9 @@ async function main(): Promise<number> {
     const runOne = async (spec: RunSpec): Promise<PgbenchResult> => {
       await prepare(bc, db, leader.name, baseline);
       if (life.aborted) throw new BenchAbort('stopping');
-      return pgbench(targets[spec.path]!, spec, relayPids[spec.path] ?? null);
+      const target = targets[spec.path];
+      if (!target) throw new BenchAbort(`no target for path ${spec.path}`);
+      return pgbench(target, spec, relayPids[spec.path] ?? null);
     };
 
     const maxClients = Math.max(...o.clients);
