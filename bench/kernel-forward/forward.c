@@ -99,7 +99,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n; i++) {
       int fd = evs[i].data.fd;
       if (fd != ls) { /* only hang-ups are watched: the bytes themselves never come here */
-        close_pair(ep, fd);
+        /* A pair closed earlier in this batch may have left an event for its other socket. */
+        if (partner_of[fd] >= 0) close_pair(ep, fd);
         continue;
       }
       int c = accept(ls, NULL, NULL);
