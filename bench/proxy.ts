@@ -6,6 +6,11 @@
 // could reach at best.
 //
 //   node --import tsx bench/proxy.ts [--seconds S] [--clients 8,32] [--workloads select-only,simple-update] [--rounds N] [--json FILE] [--kernel-forward]
+//                                    [--paths direct,baton,pgbouncer]
+//
+// --paths runs only those paths (direct always among them: every ratio is to it), so that many short
+// rounds fit in a run: baton and PgBouncer measured seconds apart, round after round, are a paired
+// comparison that the host's drift over minutes does not blur.
 //
 // For each client count, for select-only (-S) then simple-update (-N), the five paths run back to back
 // (direct, baton, baton-ts, haproxy, pgbouncer; each round starts one path later) so that drift
@@ -37,7 +42,11 @@ interface Options {
   json: string | null;
   /** Also measure bench/kernel-forward (path kernel-fwd), the upper bound of an in-kernel relay. */
   kernelForward: boolean;
+  /** The paths measured, in order; direct always among them. */
+  paths: PathName[];
 }
+
+const MAX_ROUNDS = 60;
 
 function isWorkload(s: string): s is Workload {
   return (ALL_WORKLOADS as readonly string[]).includes(s);
@@ -52,13 +61,14 @@ function options(): Options {
       rounds: { type: 'string', default: '1' },
       json: { type: 'string' },
       'kernel-forward': { type: 'boolean', default: false },
+      paths: { type: 'string' },
     },
     strict: true,
   });
   const seconds = Number(values.seconds);
   if (!Number.isInteger(seconds) || seconds < 1) throw new BenchAbort(`--seconds must be a positive integer (got ${values.seconds})`);
   const rounds = Number(values.rounds);
-  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) throw new BenchAbort(`--rounds must be an integer in 1..20 (got ${values.rounds})`);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > MAX_ROUNDS) throw new BenchAbort(`--rounds must be an integer in 1..${MAX_ROUNDS} (got ${values.rounds})`);
   const clients = values.clients.split(',').map((s) => Number(s.trim()));
   // PostgreSQL runs with max_connections = 100; Baton's agents and this benchmark need a few.
   if (clients.length === 0 || clients.some((c) => !Number.isInteger(c) || c < 1 || c > 90)) {
@@ -69,7 +79,17 @@ function options(): Options {
   if (workloads.length === 0 || unknown.length > 0) {
     throw new BenchAbort(`--workloads must be a comma-separated list of ${ALL_WORKLOADS.join(', ')} (got ${values.workloads})`);
   }
-  return { seconds, clients, workloads: workloads.filter(isWorkload), rounds, json: values.json ?? null, kernelForward: values['kernel-forward'] };
+  const kernelForward = values['kernel-forward'];
+  const known: PathName[] = kernelForward ? [...PATHS, 'kernel-fwd'] : [...PATHS];
+  const paths = values.paths === undefined ? known : values.paths.split(',').map((s) => s.trim());
+  const bad = paths.filter((p) => !(known as string[]).includes(p));
+  if (bad.length > 0 || new Set(paths).size !== paths.length || !paths.includes('direct')) {
+    throw new BenchAbort(
+      `--paths must be a comma-separated list of distinct paths from ${known.join(', ')}, direct among them (got ${values.paths ?? ''})` +
+        (bad.includes('kernel-fwd') ? '; kernel-fwd needs --kernel-forward' : ''),
+    );
+  }
+  return { seconds, clients, workloads: workloads.filter(isWorkload), rounds, json: values.json ?? null, kernelForward, paths: paths as PathName[] };
 }
 
 function rotate<T>(xs: readonly T[], by: number): T[] {
@@ -145,35 +165,38 @@ async function main(): Promise<number> {
     const baseline = await otherBackends(db);
 
     const backend = { host, port: leader.pgPort };
-    const haproxy = await startHaproxy(backend);
-    if (life.aborted) return 130;
-    log(`haproxy (pid ${haproxy.pid ?? '?'}) on ${host}:${haproxy.port} -> ${host}:${leader.pgPort}`);
-    const pgbouncer = await startPgbouncer(backend, user, password, Math.max(...o.clients));
-    if (life.aborted) return 130;
-    log(`pgbouncer (pid ${pgbouncer.pid ?? '?'}) on ${host}:${pgbouncer.port} -> ${host}:${leader.pgPort}`);
-    const batonTs = await startBatonTsProxy(proxy.configFile, host);
-    if (life.aborted) return 130;
-    log(`baton proxy with relay: js (pid ${batonTs.pid ?? '?'}) on ${host}:${batonTs.port}`);
-    const kernelForward = o.kernelForward ? await startKernelForward(backend) : null;
-    if (life.aborted) return 130;
-    if (kernelForward) log(`bench/kernel-forward (pid ${kernelForward.pid ?? '?'}) on ${host}:${kernelForward.port} -> ${host}:${leader.pgPort}`);
-    const paths: PathName[] = kernelForward ? [...PATHS, 'kernel-fwd'] : [...PATHS];
-    const targets: Partial<Record<PathName, Target>> = {
-      direct,
-      baton: { ...direct, port: proxy.readWritePort },
-      'baton-ts': { ...direct, port: batonTs.port },
-      haproxy: { ...direct, port: haproxy.port },
-      pgbouncer: { ...direct, port: pgbouncer.port },
-      ...(kernelForward ? { 'kernel-fwd': { ...direct, port: kernelForward.port } } : {}),
-    };
+    const want = (path: PathName): boolean => o.paths.includes(path);
+    const targets: Partial<Record<PathName, Target>> = { direct, baton: { ...direct, port: proxy.readWritePort } };
     // kernel-fwd's work runs in softirqs and kernel workers, charged to no process of its own: not measured.
-    const relayPids: Partial<Record<PathName, number | null>> = {
-      direct: null,
-      baton: proxy.pid,
-      'baton-ts': batonTs.pid ?? null,
-      haproxy: haproxy.pid ?? null,
-      pgbouncer: pgbouncer.pid ?? null,
-    };
+    const relayPids: Partial<Record<PathName, number | null>> = { direct: null, baton: proxy.pid };
+    if (want('haproxy')) {
+      const haproxy = await startHaproxy(backend);
+      if (life.aborted) return 130;
+      log(`haproxy (pid ${haproxy.pid ?? '?'}) on ${host}:${haproxy.port} -> ${host}:${leader.pgPort}`);
+      targets.haproxy = { ...direct, port: haproxy.port };
+      relayPids.haproxy = haproxy.pid ?? null;
+    }
+    if (want('pgbouncer')) {
+      const pgbouncer = await startPgbouncer(backend, user, password, Math.max(...o.clients));
+      if (life.aborted) return 130;
+      log(`pgbouncer (pid ${pgbouncer.pid ?? '?'}) on ${host}:${pgbouncer.port} -> ${host}:${leader.pgPort}`);
+      targets.pgbouncer = { ...direct, port: pgbouncer.port };
+      relayPids.pgbouncer = pgbouncer.pid ?? null;
+    }
+    if (want('baton-ts')) {
+      const batonTs = await startBatonTsProxy(proxy.configFile, host);
+      if (life.aborted) return 130;
+      log(`baton proxy with relay: js (pid ${batonTs.pid ?? '?'}) on ${host}:${batonTs.port}`);
+      targets['baton-ts'] = { ...direct, port: batonTs.port };
+      relayPids['baton-ts'] = batonTs.pid ?? null;
+    }
+    if (want('kernel-fwd')) {
+      const kernelForward = await startKernelForward(backend);
+      if (life.aborted) return 130;
+      log(`bench/kernel-forward (pid ${kernelForward.pid ?? '?'}) on ${host}:${kernelForward.port} -> ${host}:${leader.pgPort}`);
+      targets['kernel-fwd'] = { ...direct, port: kernelForward.port };
+    }
+    const paths = o.paths;
 
     const runOne = async (spec: RunSpec): Promise<PgbenchResult> => {
       await prepare(bc, db, leader.name, baseline);

@@ -90,14 +90,24 @@ export function verdicts(rows: Row[], workloads: readonly Workload[], clients: r
   });
 }
 
-/** Student's t, two-sided 95 %, by degrees of freedom (1..19: the benchmark runs at most 20 rounds). */
+/** Student's t, two-sided 95 %, by degrees of freedom 1..19. */
 const T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145, 2.131, 2.12, 2.11, 2.101, 2.093];
+
+/** Student's t, two-sided 95 %: the table up to 19 degrees of freedom, beyond it the Cornish-Fisher
+ * expansion around the normal quantile (within 0.001 of the exact value from 20 on). */
+export function t95(df: number): number | null {
+  if (!Number.isInteger(df) || df < 1) return null;
+  const tabled = T95[df - 1];
+  if (tabled !== undefined) return tabled;
+  const z = 1.959964;
+  return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2);
+}
 
 /** Geometric mean of per-round ratios and its 95 % confidence interval (t on the logs); null under two rounds. */
 export function ratioInterval(ratios: number[]): { mean: number; low: number; high: number } | null {
   const n = ratios.length;
-  const t = T95[n - 2];
-  if (n < 2 || t === undefined || ratios.some((x) => !(x > 0))) return null;
+  const t = t95(n - 1);
+  if (t === null || ratios.some((x) => !(x > 0))) return null;
   const logs = ratios.map(Math.log);
   const m = logs.reduce((a, b) => a + b, 0) / n;
   const sd = Math.sqrt(logs.reduce((a, x) => a + (x - m) ** 2, 0) / (n - 1));
@@ -109,6 +119,9 @@ export function ratioInterval(ratios: number[]): { mean: number; low: number; hi
 function byRound(results: PgbenchResult[], w: Workload, clients: number, path: string): PgbenchResult[] {
   return results.filter((r) => r.workload === w && r.clients === clients && r.path === path);
 }
+
+/** Over this many rounds the paired line gives a summary instead of every round. */
+export const PER_ROUND_LIMIT = 10;
 
 /**
  * Baton against PgBouncer round by round (both measured minutes apart, against the same direct run):
@@ -125,9 +138,15 @@ export function pairedLines(results: PgbenchResult[], workloads: readonly Worklo
       const over = (xs: PgbenchResult[]): string => Array.from({ length: n }, (_, i) => signed(xs[i]!.p99Ms - d![i]!.p99Ms, 2)).join(' ');
       const ahead = ratios.filter((x) => x >= 1).length;
       const ci = ratioInterval(ratios);
+      const interval = ci ? `; geometric mean ${f(ci.mean, 3)}, 95 % interval ${f(ci.low, 3)}-${f(ci.high, 3)}` : '';
+      if (n > PER_ROUND_LIMIT) {
+        // Too many rounds to list: the paired summary, and each path's median p99 overhead over the rounds.
+        const medianOver = (xs: PgbenchResult[]): string => signed(median(Array.from({ length: n }, (_, i) => xs[i]!.p99Ms - d![i]!.p99Ms)), 2);
+        lines.push(`${w} ${c} clients, ${n} rounds: baton/pgbouncer tps ahead in ${ahead} of ${n}${interval}; median p99 overhead baton ${medianOver(b!)}, pgbouncer ${medianOver(p!)} ms`);
+        continue;
+      }
       lines.push(
-        `${w} ${c} clients, per round: baton/pgbouncer tps ${ratios.map((x) => f(x, 3)).join(' ')} (baton ahead in ${ahead} of ${n}` +
-          `${ci ? `; geometric mean ${f(ci.mean, 3)}, 95 % interval ${f(ci.low, 3)}-${f(ci.high, 3)}` : ''}); ` +
+        `${w} ${c} clients, per round: baton/pgbouncer tps ${ratios.map((x) => f(x, 3)).join(' ')} (baton ahead in ${ahead} of ${n}${interval}); ` +
           `p99 overhead baton ${over(b!)}, pgbouncer ${over(p!)} ms`,
       );
     }

@@ -2,7 +2,7 @@
 // the target, and the round-by-round comparison of baton with PgBouncer.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { compare, driftLines, markdownTable, medians, pairedLines, ratioInterval, verdicts } from '../../bench/lib/proxy-report.js';
+import { compare, driftLines, markdownTable, medians, pairedLines, PER_ROUND_LIMIT, ratioInterval, t95, verdicts } from '../../bench/lib/proxy-report.js';
 import type { PathName, PgbenchResult, Workload } from '../../bench/lib/proxy-pgbench.js';
 
 function run(workload: Workload, clients: number, path: PathName, tps: number, p99Ms: number): PgbenchResult {
@@ -63,7 +63,29 @@ test('paired ratios: geometric mean with a 95 % t interval on the logs; none for
   assert.ok(Math.abs(ci.low - 0.7767) < 1e-3 && Math.abs(ci.high - 1.2789) < 1e-3, `interval ${ci.low}-${ci.high}`);
   assert.equal(ratioInterval([1.05]), null);
   assert.equal(ratioInterval([1.05, 0]), null);
-  assert.equal(ratioInterval(Array.from({ length: 21 }, () => 1)), null, 'beyond the t table');
+  assert.deepEqual(ratioInterval(Array.from({ length: 41 }, () => 1)), { mean: 1, low: 1, high: 1 }, 'beyond the t table');
+});
+
+test('t quantile: the table up to 19 degrees of freedom, the expansion beyond it within 0.001 of the exact value', () => {
+  assert.equal(t95(1), 12.706);
+  assert.equal(t95(19), 2.093);
+  // Exact two-sided 95 % quantiles of Student's t.
+  for (const [df, exact] of [[20, 2.086], [29, 2.045], [40, 2.021], [59, 2.001], [120, 1.98]] as const) {
+    assert.ok(Math.abs(t95(df)! - exact) < 1e-3, `t95(${df}) = ${t95(df)}, not ${exact}`);
+  }
+  assert.equal(t95(0), null);
+  assert.equal(t95(2.5), null);
+});
+
+test('paired lines over many rounds: a summary with the interval and each path’s median p99 overhead', () => {
+  const rounds = PER_ROUND_LIMIT + 2;
+  const many: PgbenchResult[] = [];
+  for (let i = 0; i < rounds; i++) {
+    // baton 2 % ahead in every round; p99 overhead 0.5 ms for baton, 0.3 + i/100 ms for PgBouncer.
+    many.push(run('select-only', 8, 'direct', 10_000 + i * 500, 1.0), run('select-only', 8, 'baton', 7140, 1.5), run('select-only', 8, 'pgbouncer', 7000, 1.3 + i / 100));
+  }
+  const [line] = pairedLines(many, ['select-only'], [8]);
+  assert.equal(line, `select-only 8 clients, ${rounds} rounds: baton/pgbouncer tps ahead in ${rounds} of ${rounds}; geometric mean 1.020, 95 % interval 1.020-1.020; median p99 overhead baton +0.50, pgbouncer +0.36 ms`);
 });
 
 test('run-queue wait of a process: a count for a live one, null for one that is gone', async () => {
