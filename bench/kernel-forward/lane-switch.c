@@ -152,7 +152,14 @@ int main(int argc, char **argv) {
   struct bpf_program *prog = bpf_object__find_program_by_name(obj, "forward");
   if (socks < 0 || slots < 0 || lanes_fd < 0 || budget_fd < 0 || !prog) return die("the BPF object lacks a map or the program");
   __u32 zero = 0;
-  __u64 budget = strtoull(argv[6], NULL, 10);
+  /* Budget 0 is a mode of its own (every segment passed up), so a typo must not turn into it. */
+  char *end = NULL;
+  errno = 0;
+  __u64 budget = strtoull(argv[6], &end, 10);
+  if (errno || end == argv[6] || *end || argv[6][0] == '-') {
+    fprintf(stderr, "lane-switch: the budget must be a number of bytes (got %s)\n", argv[6]);
+    return 2;
+  }
   if (bpf_map_update_elem(budget_fd, &zero, &budget, BPF_ANY)) return die("setting the budget");
   lanes = mmap(NULL, SLOTS * sizeof(struct lane), PROT_READ | PROT_WRITE, MAP_SHARED, lanes_fd, 0);
   if (lanes == MAP_FAILED) return die("mapping the lanes");
