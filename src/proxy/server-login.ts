@@ -4,10 +4,13 @@ import crypto from 'node:crypto';
 import net from 'node:net';
 import { MessageReader, parseBackendKeyData, parseAuthentication, parseErrorOrNotice, ProtocolError } from './protocol.js';
 import { encodeMessage as message, encodeStartup } from './protocol-encode.js';
+import { recordReported, type ReportedParameters } from './server-replies.js';
 
 export interface ServerLogin {
   socket: net.Socket;
   key: { pid: number; secret: number };
+  /** What the server reported (ParameterStatus) up to its first ReadyForQuery. */
+  reported: ReportedParameters;
 }
 
 function cstr(s: string): Buffer {
@@ -71,6 +74,7 @@ export function loginToServer(opts: {
     const reader = new MessageReader();
     let scram: Scram | null = null;
     let key: { pid: number; secret: number } | null = null;
+    const reported: ReportedParameters = new Map();
     const done = (err: Error | null) => {
       socket.setTimeout(0);
       socket.removeAllListeners('data');
@@ -79,7 +83,7 @@ export function loginToServer(opts: {
       if (err) {
         socket.destroy();
         reject(err);
-      } else resolve({ socket, key: key ?? { pid: 0, secret: 0 } });
+      } else resolve({ socket, key: key ?? { pid: 0, secret: 0 }, reported });
     };
     socket.setTimeout(opts.timeoutMs, () => done(new Error(`login to ${opts.host}:${opts.port} timed out`)));
     socket.on('error', (err) => done(err));
@@ -94,6 +98,7 @@ export function loginToServer(opts: {
             return done(new Error(`${f.C ?? ''} ${f.M ?? 'login refused'}`.trim()));
           }
           if (type === 'K') key = parseBackendKeyData(m.frame);
+          if (recordReported(m, reported)) continue;
           if (type === 'Z') return done(null);
           if (type !== 'R') continue;
           const code = parseAuthentication(m.frame);

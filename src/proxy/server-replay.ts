@@ -3,7 +3,7 @@
 import type net from 'node:net';
 import { encodeSync } from './protocol-encode.js';
 import type { ReplayEntry } from './session-replay.js';
-import { awaitReplies, describeError } from './server-replies.js';
+import { awaitReplies, describeError, recordReported, type ReportedParameters } from './server-replies.js';
 
 /** The server refused an entry: the same statement would fail on any server, so the move cannot succeed. */
 export class ReplayFailed extends Error {
@@ -22,13 +22,21 @@ function describe(e: ReplayEntry): string {
 
 /** Sends every entry (a Parse with its own Sync, or a Query) at once, then the unnamed Parse with its
  * own Sync, and waits for one ReadyForQuery each. An error of an entry rejects, naming the entry; one
- * of the unnamed Parse does not (it may have failed on the old server too, and the client knows). */
-export async function replaySessionState(socket: net.Socket, entries: readonly ReplayEntry[], unnamedParse: Buffer | null, timeoutMs: number): Promise<void> {
+ * of the unnamed Parse does not (it may have failed on the old server too, and the client knows).
+ * What the settings change in the server's reported values is recorded in `reported`. */
+export async function replaySessionState(
+  socket: net.Socket,
+  entries: readonly ReplayEntry[],
+  unnamedParse: Buffer | null,
+  timeoutMs: number,
+  reported: ReportedParameters,
+): Promise<void> {
   const expected = entries.length + (unnamedParse ? 1 : 0);
   if (expected === 0) return;
   let answered = 0;
   let error: ReplayFailed | null = null;
   const done = awaitReplies<void>(socket, timeoutMs, 'restoring the session state', (m, finish) => {
+    if (recordReported(m, reported)) return;
     if (m.type === 0x45 /* E */ && error === null && answered < entries.length) error = new ReplayFailed(describe(entries[answered]!), describeError(m.frame));
     if (m.type !== 0x5a /* Z */) return;
     answered++;

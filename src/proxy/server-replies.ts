@@ -2,7 +2,7 @@
 // restores, or one it asks for its WAL position), with the listeners, the time limit and the end of
 // the connection handled in one place.
 import type net from 'node:net';
-import { MessageReader, parseErrorOrNotice, type Message } from './protocol.js';
+import { MessageReader, parseErrorOrNotice, parseParameterStatus, type Message } from './protocol.js';
 
 /** Hands each message from the server to `onMessage` until it calls `finish` (with a result, or an
  * Error to reject with); rejects on a bad message, a socket error, the server closing, or `timeoutMs`.
@@ -46,4 +46,15 @@ export function awaitReplies<T>(socket: net.Socket, timeoutMs: number, what: str
 export function describeError(frame: Buffer): string {
   const f = parseErrorOrNotice(frame);
   return `${f.C ?? ''} ${f.M ?? 'error'}`.trim();
+}
+
+/** The values a server reports to its client (ParameterStatus), as they stand after the messages seen so far. */
+export type ReportedParameters = Map<string, string>;
+
+/** Records `m` in `reported` when it is a ParameterStatus; true if it was one. */
+export function recordReported(m: Message, reported: ReportedParameters): boolean {
+  if (m.type !== 0x53 /* S */) return false;
+  const { name, value } = parseParameterStatus(m.frame);
+  reported.set(name, value);
+  return true;
 }

@@ -36,8 +36,8 @@ export async function openMoveTarget(req: MoveRequest, hooks: Pick<SessionHooks,
   if (req.keepsServer && member.name === req.from) throw new Error(`${req.from} takes new read-only sessions again`);
   const login = await loginToServer({ host: member.host, port: member.port, params: req.params, password: req.password, timeoutMs: hooks.connectTimeoutMs });
   try {
-    await replaySessionState(login.socket, req.replayLog.replay, req.replayLog.unnamedParse, hooks.connectTimeoutMs);
-    if (req.floor !== null && !(await reachesPosition(login.socket, req.floor, Date.now() + READ_CATCH_UP_MS, hooks.connectTimeoutMs))) {
+    await replaySessionState(login.socket, req.replayLog.replay, req.replayLog.unnamedParse, hooks.connectTimeoutMs, login.reported);
+    if (req.floor !== null && !(await reachesPosition(login.socket, req.floor, Date.now() + READ_CATCH_UP_MS, hooks.connectTimeoutMs, login.reported))) {
       throw new Error(`${member.name} did not replay up to ${formatLsn(req.floor)}, where ${req.from} was, within ${READ_CATCH_UP_MS} ms`);
     }
   } catch (err) {

@@ -14,12 +14,13 @@ import tls from 'node:tls';
 import type { MemberRecord } from '../dcs/types.js';
 import type { Logger } from '../util/log.js';
 import { parseBackendKeyData, StartupReader, type StartupPacket } from './protocol.js';
-import { encodeBackendKeyData, encodeCancel, encodeErrorResponse } from './protocol-encode.js';
+import { encodeBackendKeyData, encodeCancel, encodeErrorResponse, encodeParameterStatus } from './protocol-encode.js';
 import { resumeNodeReading, socketFd, STATE, stopNodeReading, type Handover, type NativeRelay, type RelayHandle } from './native-relay.js';
 import { FrameError, FrameScanner } from './scanner.js';
 import { countAnswered, countSent } from './in-flight.js';
 import { ReplayFailed } from './server-replay.js';
 import { serverPosition } from './read-position.js';
+import type { ReportedParameters } from './server-replies.js';
 import { openMoveTarget, type MoveTarget } from './session-move.js';
 import { formatLsn } from '../util/lsn.js';
 import { SessionReplayLog } from './session-replay.js';
@@ -565,6 +566,7 @@ export class Session {
       login.socket.on('error', (err) => this.serverLost(login.socket, err.message));
       this.attachServer(login.socket, false);
       this.moving = false;
+      this.tellReported(login.reported);
       const heldBytes = this.heldBytes;
       this.sendHeld();
       const replayed = this.replayLog.replay.length;
@@ -586,7 +588,8 @@ export class Session {
   private async readFloor(member: string | undefined): Promise<number | null> {
     if (this.leaving) {
       try {
-        return await serverPosition(this.leaving, this.hooks.connectTimeoutMs);
+        // A notice or a changed value the old server sends meanwhile is the client's: it is still on that server.
+        return await serverPosition(this.leaving, this.hooks.connectTimeoutMs, (m) => this.toClient(m.frame));
       } catch (err) {
         // Its answer may still come: that connection cannot go back to the client.
         this.leaving.destroy();
@@ -595,6 +598,15 @@ export class Session {
       }
     }
     return member ? this.hooks.publishedPosition(member) : null;
+  }
+
+  /** A moved session's client hears what its new server reports (in_hot_standby when a read-only
+   * session went from the leader to a replica, a server_version after a minor upgrade), as a server
+   * tells of a value that changed. All of them: what the native relay passed on is not seen here, so
+   * the proxy cannot know which values the client has. */
+  private tellReported(reported: ReportedParameters): void {
+    if (reported.size === 0) return;
+    this.toClient(Buffer.concat([...reported].map(([name, value]) => encodeParameterStatus(name, value))));
   }
 
   /** A read-only session that could not move goes on on its server, and is tried again later. */

@@ -690,6 +690,35 @@ export function proxySuite(mode: RelayMode): void {
     await bdb.end();
   });
 
+  test('a read-only session on the leader, for want of a replica, moves to one once it qualifies, and its client hears it is on a standby now', async () => {
+    const lagLimit = { maxReplicationLag: 1024 * 1024, readOnlyFallbackToLeader: true };
+    const view = await t.waitFor('both replicas taking read-only sessions', (v) => (!v.switchover && readCandidates(v, lagLimit).length === 2 ? v : null));
+    const replicas = await Promise.all(view.members.filter((m) => m.name !== view.leader?.name).map((m) => t.client(m.name)));
+    for (const db of replicas) await db.query('SELECT pg_wal_replay_pause()');
+    const ldb = await t.client(view.leader!.name);
+    await ldb.query("INSERT INTO p(v) SELECT repeat('z', 1000) FROM generate_series(1, 3000)");
+    await ldb.end();
+    await t.waitFor('no replica within the lag limit', (v) => readCandidates(v, lagLimit).length === 0, 20_000);
+    const reader = proxyClient('ro');
+    const reported: string[] = [];
+    reader.connection.on('parameterStatus', (m: { parameterName: string; parameterValue: string }) => reported.push(`${m.parameterName}=${m.parameterValue}`));
+    await reader.connect();
+    await reader.query("SET application_name = 'fallback_reader'");
+    const before = (await reader.query<{ port: number; recovery: boolean }>('SELECT inet_server_port() AS port, pg_is_in_recovery() AS recovery')).rows[0]!;
+    assert.deepEqual(before, { port: view.members.find((m) => m.name === view.leader?.name)!.port, recovery: false }, 'with no replica within the lag limit, the leader takes it');
+    assert.ok(reported.includes('in_hot_standby=off') && reported.includes('application_name=fallback_reader'), `reported at login and by the SET: ${reported.join(', ')}`);
+    reported.length = 0;
+    for (const db of replicas) await db.query('SELECT pg_wal_replay_resume()');
+    await clientRow(reader, (r) => r.moves === '1', 400);
+    const after = (await reader.query<{ recovery: boolean; name: string }>("SELECT pg_is_in_recovery() AS recovery, current_setting('application_name') AS name")).rows[0]!;
+    assert.deepEqual(after, { recovery: true, name: 'fallback_reader' });
+    // As a server that changes a reported value tells its client: every value the new server reports.
+    assert.ok(reported.includes('in_hot_standby=on'), `the client was told: ${reported.join(', ')}`);
+    assert.ok(reported.includes('application_name=fallback_reader') && reported.some((r) => r.startsWith('server_version=15')), `the client was told: ${reported.join(', ')}`);
+    await reader.end();
+    for (const db of replicas) await db.end();
+  });
+
   test('cancel through the proxy, extended protocol, COPY in and out, LISTEN/NOTIFY, a large result', async () => {
     const c = proxyClient('rw');
     await c.connect();

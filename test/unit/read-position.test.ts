@@ -5,8 +5,16 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { reachesPosition, serverPosition } from '../../src/proxy/read-position.js';
-import { MessageReader, parseQuery } from '../../src/proxy/protocol.js';
-import { encodeCommandComplete, encodeDataRow, encodeErrorResponse, encodeNotice, encodeReadyForQuery, encodeRowDescription } from '../../src/proxy/protocol-encode.js';
+import { MessageReader, parseQuery, type Message } from '../../src/proxy/protocol.js';
+import {
+  encodeCommandComplete,
+  encodeDataRow,
+  encodeErrorResponse,
+  encodeNotice,
+  encodeParameterStatus,
+  encodeReadyForQuery,
+  encodeRowDescription,
+} from '../../src/proxy/protocol-encode.js';
 import { connected } from '../helpers/loopback.js';
 
 let server: net.Server;
@@ -36,16 +44,30 @@ async function pair(): Promise<{ proxy: net.Socket; db: net.Socket; query: Promi
   return { proxy, db, query };
 }
 
-test('asks with a plain Query and reads the LSN, whatever way the answer is split', async () => {
-  for (const split of [0, 1, 7, 20, 40]) {
+const notice = encodeNotice({ severity: 'NOTICE', code: '00000', message: 'noise' });
+const promoted = encodeParameterStatus('in_hot_standby', 'off');
+const notification = Buffer.from('410000000e00000007636800706c00', 'hex'); // NotificationResponse: pid 7, channel "ch", payload "pl"
+
+test('asks with a plain Query and reads the LSN, whatever way the answer is split; what the server says besides goes aside, in order', async () => {
+  for (const split of [0, 1, 7, 20, 40, 60]) {
     const { proxy, db, query } = await pair();
-    const position = serverPosition(proxy, 2000);
+    const aside: Buffer[] = [];
+    const position = serverPosition(proxy, 2000, (m: Message) => aside.push(m.frame));
     assert.match(await query, /pg_last_wal_replay_lsn\(\).*pg_current_wal_lsn\(\)/);
-    const bytes = Buffer.concat([encodeNotice({ severity: 'NOTICE', code: '00000', message: 'noise' }), answer('16/B374D848')]);
+    const bytes = Buffer.concat([
+      notice,
+      encodeRowDescription(['lsn']),
+      encodeDataRow(['16/B374D848']),
+      promoted,
+      notification,
+      encodeCommandComplete('SELECT 1'),
+      encodeReadyForQuery('I'),
+    ]);
     db.write(bytes.subarray(0, split));
     await new Promise((r) => setTimeout(r, 10));
     db.write(bytes.subarray(split));
     assert.equal(await position, 0x16 * 2 ** 32 + 0xb374d848, `split at ${split}`);
+    assert.deepEqual(aside, [notice, promoted, notification], `split at ${split}`);
     assert.equal(proxy.listenerCount('data'), 0, 'its listener is gone');
     proxy.destroy();
     db.destroy();
@@ -63,7 +85,7 @@ test('every answer that is not a position is an error that says what went wrong'
   ];
   for (const [what, reply, error] of cases) {
     const { proxy, db, query } = await pair();
-    const position = serverPosition(proxy, 300);
+    const position = serverPosition(proxy, 300, () => assert.fail('nothing aside'));
     await query;
     reply(db);
     await assert.rejects(position, error, what);
@@ -79,12 +101,17 @@ test('the catch-up wait asks again until the server has reached the floor, or gi
   const reader = new MessageReader();
   db.on('data', (chunk: Buffer) => {
     reader.push(chunk);
-    while (reader.next()) db.write(answer(positions[Math.min(asked++, positions.length - 1)]!));
+    while (reader.next()) {
+      const reply = answer(positions[Math.min(asked++, positions.length - 1)]!);
+      db.write(asked === 2 ? Buffer.concat([notice, promoted, reply]) : reply);
+    }
   });
-  assert.equal(await reachesPosition(proxy, 0x200, Date.now() + 2000, 500), true);
+  const reported = new Map([['in_hot_standby', 'on'], ['server_version', '15.18']]);
+  assert.equal(await reachesPosition(proxy, 0x200, Date.now() + 2000, 500, reported), true);
   assert.equal(asked, 3, 'asked until it got there');
+  assert.deepEqual([...reported], [['in_hot_standby', 'off'], ['server_version', '15.18']], 'a changed value is kept, a notice is not');
   const t0 = Date.now();
-  assert.equal(await reachesPosition(proxy, 0x201, Date.now() + 200, 500), false);
+  assert.equal(await reachesPosition(proxy, 0x201, Date.now() + 200, 500, reported), false);
   assert.ok(Date.now() - t0 < 1000, 'gave up at the deadline');
   assert.equal(proxy.listenerCount('timeout'), 0, 'no listener left behind by the questions asked');
   proxy.destroy();
