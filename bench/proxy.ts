@@ -6,11 +6,17 @@
 // could reach at best.
 //
 //   node --import tsx bench/proxy.ts [--seconds S] [--clients 8,32] [--workloads select-only,simple-update] [--rounds N] [--json FILE] [--kernel-forward]
-//                                    [--paths direct,baton,pgbouncer]
+//                                    [--paths direct,baton,pgbouncer] [--load 0.3]
 //
 // --paths runs only those paths (direct always among them: every ratio is to it), so that many short
 // rounds fit in a run: baton and PgBouncer measured seconds apart, round after round, are a paired
 // comparison that the host's drift over minutes does not blur.
+//
+// --load F holds every run to the same rate (pgbench -R), F times what the direct path made in a
+// run as fast as it could just before (a calibration run, once per round and cell, not reported).
+// The latency then counts from each transaction's scheduled start, so it compares the paths at equal
+// offered load: what a hop adds, apart from what it costs in capacity. (At full speed, with a fixed
+// number of clients, a path's latency follows from its throughput: mean latency = clients / tps.)
 //
 // For each client count, for select-only (-S) then simple-update (-N), the five paths run back to back
 // (direct, baton, baton-ts, haproxy, pgbouncer; each round starts one path later) so that drift
@@ -44,6 +50,8 @@ interface Options {
   kernelForward: boolean;
   /** The paths measured, in order; direct always among them. */
   paths: PathName[];
+  /** Hold each run to this fraction of a direct run's tps (pgbench -R), or null: as fast as they can. */
+  load: number | null;
 }
 
 const MAX_ROUNDS = 60;
@@ -62,6 +70,7 @@ function options(): Options {
       json: { type: 'string' },
       'kernel-forward': { type: 'boolean', default: false },
       paths: { type: 'string' },
+      load: { type: 'string' },
     },
     strict: true,
   });
@@ -89,7 +98,9 @@ function options(): Options {
         (bad.includes('kernel-fwd') ? '; kernel-fwd needs --kernel-forward' : ''),
     );
   }
-  return { seconds, clients, workloads: workloads.filter(isWorkload), rounds, json: values.json ?? null, kernelForward, paths: paths as PathName[] };
+  const load = values.load === undefined ? null : Number(values.load);
+  if (load !== null && !(load > 0 && load < 1)) throw new BenchAbort(`--load must be a fraction of the direct path's tps between 0 and 1, such as 0.3 (got ${values.load})`);
+  return { seconds, clients, workloads: workloads.filter(isWorkload), rounds, json: values.json ?? null, kernelForward, paths: paths as PathName[], load };
 }
 
 function rotate<T>(xs: readonly T[], by: number): T[] {
@@ -221,10 +232,17 @@ async function main(): Promise<number> {
       if (o.rounds > 1) log(`round ${round} of ${o.rounds}`);
       for (const clients of o.clients) {
         for (const workload of o.workloads) {
+          const threads = Math.min(THREADS, clients);
+          let rate: number | undefined;
+          if (o.load !== null) {
+            const full = await runOne({ workload, clients, path: 'direct', seconds: o.seconds, threads });
+            rate = Math.max(1, Math.round(full.tps * o.load));
+            log(`${workload} ${clients} clients direct, as fast as it can (calibration): ${full.tps.toFixed(0)} tps; every path held to ${rate} tps`);
+          }
           // Each round starts from a different path, so that no path always runs right after another.
           for (const path of rotate(paths, round - 1)) {
             if (life.aborted) return 130;
-            const r = await runOne({ workload, clients, path, seconds: o.seconds, threads: Math.min(THREADS, clients) });
+            const r = await runOne({ workload, clients, path, seconds: o.seconds, threads, rate });
             results.push(r);
             const failed = r.failed > 0 ? `, ${r.failed} FAILED transactions` : '';
             const cpu =
@@ -241,7 +259,8 @@ async function main(): Promise<number> {
     log('');
     log(table(rows));
     log('');
-    for (const x of vs) log(x.line);
+    if (o.load === null) for (const x of vs) log(x.line);
+    else log(`Every run held to ${o.load} of the direct tps of its round (pgbench -R): a tps ratio below 1 means that path fell behind. The target's verdict needs runs at full speed, so none is given.`);
     const paired = pairedLines(results, o.workloads, o.clients);
     log('');
     for (const line of paired) log(line);
@@ -250,11 +269,11 @@ async function main(): Promise<number> {
     for (const line of drift.lines) log(line);
     log('');
     log(`Machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB memory, ${m.os}, Node ${m.node}. Date: ${m.date}.`);
-    log(`Versions: ${v.haproxy}; ${v.pgbouncer}; ${v.pgbench}. pgbench -s ${SCALE}, ${o.seconds} s per run, -j ${THREADS}, simple protocol, median of ${o.rounds} round(s).`);
+    log(`Versions: ${v.haproxy}; ${v.pgbouncer}; ${v.pgbench}. pgbench -s ${SCALE}, ${o.seconds} s per run, -j ${THREADS}, simple protocol, median of ${o.rounds} round(s)${o.load === null ? '' : `, held to ${o.load} of direct's tps (-R)`}.`);
     log('');
     log(markdownTable(rows));
     if (o.json) {
-      const doc = { machine: m, versions: v, scale: SCALE, seconds: o.seconds, clients: o.clients, rounds: o.rounds, leader: leader.name, results: rows, runs: results, verdicts: vs, paired, drift };
+      const doc = { machine: m, versions: v, scale: SCALE, seconds: o.seconds, clients: o.clients, rounds: o.rounds, load: o.load, leader: leader.name, results: rows, runs: results, verdicts: vs, paired, drift };
       fs.writeFileSync(o.json, JSON.stringify(doc, null, 2) + '\n');
       log(`\nraw results written to ${o.json}`);
     }

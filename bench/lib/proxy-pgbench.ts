@@ -85,6 +85,8 @@ export interface PgbenchResult {
   /** Time the relaying process's threads spent runnable but waiting for a CPU, per transaction, µs
    * (/proc/<pid>/task/<tid>/schedstat); null for direct or where the kernel keeps no schedstat. */
   relayWaitUs: number | null;
+  /** The rate pgbench was held to (-R, transactions per second), or null: as fast as it could. */
+  rate: number | null;
 }
 
 /** pgbench children still running, so an abort can stop them. */
@@ -150,6 +152,9 @@ export interface RunSpec {
   path: PathName;
   seconds: number;
   threads: number;
+  /** pgbench -R: transactions per second, scheduled; latency then counts from each transaction's
+   * scheduled start, so a path that falls behind shows it in its latency. */
+  rate?: number;
 }
 
 /** Clock ticks of CPU (user + system, all threads) a process has used, from /proc/<pid>/stat. */
@@ -187,6 +192,7 @@ export async function pgbench(t: Target, s: RunSpec, relayPid: number | null): P
   try {
     // -n: the caller vacuums and truncates pgbench_history directly before every run.
     const args = [...workloadArgs(s.workload, scriptDir), '-n', '-j', String(s.threads), '-c', String(s.clients), '-T', String(s.seconds)];
+    if (s.rate !== undefined) args.push('-R', String(s.rate));
     const cpuBefore = relayPid ? cpuTicks(relayPid) : 0;
     const waitBefore = relayPid ? runQueueWaitNs(relayPid) : null;
     const out = await run([...args, '--log', `--log-prefix=${path.join(logDir, 'tx')}`], t);
@@ -207,6 +213,7 @@ export async function pgbench(t: Target, s: RunSpec, relayPid: number | null): P
       p99Ms: percentile(lat, 99),
       relayCpuUs: relayPid && transactions > 0 ? (cpu / TICKS_PER_SECOND / transactions) * 1e6 : null,
       relayWaitUs: waitBefore !== null && waitAfter !== null && transactions > 0 ? (waitAfter - waitBefore) / 1000 / transactions : null,
+      rate: s.rate ?? null,
     };
   } finally {
     fs.rmSync(logDir, { recursive: true, force: true });

@@ -26,6 +26,7 @@ export function medians(results: PgbenchResult[]): PgbenchResult[] {
   return [...groups.values()].map((g) => {
     const cpu = g.map((r) => r.relayCpuUs).filter((x): x is number => x !== null);
     const wait = g.map((r) => r.relayWaitUs).filter((x): x is number => x !== null);
+    const rates = g.map((r) => r.rate).filter((x): x is number => x !== null);
     return {
       ...g[0]!,
       tps: median(g.map((r) => r.tps)),
@@ -35,6 +36,7 @@ export function medians(results: PgbenchResult[]): PgbenchResult[] {
       p99Ms: median(g.map((r) => r.p99Ms)),
       relayCpuUs: cpu.length ? median(cpu) : null,
       relayWaitUs: wait.length ? median(wait) : null,
+      rate: rates.length ? median(rates) : null,
     };
   });
 }

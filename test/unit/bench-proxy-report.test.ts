@@ -8,7 +8,7 @@ import type { PathName, PgbenchResult, Workload } from '../../bench/lib/proxy-pg
 function run(workload: Workload, clients: number, path: PathName, tps: number, p99Ms: number): PgbenchResult {
   // Relay CPU and run-queue wait vary with tps, so their medians are checked too.
   const relayed = path !== 'direct';
-  return { workload, clients, path, startedAt: '2026-11-30T00:00:00Z', tps, transactions: tps * 15, failed: 0, p50Ms: p99Ms / 3, p99Ms, relayCpuUs: relayed ? tps / 100 : null, relayWaitUs: relayed ? tps / 10 : null };
+  return { workload, clients, path, startedAt: '2026-11-30T00:00:00Z', tps, transactions: tps * 15, failed: 0, p50Ms: p99Ms / 3, p99Ms, relayCpuUs: relayed ? tps / 100 : null, relayWaitUs: relayed ? tps / 10 : null, rate: null };
 }
 
 /** Two rounds of simple-update at 8 clients: baton ahead of PgBouncer in the first, behind in the second. */
@@ -36,6 +36,12 @@ test('medians per path, ratios to the median direct run, and the verdict', () =>
   const [v] = verdicts(rows, ['simple-update'], [8]);
   assert.equal(v!.pass, false, 'baton 0.828 under PgBouncer 0.838 misses');
   assert.match(v!.line, /8 clients MISSED \(tps ratio baton 0\.828 vs pgbouncer 0\.838, baton p99 overhead \+0\.950 ms\)/);
+});
+
+test('held runs (--load): the median of the rates they were held to; a run at full speed has none', () => {
+  const held = [3000, 3200, 2900].map((rate, i) => ({ ...run('select-only', 8, 'baton', rate - i, 2.0), rate }));
+  assert.equal(medians(held)[0]!.rate, 3000);
+  assert.equal(medians(RESULTS).every((r) => r.rate === null), true);
 });
 
 test('paired lines compare baton with PgBouncer round by round, p99 overhead against that round’s direct run', () => {
