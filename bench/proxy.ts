@@ -6,7 +6,7 @@
 // could reach at best.
 //
 //   node --import tsx bench/proxy.ts [--seconds S] [--clients 8,32] [--workloads select-only,simple-update] [--rounds N] [--json FILE] [--kernel-forward]
-//                                    [--paths direct,baton,pgbouncer] [--load 0.3]
+//                                    [--paths direct,baton,pgbouncer] [--load 0.3] [--no-huge-pages]
 //
 // --paths runs only those paths (direct always among them: every ratio is to it), so that many short
 // rounds fit in a run: baton and PgBouncer measured seconds apart, round after round, are a paired
@@ -18,10 +18,16 @@
 // offered load: what a hop adds, apart from what it costs in capacity. (At full speed, with a fixed
 // number of clients, a path's latency follows from its throughput: mean latency = clients / tps.)
 //
+// The members run on huge pages, reserved for the run and given back after (bench/lib/huge-pages.ts):
+// on 4 kB pages a fresh backend spends its first seconds mapping shared memory, and every path but
+// PgBouncer, which keeps its pooled backends, starts each run with fresh ones. --no-huge-pages shows it.
+//
 // For each client count, for select-only (-S) then simple-update (-N), the five paths run back to back
 // (direct, baton, baton-ts, haproxy, pgbouncer; each round starts one path later) so that drift
 // affects them all alike. Before every run, over a direct connection: the leader is checked unchanged, pgbench's tables vacuumed, its history truncated,
-// a CHECKPOINT taken, and the previous run's connections waited out. With --rounds N the whole sequence
+// a CHECKPOINT taken, and the previous run's connections waited out (PgBouncer keeps its pool of
+// server connections between runs, as it does in use; every other path logs in when pgbench connects,
+// before pgbench's clock starts). With --rounds N the whole sequence
 // runs N times and the tables show each path's median (tps, p50, p99 and CPU each taken separately).
 // The cluster, HAProxy and PgBouncer are always stopped (also on SIGINT/SIGTERM or an error).
 import fs from 'node:fs';
@@ -33,6 +39,7 @@ import { ALL_WORKLOADS, PATHS, pgbench, pgbenchInit, running, WORKLOADS, type Pa
 import { compare, driftLines, markdownTable, medians, pairedLines, table, verdicts } from './lib/proxy-report.js';
 import { machine } from './lib/report.js';
 import { BenchLifecycle, runBenchmark } from './lib/run.js';
+import { pagesFor, reserveHugePages } from './lib/huge-pages.js';
 
 const NODES = 3;
 const SCALE = 10;
@@ -48,6 +55,8 @@ interface Options {
   json: string | null;
   /** Also measure bench/kernel-forward (path kernel-fwd), the upper bound of an in-kernel relay. */
   kernelForward: boolean;
+  /** Run PostgreSQL on 4 kB pages: fresh backends start slow (see bench/lib/huge-pages.ts). */
+  noHugePages: boolean;
   /** The paths measured, in order; direct always among them. */
   paths: PathName[];
   /** Hold each run to this fraction of a direct run's tps (pgbench -R), or null: as fast as they can. */
@@ -69,6 +78,7 @@ function options(): Options {
       rounds: { type: 'string', default: '1' },
       json: { type: 'string' },
       'kernel-forward': { type: 'boolean', default: false },
+      'no-huge-pages': { type: 'boolean', default: false },
       paths: { type: 'string' },
       load: { type: 'string' },
     },
@@ -100,7 +110,7 @@ function options(): Options {
   }
   const load = values.load === undefined ? null : Number(values.load);
   if (load !== null && !(load > 0 && load < 1)) throw new BenchAbort(`--load must be a fraction of the direct path's tps between 0 and 1, such as 0.3 (got ${values.load})`);
-  return { seconds, clients, workloads: workloads.filter(isWorkload), rounds, json: values.json ?? null, kernelForward, paths: paths as PathName[], load };
+  return { seconds, clients, workloads: workloads.filter(isWorkload), rounds, json: values.json ?? null, kernelForward, paths: paths as PathName[], load, noHugePages: values['no-huge-pages'] };
 }
 
 function rotate<T>(xs: readonly T[], by: number): T[] {
@@ -121,11 +131,20 @@ const life = new BenchLifecycle(log, async () => {
   }
 });
 
-/** Client backends other than Baton's own and ours. */
+/** Client backends other than Baton's own, ours and PgBouncer's idle pool (pgbench's all say 'pgbench'). */
 async function otherBackends(db: pg.Client): Promise<number> {
   const r = await db.query<{ n: string }>(
     `SELECT count(*) AS n FROM pg_stat_activity
-      WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND application_name NOT IN ('baton', 'baton-bench')`,
+      WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND application_name NOT IN ('baton', 'baton-bench')
+        AND NOT (state = 'idle' AND application_name = '')`,
+  );
+  return Number(r.rows[0]?.n ?? 0);
+}
+
+/** PgBouncer's pooled server connections, idle between its runs (see startPgbouncer). */
+async function pooledIdle(db: pg.Client): Promise<number> {
+  const r = await db.query<{ n: string }>(
+    `SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND state = 'idle' AND application_name = ''`,
   );
   return Number(r.rows[0]?.n ?? 0);
 }
@@ -148,6 +167,24 @@ async function prepare(bc: BenchCluster, db: pg.Client, leader: string, baseline
   if (n > baseline) log(`  warning: ${n - baseline} connection(s) of the previous run still open`);
 }
 
+/** Shared memory of one member at Baton's settings (shared_buffers 32MB: 41 pages of 2 MB), with room. */
+const SHARED_MEMORY_BYTES = 96 * 1024 * 1024;
+
+/** Reserves huge pages for the members, to be given back once they stop: 'on', or why not. */
+function useHugePages(): string {
+  const r = reserveHugePages((info) => pagesFor(SHARED_MEMORY_BYTES, NODES, info));
+  if (!r.ok) {
+    log(`warning: huge pages off (${r.why}): fresh backends (direct, baton, HAProxy) start slower than PgBouncer's pooled ones`);
+    return `off (${r.why})`;
+  }
+  life.whenStopped(() => {
+    r.restore();
+    if (r.added > 0) log(`gave back the ${r.added} huge pages added`);
+  });
+  log(`huge pages: ${r.pages} for the ${NODES} members${r.added > 0 ? ` (${r.added} added to the kernel's pool for this run)` : ''}`);
+  return 'on';
+}
+
 async function main(): Promise<number> {
   const o = options();
   const m = machine();
@@ -156,7 +193,8 @@ async function main(): Promise<number> {
   log(`machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB memory, ${m.os}, node ${m.node}; ${m.date}`);
   log(`versions: ${v.haproxy}; ${v.pgbouncer}; ${v.pgbench}`);
 
-  const bc = await life.start(NODES);
+  const hugePages = o.noHugePages ? 'off (--no-huge-pages)' : useHugePages();
+  const bc = await life.start(NODES, hugePages === 'on' ? { huge_pages: 'on' } : {});
   if (life.aborted) return 130;
   const leaderRec = runningLeader(await bc.waitHealthy());
   if (!leaderRec) throw new BenchAbort('no running leader');
@@ -209,9 +247,14 @@ async function main(): Promise<number> {
     }
     const paths = o.paths;
 
+    let warmingUp = true;
     const runOne = async (spec: RunSpec): Promise<PgbenchResult> => {
       await prepare(bc, db, leader.name, baseline);
       if (life.aborted) throw new BenchAbort('stopping');
+      if (spec.path === 'pgbouncer' && !warmingUp) {
+        const pooled = await pooledIdle(db);
+        if (pooled < spec.clients) log(`  warning: PgBouncer's pool holds ${pooled} server connections for ${spec.clients} clients: some will log in during the run`);
+      }
       const target = targets[spec.path];
       if (!target) throw new BenchAbort(`no target for path ${spec.path}`);
       return pgbench(target, spec, relayPids[spec.path] ?? null);
@@ -227,6 +270,7 @@ async function main(): Promise<number> {
       }
     }
 
+    warmingUp = false;
     const results: PgbenchResult[] = [];
     for (let round = 1; round <= o.rounds; round++) {
       if (o.rounds > 1) log(`round ${round} of ${o.rounds}`);
@@ -269,11 +313,11 @@ async function main(): Promise<number> {
     for (const line of drift.lines) log(line);
     log('');
     log(`Machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB memory, ${m.os}, Node ${m.node}. Date: ${m.date}.`);
-    log(`Versions: ${v.haproxy}; ${v.pgbouncer}; ${v.pgbench}. pgbench -s ${SCALE}, ${o.seconds} s per run, -j ${THREADS}, simple protocol, median of ${o.rounds} round(s)${o.load === null ? '' : `, held to ${o.load} of direct's tps (-R)`}.`);
+    log(`Versions: ${v.haproxy}; ${v.pgbouncer}; ${v.pgbench}. pgbench -s ${SCALE}, ${o.seconds} s per run, -j ${THREADS}, simple protocol, huge pages ${hugePages}, median of ${o.rounds} round(s)${o.load === null ? '' : `, held to ${o.load} of direct's tps (-R)`}.`);
     log('');
     log(markdownTable(rows));
     if (o.json) {
-      const doc = { machine: m, versions: v, scale: SCALE, seconds: o.seconds, clients: o.clients, rounds: o.rounds, load: o.load, leader: leader.name, results: rows, runs: results, verdicts: vs, paired, drift };
+      const doc = { machine: m, versions: v, scale: SCALE, seconds: o.seconds, clients: o.clients, rounds: o.rounds, load: o.load, hugePages, leader: leader.name, results: rows, runs: results, verdicts: vs, paired, drift };
       fs.writeFileSync(o.json, JSON.stringify(doc, null, 2) + '\n');
       log(`\nraw results written to ${o.json}`);
     }

@@ -35,7 +35,7 @@ export class BenchCluster {
   ) {}
 
   /** Starts etcd and 3 agents; on failure stops what was started. */
-  static async start(nodes: number, log: (l: string) => void): Promise<BenchCluster> {
+  static async start(nodes: number, log: (l: string) => void, pgParameters: Record<string, string | number | boolean> = {}): Promise<BenchCluster> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-'));
     fs.chmodSync(dir, 0o755);
     log(`cluster directory: ${dir}`);
@@ -47,6 +47,7 @@ export class BenchCluster {
       osUser: 'postgres',
       timeoutMs: WAIT_MS,
       dcs: {},
+      pgParameters,
       out: (l) => log(`  ${l}`),
     }).catch(async (err: unknown) => {
       await down(dir, true, () => undefined).catch(() => fs.rmSync(dir, { recursive: true, force: true }));

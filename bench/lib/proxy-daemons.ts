@@ -143,8 +143,11 @@ export async function startPgbouncer(backend: Backend, user: string, password: s
       'pool_mode = session',
       `max_client_conn = ${Math.max(200, 2 * maxClients)}`,
       `default_pool_size = ${Math.max(64, maxClients)}`,
-      // Idle server connections go soon after a run, so the next path starts from the same state.
-      'server_idle_timeout = 1',
+      // Warm, as operators run it: a pool that emptied between runs (this file once had
+      // server_idle_timeout = 1) made every run's first transactions wait for PgBouncer's server
+      // logins inside pgbench's clock, while the other paths log in when pgbench connects, before
+      // it starts. Idle pooled backends, reset by DISCARD ALL, have an empty application_name.
+      `min_pool_size = ${maxClients}`,
       'ignore_startup_parameters = extra_float_digits',
       `logfile = ${path.join(dir, 'pgbouncer.log')}`,
       `pidfile = ${path.join(dir, 'pgbouncer.pid')}`,

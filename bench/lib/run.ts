@@ -41,8 +41,15 @@ export class BenchLifecycle {
     return this.stopping !== null;
   }
 
-  async start(nodes: number): Promise<BenchCluster> {
-    this.starting = BenchCluster.start(nodes, this.log);
+  /** Run once the cluster has stopped (a host setting to put back). */
+  private readonly afterStop: (() => void)[] = [];
+
+  whenStopped(f: () => void): void {
+    this.afterStop.push(f);
+  }
+
+  async start(nodes: number, pgParameters: Record<string, string | number | boolean> = {}): Promise<BenchCluster> {
+    this.starting = BenchCluster.start(nodes, this.log, pgParameters);
     this.cluster = await this.starting;
     return this.cluster;
   }
@@ -55,6 +62,7 @@ export class BenchLifecycle {
         this.log('stopping the cluster');
         await c.stop(this.log);
       }
+      for (const f of this.afterStop) f();
     })();
     return this.stopping;
   }

@@ -38,6 +38,8 @@ export interface UpOptions {
   dcs?: Record<string, unknown>;
   /** The proxy's `relay` setting (default auto: native when built). */
   proxyRelay?: RelayMode;
+  /** postgresql.parameters of every member started here (members added later do not get them). */
+  pgParameters?: Record<string, string | number | boolean>;
   out: (line: string) => void;
 }
 
@@ -130,7 +132,7 @@ export function memberConfig(
   c: LocalCluster,
   m: LocalMember,
   dcs: Record<string, unknown>,
-  extra: { cloneFrom?: string; tags?: Partial<MemberTags> } = {},
+  extra: { cloneFrom?: string; tags?: Partial<MemberTags>; parameters?: Record<string, string | number | boolean> } = {},
 ): string {
   return toYaml({
     cluster: c.cluster,
@@ -142,6 +144,7 @@ export function memberConfig(
       authentication: { superuser: c.superuser, replication: c.replication },
       log_file: path.join(path.dirname(m.configFile), 'postgresql.log'),
       ...(extra.cloneFrom !== undefined && { clone_from: extra.cloneFrom }),
+      ...(extra.parameters && Object.keys(extra.parameters).length > 0 && { parameters: extra.parameters }),
     },
     restapi: { listen: `${c.host}:${m.apiPort}`, token: c.apiToken },
     ...(extra.tags && Object.keys(extra.tags).length > 0 && { tags: extra.tags }),
@@ -203,7 +206,7 @@ export async function up(o: UpOptions): Promise<LocalCluster> {
 
   for (const m of c.members) {
     ensureDirFor(path.dirname(m.configFile), runAs, 0o755);
-    if (!fs.existsSync(m.configFile)) fs.writeFileSync(m.configFile, memberConfig(c, m, o.dcs ?? {}), { mode: 0o600 });
+    if (!fs.existsSync(m.configFile)) fs.writeFileSync(m.configFile, memberConfig(c, m, o.dcs ?? {}, { parameters: o.pgParameters }), { mode: 0o600 });
     m.agentPid = startAgentProcess(m);
     o.out(`agent ${m.name} started (pid ${m.agentPid}); PostgreSQL on ${c.host}:${m.pgPort}, API on ${c.host}:${m.apiPort}`);
     writeLocalCluster(c);
