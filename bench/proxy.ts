@@ -131,23 +131,20 @@ const life = new BenchLifecycle(log, async () => {
   }
 });
 
-/** Client backends other than Baton's own, ours and PgBouncer's idle pool (pgbench's all say 'pgbench'). */
-async function otherBackends(db: pg.Client): Promise<number> {
-  const r = await db.query<{ n: string }>(
-    `SELECT count(*) AS n FROM pg_stat_activity
-      WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND application_name NOT IN ('baton', 'baton-bench')
-        AND NOT (state = 'idle' AND application_name = '')`,
-  );
+/** PgBouncer's pooled server connections, idle between its runs: reset by DISCARD ALL, they have
+ * no application_name, while pgbench's sessions on every path say 'pgbench' (see startPgbouncer). */
+const POOLED_IDLE = `state = 'idle' AND application_name = ''`;
+
+async function clientBackends(db: pg.Client, where: string): Promise<number> {
+  const r = await db.query<{ n: string }>(`SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND ${where}`);
   return Number(r.rows[0]?.n ?? 0);
 }
 
-/** PgBouncer's pooled server connections, idle between its runs (see startPgbouncer). */
-async function pooledIdle(db: pg.Client): Promise<number> {
-  const r = await db.query<{ n: string }>(
-    `SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND state = 'idle' AND application_name = ''`,
-  );
-  return Number(r.rows[0]?.n ?? 0);
-}
+/** Client backends other than Baton's own, ours and PgBouncer's idle pool. */
+const otherBackends = (db: pg.Client): Promise<number> =>
+  clientBackends(db, `pid <> pg_backend_pid() AND application_name NOT IN ('baton', 'baton-bench') AND NOT (${POOLED_IDLE})`);
+
+const pooledIdle = (db: pg.Client): Promise<number> => clientBackends(db, POOLED_IDLE);
 
 /** Before every run, directly on the leader: what pgbench itself would do without -n, a checkpoint,
  * and a wait (up to 15 s) until the connections of the previous run are gone. */

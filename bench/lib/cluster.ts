@@ -8,6 +8,7 @@ import { down, startAgentProcess, up } from '../../src/cli/up.js';
 import { connectionUris, etcdEndpoint, pidAlive, readLocalCluster, writeLocalCluster, type LocalCluster, type LocalMember } from '../../src/cli/local-cluster.js';
 import { EtcdStore } from '../../src/dcs/etcd-store.js';
 import type { ClusterView, MemberRecord } from '../../src/dcs/types.js';
+import type { PgParameters } from '../../src/postgres/types.js';
 import { freePortBlock } from '../../src/util/net.js';
 import { isWhole, runningLeader } from '../../src/verify/drill.js';
 
@@ -35,7 +36,7 @@ export class BenchCluster {
   ) {}
 
   /** Starts etcd and 3 agents; on failure stops what was started. */
-  static async start(nodes: number, log: (l: string) => void, pgParameters: Record<string, string | number | boolean> = {}): Promise<BenchCluster> {
+  static async start(nodes: number, log: (l: string) => void, pgParameters: PgParameters = {}): Promise<BenchCluster> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-'));
     fs.chmodSync(dir, 0o755);
     log(`cluster directory: ${dir}`);

@@ -1,5 +1,6 @@
 // How a benchmark script ends: run main, always clean up, exit with main's code (1 if it threw).
 import { BenchCluster } from './cluster.js';
+import type { PgParameters } from '../../src/postgres/types.js';
 export async function runBenchmark(main: () => Promise<number>, cleanup: () => Promise<void>): Promise<never> {
   let code = 1;
   try {
@@ -48,7 +49,7 @@ export class BenchLifecycle {
     this.afterStop.push(f);
   }
 
-  async start(nodes: number, pgParameters: Record<string, string | number | boolean> = {}): Promise<BenchCluster> {
+  async start(nodes: number, pgParameters: PgParameters = {}): Promise<BenchCluster> {
     this.starting = BenchCluster.start(nodes, this.log, pgParameters);
     this.cluster = await this.starting;
     return this.cluster;

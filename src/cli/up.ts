@@ -24,6 +24,7 @@ import {
   type LocalProxy,
 } from './local-cluster.js';
 import type { RelayMode } from '../proxy/native-relay.js';
+import type { PgParameters } from '../postgres/types.js';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/baton.js');
 
@@ -39,7 +40,7 @@ export interface UpOptions {
   /** The proxy's `relay` setting (default auto: native when built). */
   proxyRelay?: RelayMode;
   /** postgresql.parameters of every member started here (members added later do not get them). */
-  pgParameters?: Record<string, string | number | boolean>;
+  pgParameters?: PgParameters;
   out: (line: string) => void;
 }
 
@@ -132,7 +133,7 @@ export function memberConfig(
   c: LocalCluster,
   m: LocalMember,
   dcs: Record<string, unknown>,
-  extra: { cloneFrom?: string; tags?: Partial<MemberTags>; parameters?: Record<string, string | number | boolean> } = {},
+  extra: { cloneFrom?: string; tags?: Partial<MemberTags>; parameters?: PgParameters } = {},
 ): string {
   return toYaml({
     cluster: c.cluster,

@@ -1,5 +1,8 @@
 // What the agent needs from one local PostgreSQL instance. Implemented by PostgresInstance (instance.ts).
 
+/** postgresql.parameters: settings written into postgresql.conf as given. */
+export type PgParameters = Record<string, string | number | boolean>;
+
 export interface Credentials {
   username: string;
   password: string;
@@ -23,7 +26,7 @@ export interface InstanceOptions {
   /** Used as application_name in primary_conninfo and as the replication slot name (sanitised). */
   memberName: string;
   /** Extra settings from the member's config (postgresql.parameters). */
-  parameters: Record<string, string | number | boolean>;
+  parameters: PgParameters;
 }
 
 export interface UpstreamTarget {
