@@ -23,8 +23,6 @@ import { ProxyRegistration } from './registration.js';
 const SAFETY_POLL_MS = 1000;
 /** How often a read-only session that should move but is busy is looked at again. */
 const READ_MOVE_POLL_MS = 20;
-/** After a leader change, unsolicited server messages on idle sessions are taken as the old leader going away. */
-const LEADER_FLUX_MS = 5000;
 
 /** The native relay when the config allows it and it is built; `native` without it is an error. */
 function chooseRelay(mode: RelayMode, threads: number, log: Logger): NativeRelay | null {
@@ -45,7 +43,6 @@ export class BatonProxy {
   private readonly byKey = new Map<string, Session>();
   private readonly selectCount = new Map<string, number>();
   private paused = false;
-  private leaderChangedAt = 0;
   private changeWaiters: (() => void)[] = [];
   private servers: net.Server[] = [];
   private closeAdmin: (() => Promise<void>) | null = null;
@@ -77,7 +74,6 @@ export class BatonProxy {
       unregister: (s) => this.unregister(s),
       cancel: (pid, secret) => this.cancel(pid, secret),
       credentials: (user) => cfg.authUsers[user] ?? null,
-      leaderInFlux: () => this.leaderInFlux(),
       holdingTransactions: () => this.holdingFor !== null,
       pauseTimeoutMs: cfg.pauseTimeoutMs,
       tls: cfg.tls ? tls.createSecureContext({ cert: fs.readFileSync(cfg.tls.cert), key: fs.readFileSync(cfg.tls.key) }) : null,
@@ -220,7 +216,6 @@ export class BatonProxy {
     const leader = view.leader?.name ?? null;
     if (before !== leader) {
       this.log.info({ from: before, to: leader }, 'leader changed');
-      this.leaderChangedAt = Date.now();
     }
     for (const s of this.sessions) {
       // Sessions still starting route again by themselves if their member turns them away.
@@ -286,12 +281,6 @@ export class BatonProxy {
       this.log.info('switchover over: held transactions released');
     }
     void this.registration?.setHolding(requestedAt);
-  }
-
-  /** A switchover or failover is under way or just happened. */
-  private leaderInFlux(): boolean {
-    const v = this.view;
-    return !v || v.switchover !== null || v.leader === null || Date.now() - this.leaderChangedAt < LEADER_FLUX_MS;
   }
 
   /** Lets sessions waiting for a route look again. */

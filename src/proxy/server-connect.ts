@@ -1,22 +1,8 @@
 // Opening a server connection for a new session, and reading a server's first answer: whether it
-// turned the session away for a moment (starting up, shutting down) or is saying goodbye (FATAL).
+// turned the session away for a moment (starting up, shutting down).
 import net from 'node:net';
 import type { MemberRecord } from '../dcs/types.js';
 import { parseErrorOrNotice } from './protocol.js';
-
-/** A chunk that starts with a whole ErrorResponse of severity FATAL or PANIC (the server is closing). */
-export function isFatal(chunk: Buffer): boolean {
-  if (chunk.length < 5 || chunk[0] !== 0x45 /* E */) return false;
-  const len = chunk.readInt32BE(1);
-  if (chunk.length < len + 1) return false;
-  try {
-    const f = parseErrorOrNotice(chunk.subarray(0, len + 1));
-    const severity = f.V ?? f.S;
-    return severity === 'FATAL' || severity === 'PANIC';
-  } catch {
-    return false;
-  }
-}
 
 /** SQLSTATEs with which a server refuses a new connection for a moment: starting up, shutting down, crashed. */
 const TRY_AGAIN = new Set(['57P03', '57P01', '57P02']);

@@ -24,7 +24,8 @@ import type { ReportedParameters } from './server-replies.js';
 import { openMoveTarget, type MoveTarget } from './session-move.js';
 import { formatLsn } from '../util/lsn.js';
 import { SessionReplayLog } from './session-replay.js';
-import { connectServer, isFatal } from './server-connect.js';
+import { connectServer } from './server-connect.js';
+import { UnsolicitedSorter } from './unsolicited.js';
 
 export type ListenerKind = 'rw' | 'ro';
 
@@ -47,8 +48,6 @@ export interface SessionHooks {
   cancel(pid: number, secret: number): Promise<void>;
   /** The password the proxy may use to log in as `user` when moving a session; null: cannot move. */
   credentials(user: string): string | null;
-  /** A switchover runs or the leader just changed: unsolicited server messages on idle sessions are the old leader going away. */
-  leaderInFlux(): boolean;
   /** A switchover runs: a movable session's next transaction waits for the new leader (see holdForSwitchover). */
   holdingTransactions(): boolean;
   /** How long a session may wait for a leader (new sessions and moving ones). */
@@ -108,6 +107,8 @@ export class Session {
   private server: net.Socket | null = null;
   /** The server a moving read-only session leaves, kept until another has taken over. */
   private leaving: net.Socket | null = null;
+  /** What the server sends between transactions, sorted into the client's and the server's goodbye. */
+  private unsolicited = new UnsolicitedSorter();
   private serverScan: FrameScanner | null = null;
 
   constructor(
@@ -331,6 +332,7 @@ export class Session {
   /** Wires a server connection: `startup` when the server has yet to answer the client's startup. */
   private attachServer(server: net.Socket, startup: boolean): void {
     this.server = server;
+    this.unsolicited = new UnsolicitedSorter();
     server.on('drain', () => {
       this.client.resume();
       this.scheduleHandOff();
@@ -342,11 +344,16 @@ export class Session {
   private onServerData(server: net.Socket, chunk: Buffer): void {
     if (server !== this.server) return;
     if (this.state === 'active') {
-      // Unsolicited data on an idle movable session is the server saying goodbye when it is a
-      // FATAL error, or (read-write) while the leader changes: keep it from the client, whose session
-      // will move. A session holding its next transaction hears from the proxy instead (see fail()).
-      if (!this.busy && (this.canMove() || this.heldTx.length > 0) && (isFatal(chunk) || (this.kind === 'rw' && this.hooks.leaderInFlux()))) return;
-      this.toClient(chunk);
+      // Unsolicited data on an idle movable session is the client's, except the server's goodbye:
+      // the session will move, and the client must not hear that its connection ends. A session
+      // holding its next transaction hears from the proxy instead (see fail()).
+      if (!this.busy && (this.canMove() || this.heldTx.length > 0)) {
+        const { pass } = this.unsolicited.sort(chunk);
+        if (pass.length) this.toClient(pass);
+      } else {
+        const pass = this.unsolicited.flush(chunk);
+        if (pass.length) this.toClient(pass);
+      }
       return this.scheduleHandOff();
     }
     this.startupBuf = this.startupBuf.length ? Buffer.concat([this.startupBuf, chunk]) : chunk;
@@ -389,6 +396,7 @@ export class Session {
     const server = this.server;
     if (!native || this.relay || this.ending || this.state !== 'active' || this.moving || this.connecting || this.terminating) return;
     if (!server || !this.serverScan || !this.clientScan || this.held.length > 0 || this.heldTx.length > 0 || this.hooks.holdingTransactions()) return;
+    if (!this.unsolicited.atBoundary) return; // the rest of a message is on its way: scheduled again when it comes
     if (this.pinned === null && this.replayLog.needsTypeScript) return; // scheduled again by the reply that ends the batch
     if (this.client.writableLength || server.writableLength || this.client.readableLength || server.readableLength) return;
     const clientFd = socketFd(this.client);

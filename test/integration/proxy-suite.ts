@@ -812,6 +812,59 @@ export function proxySuite(mode: RelayMode): void {
     await t.waitFor('leader running again', (v) => v.members.find((m) => m.name === v.leader?.name && m.state === 'running'), 30_000);
   });
 
+  /** Kills a fresh backend on the member with SIGKILL: its postmaster ends every other backend (a
+   * WARNING 57P02 goodbye, then the connection closes) and reinitialises in place. Resolves once
+   * the backend `gone` has left and the member takes connections again. */
+  async function crashBackendOn(member: string, gone: number): Promise<void> {
+    const victim = await t.client(member);
+    victim.on('error', () => undefined);
+    const pid = (await victim.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    process.kill(pid, 'SIGKILL');
+    await t.waitFor(`${member} back after a backend crash`, async () => {
+      try {
+        const db = await t.client(member);
+        const r = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1', [gone]);
+        await db.end();
+        return r.rows[0]!.n === 0;
+      } catch {
+        return false; // still restarting
+      }
+    }, 30_000);
+    await victim.end().catch(() => undefined);
+  }
+
+  test('a backend crash restarts a member in place: its idle sessions follow, and never hear the goodbye warning meant for their old connection', async () => {
+    // A read-only session on a replica: the replica restarts as a replica, no leader changes.
+    const view = await t.waitFor('all streaming', (v) => (!v.switchover && v.members.filter((m) => m.state === 'streaming').length === 2 ? v : null));
+    const replica = view.members.find((m) => m.state === 'streaming')!;
+    const reader = await readSessionOn(replica.port);
+    const readerNotices: string[] = [];
+    reader.on('notice', (n) => readerNotices.push(n.message ?? ''));
+    await reader.query("SET application_name = 'reads_through_a_crash'");
+    const readerPid = (await reader.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    await crashBackendOn(replica.name, readerPid);
+    const read = await reader.query<{ pid: number; app: string; recovery: boolean }>("SELECT pg_backend_pid() AS pid, current_setting('application_name') AS app, pg_is_in_recovery() AS recovery");
+    assert.notEqual(read.rows[0]!.pid, readerPid, 'the read-only session is on a new backend');
+    assert.deepEqual([read.rows[0]!.app, read.rows[0]!.recovery], ['reads_through_a_crash', true]);
+    assert.deepEqual(readerNotices, [], 'the read-only client heard nothing of the connection it never saw');
+    await reader.end();
+
+    // A read-write session on the leader, which comes back as the leader.
+    const idle = proxyClient('rw');
+    const notices: string[] = [];
+    idle.on('notice', (n) => notices.push(n.message ?? ''));
+    await idle.connect();
+    await idle.query("SET application_name = 'outlives_a_crash'");
+    const before = (await idle.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    await crashBackendOn((await t.leader()).name, before);
+    const after = await idle.query<{ pid: number; app: string; recovery: boolean }>("SELECT pg_backend_pid() AS pid, current_setting('application_name') AS app, pg_is_in_recovery() AS recovery");
+    assert.notEqual(after.rows[0]!.pid, before, 'the session is on a new backend');
+    assert.deepEqual([after.rows[0]!.app, after.rows[0]!.recovery], ['outlives_a_crash', false]);
+    assert.deepEqual(notices, [], 'the client heard nothing of the connection it never saw');
+    await idle.end();
+    await t.waitFor('all streaming', (v) => !v.switchover && v.members.filter((m) => m.state === 'streaming').length === 2, 60_000);
+  });
+
   test('a pipelining client: a batch still due after an earlier one was answered is not moved away from, and gets an error when its server dies', async () => {
     const p = t.c.proxy!;
     const leader = await t.leader();

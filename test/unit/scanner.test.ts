@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { FrameError, FrameScanner } from '../../src/proxy/scanner.js';
+import { bytewise, cutAt } from '../helpers/chunks.js';
 
 function message(type: string, body: Buffer): Buffer {
   const b = Buffer.alloc(5 + body.length);
@@ -34,17 +35,8 @@ test('findings do not depend on how the stream is chunked', () => {
     fc.property(fc.array(arbMessage, { maxLength: 40 }), fc.array(fc.nat(), { maxLength: 20 }), (msgs, cuts) => {
       const stream = Buffer.concat(msgs);
       const whole = findings([stream]);
-      const points = [...new Set(cuts.map((c) => (stream.length ? c % stream.length : 0)))].sort((a, b) => a - b);
-      const chunks: Buffer[] = [];
-      let last = 0;
-      for (const p of points) {
-        chunks.push(stream.subarray(last, p));
-        last = p;
-      }
-      chunks.push(stream.subarray(last));
-      assert.deepEqual(findings(chunks), whole);
-      const bytewise = [...stream].map((b) => Buffer.from([b]));
-      assert.deepEqual(findings(bytewise), whole);
+      assert.deepEqual(findings(cutAt(stream, cuts)), whole);
+      assert.deepEqual(findings(bytewise(stream)), whole);
       assert.equal(whole.types.length, msgs.length);
     }),
   );
