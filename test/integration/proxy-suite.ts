@@ -53,15 +53,20 @@ async function whereAmI(kind: 'rw' | 'ro'): Promise<{ port: number; recovery: bo
   return r.rows[0]!;
 }
 
-/** A session on the read-only port that the balancing placed on the member at `port`. */
-async function readSessionOn(port: number): Promise<pg.Client> {
-  for (let i = 0; i < 4; i++) {
+/** A session on the read-only port that the balancing placed on the member at `port`. The
+ * proxy's view follows etcd's watch a moment after the test's own does, so a member the test sees
+ * streaming may not yet qualify for the proxy: keep asking for a while. */
+async function readSessionOn(port: number, withinMs = 20_000): Promise<pg.Client> {
+  const landed: number[] = [];
+  for (const t0 = Date.now(); Date.now() - t0 < withinMs; await new Promise((r) => setTimeout(r, 100))) {
     const c = proxyClient('ro');
     await c.connect();
-    if ((await c.query<{ port: number }>('SELECT inet_server_port() AS port')).rows[0]!.port === port) return c;
+    const at = (await c.query<{ port: number }>('SELECT inet_server_port() AS port')).rows[0]!.port;
+    if (at === port) return c;
+    landed.push(at);
     await c.end();
   }
-  assert.fail(`no read-only session landed on port ${port}`);
+  assert.fail(`no read-only session landed on port ${port} within ${withinMs} ms; they landed on ${[...new Set(landed)].join(', ')}`);
 }
 
 async function admin(command: string): Promise<Record<string, string | null>[]> {
