@@ -254,7 +254,9 @@ async function main(): Promise<number> {
       }
       const target = targets[spec.path];
       if (!target) throw new BenchAbort(`no target for path ${spec.path}`);
-      return pgbench(target, spec, relayPids[spec.path] ?? null);
+      const serverPid = bc.postmasterPid(leader.name);
+      if (!serverPid) throw new BenchAbort(`${leader.name}'s postmaster is not running`);
+      return pgbench(target, spec, { relayPid: relayPids[spec.path] ?? null, serverPid });
     };
 
     const maxClients = Math.max(...o.clients);
@@ -288,7 +290,9 @@ async function main(): Promise<number> {
             const failed = r.failed > 0 ? `, ${r.failed} FAILED transactions` : '';
             const cpu =
               (r.relayCpuUs === null ? '' : `, relay CPU ${r.relayCpuUs.toFixed(1)} µs/tx`) +
-              (r.relayWaitUs === null ? '' : `, waiting for a CPU ${r.relayWaitUs.toFixed(1)} µs/tx`);
+              (r.relayWaitUs === null ? '' : `, waiting for a CPU ${r.relayWaitUs.toFixed(1)} µs/tx`) +
+              (r.serverCpuUs === null ? '' : `, server CPU ${r.serverCpuUs.toFixed(0)} µs/tx`) +
+              (r.hostCpuUs === null ? '' : `, host CPU ${r.hostCpuUs.toFixed(0)} µs/tx`);
             log(`${workload} ${clients} clients ${path}: ${r.tps.toFixed(0)} tps, p50 ${r.p50Ms.toFixed(3)} ms, p99 ${r.p99Ms.toFixed(3)} ms${cpu}${failed}`);
           }
         }

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BenchAbort } from './cluster.js';
+import { cpuTicks, hostBusyTicks, runQueueWaitNs, TICKS_PER_SECOND, treeCpuTicks } from './cpu.js';
 
 /** The issue's two workloads; bench/proxy.ts runs these unless --workloads names others. */
 export const WORKLOADS = ['select-only', 'simple-update'] as const;
@@ -85,6 +86,12 @@ export interface PgbenchResult {
   /** Time the relaying process's threads spent runnable but waiting for a CPU, per transaction, µs
    * (/proc/<pid>/task/<tid>/schedstat); null for direct or where the kernel keeps no schedstat. */
   relayWaitUs: number | null;
+  /** CPU time of the serving PostgreSQL (postmaster, backends, WAL sender and writer, ended
+   * backends too) per transaction, µs; null if no transaction completed. */
+  serverCpuUs: number | null;
+  /** CPU time the whole host was busy per transaction (every process, the kernel's interrupts),
+   * µs, summed over CPUs; null if no transaction completed. */
+  hostCpuUs: number | null;
   /** The rate pgbench was held to (-R, transactions per second), or null: as fast as it could. */
   rate: number | null;
 }
@@ -157,35 +164,17 @@ export interface RunSpec {
   rate?: number;
 }
 
-/** Clock ticks of CPU (user + system, all threads) a process has used, from /proc/<pid>/stat. */
-export function cpuTicks(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name (which may hold spaces) start at ')': utime and stime are the 12th and 13th.
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(f[11]) + Number(f[12]);
+/** Whose CPU time a run measures. */
+export interface Measured {
+  /** The process between pgbench and PostgreSQL on this path, or null (direct, or not a process). */
+  relayPid: number | null;
+  /** The postmaster of the PostgreSQL that serves the run. */
+  serverPid: number;
 }
 
-/** Nanoseconds the threads of a process have waited on a run queue, summed; null without schedstat. */
-export function runQueueWaitNs(pid: number): number | null {
-  let total = 0;
-  try {
-    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-      // "<on cpu ns> <waiting on a run queue ns> <timeslices>"; a thread gone meanwhile counts 0.
-      const f = fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ');
-      total += Number(f[1]);
-    }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
-  return Number.isFinite(total) ? total : null;
-}
+const perTx = (ticks: number, transactions: number): number => (ticks / TICKS_PER_SECOND / transactions) * 1e6;
 
-/** Clock ticks per second for /proc times (getconf CLK_TCK; 100 on Linux). */
-const TICKS_PER_SECOND = 100;
-
-/** `relayPid`: the process between pgbench and PostgreSQL on this path, whose CPU time is measured. */
-export async function pgbench(t: Target, s: RunSpec, relayPid: number | null): Promise<PgbenchResult> {
+export async function pgbench(t: Target, s: RunSpec, { relayPid, serverPid }: Measured): Promise<PgbenchResult> {
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-pgbench-'));
   const scriptDir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-script-'));
   const startedAt = new Date().toISOString();
@@ -195,7 +184,11 @@ export async function pgbench(t: Target, s: RunSpec, relayPid: number | null): P
     if (s.rate !== undefined) args.push('-R', String(s.rate));
     const cpuBefore = relayPid ? cpuTicks(relayPid) : 0;
     const waitBefore = relayPid ? runQueueWaitNs(relayPid) : null;
+    const serverBefore = treeCpuTicks(serverPid);
+    const hostBefore = hostBusyTicks();
     const out = await run([...args, '--log', `--log-prefix=${path.join(logDir, 'tx')}`], t);
+    const hostCpu = hostBusyTicks() - hostBefore;
+    const serverCpu = treeCpuTicks(serverPid) - serverBefore;
     const cpu = relayPid ? cpuTicks(relayPid) - cpuBefore : 0;
     const waitAfter = relayPid ? runQueueWaitNs(relayPid) : null;
     const lat = readLatencies(logDir);
@@ -211,8 +204,10 @@ export async function pgbench(t: Target, s: RunSpec, relayPid: number | null): P
       failed: failedMatch ? Number(failedMatch[1]) : 0,
       p50Ms: percentile(lat, 50),
       p99Ms: percentile(lat, 99),
-      relayCpuUs: relayPid && transactions > 0 ? (cpu / TICKS_PER_SECOND / transactions) * 1e6 : null,
+      relayCpuUs: relayPid && transactions > 0 ? perTx(cpu, transactions) : null,
       relayWaitUs: waitBefore !== null && waitAfter !== null && transactions > 0 ? (waitAfter - waitBefore) / 1000 / transactions : null,
+      serverCpuUs: transactions > 0 ? perTx(serverCpu, transactions) : null,
+      hostCpuUs: transactions > 0 ? perTx(hostCpu, transactions) : null,
       rate: s.rate ?? null,
     };
   } finally {

@@ -24,9 +24,10 @@ export function medians(results: PgbenchResult[]): PgbenchResult[] {
     groups.set(key, [...(groups.get(key) ?? []), r]);
   }
   return [...groups.values()].map((g) => {
-    const cpu = g.map((r) => r.relayCpuUs).filter((x): x is number => x !== null);
-    const wait = g.map((r) => r.relayWaitUs).filter((x): x is number => x !== null);
-    const rates = g.map((r) => r.rate).filter((x): x is number => x !== null);
+    const known = (pick: (r: PgbenchResult) => number | null): number | null => {
+      const xs = g.map(pick).filter((x): x is number => x !== null);
+      return xs.length ? median(xs) : null;
+    };
     return {
       ...g[0]!,
       tps: median(g.map((r) => r.tps)),
@@ -34,9 +35,11 @@ export function medians(results: PgbenchResult[]): PgbenchResult[] {
       failed: g.reduce((n, r) => n + r.failed, 0),
       p50Ms: median(g.map((r) => r.p50Ms)),
       p99Ms: median(g.map((r) => r.p99Ms)),
-      relayCpuUs: cpu.length ? median(cpu) : null,
-      relayWaitUs: wait.length ? median(wait) : null,
-      rate: rates.length ? median(rates) : null,
+      relayCpuUs: known((r) => r.relayCpuUs),
+      relayWaitUs: known((r) => r.relayWaitUs),
+      serverCpuUs: known((r) => r.serverCpuUs),
+      hostCpuUs: known((r) => r.hostCpuUs),
+      rate: known((r) => r.rate),
     };
   });
 }
@@ -51,11 +54,11 @@ export function compare(results: PgbenchResult[]): Row[] {
 const f = (x: number, digits: number): string => (Number.isFinite(x) ? x.toFixed(digits) : '-');
 const signed = (x: number, digits: number): string => (Number.isFinite(x) && x >= 0 ? '+' : '') + f(x, digits);
 
-const HEADERS = ['workload', 'clients', 'path', 'tps', 'p50 ms', 'p99 ms', 'tps ratio to direct', 'p99 overhead vs direct (ms)', 'relay CPU µs/tx', 'relay run-queue wait µs/tx'];
+const HEADERS = ['workload', 'clients', 'path', 'tps', 'p50 ms', 'p99 ms', 'tps ratio to direct', 'p99 overhead vs direct (ms)', 'relay CPU µs/tx', 'relay run-queue wait µs/tx', 'server CPU µs/tx', 'host CPU µs/tx'];
 
 function cells(r: Row): string[] {
   const direct = r.path === 'direct';
-  return [r.workload, String(r.clients), r.path, f(r.tps, 0), f(r.p50Ms, 3), f(r.p99Ms, 3), f(r.tpsRatio, 3), direct ? '' : signed(r.p99OverheadMs, 3), r.relayCpuUs === null ? '' : f(r.relayCpuUs, 1), r.relayWaitUs === null ? '' : f(r.relayWaitUs, 1)];
+  return [r.workload, String(r.clients), r.path, f(r.tps, 0), f(r.p50Ms, 3), f(r.p99Ms, 3), f(r.tpsRatio, 3), direct ? '' : signed(r.p99OverheadMs, 3), r.relayCpuUs === null ? '' : f(r.relayCpuUs, 1), r.relayWaitUs === null ? '' : f(r.relayWaitUs, 1), r.serverCpuUs === null ? '' : f(r.serverCpuUs, 0), r.hostCpuUs === null ? '' : f(r.hostCpuUs, 0)];
 }
 
 export function table(rows: Row[]): string {

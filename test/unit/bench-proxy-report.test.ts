@@ -6,9 +6,12 @@ import { compare, driftLines, markdownTable, medians, pairedLines, PER_ROUND_LIM
 import type { PathName, PgbenchResult, Workload } from '../../bench/lib/proxy-pgbench.js';
 
 function run(workload: Workload, clients: number, path: PathName, tps: number, p99Ms: number): PgbenchResult {
-  // Relay CPU and run-queue wait vary with tps, so their medians are checked too.
+  // Relay CPU, run-queue wait and server and host CPU vary with tps, so their medians are checked too.
   const relayed = path !== 'direct';
-  return { workload, clients, path, startedAt: '2026-11-30T00:00:00Z', tps, transactions: tps * 15, failed: 0, p50Ms: p99Ms / 3, p99Ms, relayCpuUs: relayed ? tps / 100 : null, relayWaitUs: relayed ? tps / 10 : null, rate: null };
+  return {
+    workload, clients, path, startedAt: '2026-11-30T00:00:00Z', tps, transactions: tps * 15, failed: 0, p50Ms: p99Ms / 3, p99Ms,
+    relayCpuUs: relayed ? tps / 100 : null, relayWaitUs: relayed ? tps / 10 : null, serverCpuUs: tps / 5, hostCpuUs: tps / 2, rate: null,
+  };
 }
 
 /** Two rounds of simple-update at 8 clients: baton ahead of PgBouncer in the first, behind in the second. */
@@ -32,7 +35,9 @@ test('medians per path, ratios to the median direct run, and the verdict', () =>
   assert.equal(baton.relayCpuUs, 26.5);
   assert.equal(baton.relayWaitUs, 265);
   assert.equal(rows.find((r) => r.path === 'direct')!.relayWaitUs, null);
-  assert.match(markdownTable(rows), /\| simple-update \| 8 \| baton \| 2650 \| [^|]+ \| [^|]+ \| 0\.828 \| \+0\.950 \| 26\.5 \| 265\.0 \|/);
+  assert.equal(baton.serverCpuUs, 530);
+  assert.equal(rows.find((r) => r.path === 'direct')!.hostCpuUs, 1600);
+  assert.match(markdownTable(rows), /\| simple-update \| 8 \| baton \| 2650 \| [^|]+ \| [^|]+ \| 0\.828 \| \+0\.950 \| 26\.5 \| 265\.0 \| 530 \| 1325 \|/);
   const [v] = verdicts(rows, ['simple-update'], [8]);
   assert.equal(v!.pass, false, 'baton 0.828 under PgBouncer 0.838 misses');
   assert.match(v!.line, /8 clients MISSED \(tps ratio baton 0\.828 vs pgbouncer 0\.838, baton p99 overhead \+0\.950 ms\)/);
@@ -95,9 +100,22 @@ test('paired lines over many rounds: a summary with the interval and each pathâ€
 });
 
 test('run-queue wait of a process: a count for a live one, null for one that is gone', async () => {
-  const { runQueueWaitNs } = await import('../../bench/lib/proxy-pgbench.js');
+  const { runQueueWaitNs } = await import('../../bench/lib/cpu.js');
   const mine = runQueueWaitNs(process.pid);
   assert.ok(mine !== null && Number.isInteger(mine) && mine >= 0, `got ${mine}`);
   // pid_max is at most 2^22: no process has this pid.
   assert.equal(runQueueWaitNs(2 ** 22 + 1), null);
+});
+
+test('CPU of a process tree counts a child that ended and was waited for, and the host counts it too', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const { hostBusyTicks, treeCpuTicks } = await import('../../bench/lib/cpu.js');
+  const mine = treeCpuTicks(process.pid);
+  const host = hostBusyTicks();
+  // A child that spins for about 300 ms of CPU, then ends; execFileSync waits for it.
+  execFileSync(process.execPath, ['-e', 'const t = Date.now(); while (Date.now() - t < 300);']);
+  const grew = treeCpuTicks(process.pid) - mine;
+  assert.ok(grew >= 20, `the ended child's CPU is counted: ${grew} ticks`);
+  assert.ok(hostBusyTicks() - host >= grew / 2, 'the host was busy at least as long');
+  assert.throws(() => treeCpuTicks(2 ** 22 + 1), /no process/);
 });
