@@ -28,7 +28,8 @@
 // a CHECKPOINT taken, and the previous run's connections waited out (PgBouncer keeps its pool of
 // server connections between runs, as it does in use; every other path logs in when pgbench connects,
 // before pgbench's clock starts). With --rounds N the whole sequence
-// runs N times and the tables show each path's median (tps, p50, p99 and CPU each taken separately).
+// runs N times and the tables show each path's median (tps, p50, p99 and CPU each taken separately);
+// the verdict against the target compares baton with PgBouncer round by round (proxy-report.ts).
 // The cluster, HAProxy and PgBouncer are always stopped (also on SIGINT/SIGTERM or an error).
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -300,7 +301,7 @@ async function main(): Promise<number> {
     }
 
     const rows = compare(medians(results));
-    const vs = verdicts(rows, o.workloads, o.clients);
+    const vs = verdicts(results, o.workloads, o.clients);
     log('');
     log(table(rows));
     log('');

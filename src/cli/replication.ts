@@ -65,6 +65,12 @@ SELECT slot_name, active, pg_wal_lsn_diff(${POSITION}, restart_lsn)::text AS ret
 const num = (s: string | null): number | null => (s === null ? null : Number(s));
 const lsn = (s: string | null): number | null => (s === null ? null : parseLsn(s));
 
+/** A row with no walsender behind it: a slot nobody uses, or a replica no upstream reports. */
+function notStreaming(upstream: string, member: string, state: string, slot: string | null, slotRetainedBytes: number | null): ReplicationLink {
+  const none = { syncState: null, sentLsn: null, writeLsn: null, flushLsn: null, replayLsn: null, lagBytes: null, lagSeconds: null };
+  return { upstream, member, state, ...none, slot, slotRetainedBytes };
+}
+
 async function linksFrom(upstream: MemberRecord, db: pg.Client, members: MemberRecord[]): Promise<ReplicationLink[]> {
   const senders = (await db.query<SenderRow>(SENDERS_SQL)).rows;
   const slots = (await db.query<SlotRow>(SLOTS_SQL)).rows;
@@ -84,20 +90,7 @@ async function linksFrom(upstream: MemberRecord, db: pg.Client, members: MemberR
   }));
   for (const s of slots.filter((x) => !x.active)) {
     const owner = members.find((m) => slotName(m.name) === s.slot_name)?.name ?? '?';
-    links.push({
-      upstream: upstream.name,
-      member: owner,
-      state: 'slot only (not connected)',
-      syncState: null,
-      sentLsn: null,
-      writeLsn: null,
-      flushLsn: null,
-      replayLsn: null,
-      lagBytes: null,
-      lagSeconds: null,
-      slot: s.slot_name,
-      slotRetainedBytes: num(s.retained),
-    });
+    links.push(notStreaming(upstream.name, owner, 'slot only (not connected)', s.slot_name, num(s.retained)));
   }
   return links;
 }
@@ -120,20 +113,7 @@ export async function gatherReplication(
   // Replicas that no upstream reports at all: shown, so a missing member is not just a missing row.
   for (const m of view.members) {
     if (m.name === view.leader?.name || links.some((l) => l.member === m.name && l.state !== 'slot only (not connected)')) continue;
-    links.push({
-      upstream: '-',
-      member: m.name,
-      state: `not streaming (${m.state})`,
-      syncState: null,
-      sentLsn: null,
-      writeLsn: null,
-      flushLsn: null,
-      replayLsn: null,
-      lagBytes: null,
-      lagSeconds: null,
-      slot: null,
-      slotRetainedBytes: null,
-    });
+    links.push(notStreaming('-', m.name, `not streaming (${m.state})`, null, null));
   }
   return { links, unreachable: results.flatMap((r) => (r.error ? [r.error] : [])) };
 }

@@ -38,9 +38,26 @@ test('medians per path, ratios to the median direct run, and the verdict', () =>
   assert.equal(baton.serverCpuUs, 530);
   assert.equal(rows.find((r) => r.path === 'direct')!.hostCpuUs, 1600);
   assert.match(markdownTable(rows), /\| simple-update \| 8 \| baton \| 2650 \| [^|]+ \| [^|]+ \| 0\.828 \| \+0\.950 \| 26\.5 \| 265\.0 \| 530 \| 1325 \|/);
-  const [v] = verdicts(rows, ['simple-update'], [8]);
-  assert.equal(v!.pass, false, 'baton 0.828 under PgBouncer 0.838 misses');
-  assert.match(v!.line, /8 clients MISSED \(tps ratio baton 0\.828 vs pgbouncer 0\.838, baton p99 overhead \+0\.950 ms\)/);
+});
+
+test('verdict: paired round by round; throughput misses only when the whole interval is below 1, p99 by the median overhead', () => {
+  // Two rounds, baton 1.080 then 0.909 of PgBouncer: level; p99 overhead +0.50 and +1.40, median +0.95.
+  const [v] = verdicts(RESULTS, ['simple-update'], [8]);
+  assert.equal(v!.pass, true);
+  assert.match(v!.line, /PASS .*8 clients ok \(baton\/pgbouncer tps 0\.991, 95 % interval 0\.332-2\.960: level; baton p99 overhead \+0\.950 ms, median of 2 rounds\)/);
+  // Baton 5 % behind in every round: behind, though its p99 is fine.
+  const behind = [0, 1, 2].flatMap(() => [run('select-only', 8, 'direct', 10_000, 1.0), run('select-only', 8, 'baton', 6650, 1.5), run('select-only', 8, 'pgbouncer', 7000, 1.6)]);
+  const [b] = verdicts(behind, ['select-only'], [8]);
+  assert.equal(b!.pass, false);
+  assert.match(b!.line, /8 clients MISSED \(baton\/pgbouncer tps 0\.950, 95 % interval 0\.950-0\.950: behind; baton p99 overhead \+0\.500 ms, median of 3 rounds\)/);
+  // One round: the single ratio; a p99 overhead of 1 ms or more misses.
+  const [one] = verdicts(RESULTS.slice(0, 3), ['simple-update'], [8]);
+  assert.match(one!.line, /8 clients ok \(baton\/pgbouncer tps 1\.080: ahead; baton p99 overhead \+0\.500 ms\)/);
+  const [slow] = verdicts(RESULTS.slice(3), ['simple-update'], [8]);
+  assert.match(slow!.line, /FAIL .*8 clients MISSED \(baton\/pgbouncer tps 0\.909: behind; baton p99 overhead \+1\.400 ms\)/);
+  const [none] = verdicts(RESULTS, ['simple-update'], [8, 32]);
+  assert.equal(none!.pass, false);
+  assert.match(none!.line, /32 clients: not measured/);
 });
 
 test('held runs (--load): the median of the rates they were held to; a run at full speed has none', () => {
