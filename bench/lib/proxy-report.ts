@@ -88,16 +88,14 @@ export function verdicts(results: PgbenchResult[], workloads: readonly Workload[
   return workloads.map((w) => {
     let pass = true;
     const parts = clients.map((c) => {
-      const [b, p, d] = ['baton', 'pgbouncer', 'direct'].map((path) => byRound(results, w, c, path));
-      const n = Math.min(b!.length, p!.length, d!.length);
-      if (n === 0) {
+      const cell = pairedCell(results, w, c);
+      if (!cell) {
         pass = false;
         return `${c} clients: not measured`;
       }
-      const ratios = Array.from({ length: n }, (_, i) => b![i]!.tps / p![i]!.tps);
-      const overhead = median(Array.from({ length: n }, (_, i) => b![i]!.p99Ms - d![i]!.p99Ms));
-      const ci = ratioInterval(ratios);
-      const mean = ci ? ci.mean : ratios[0]!;
+      const { rounds: n, ci } = cell;
+      const overhead = median(cell.batonOverheads);
+      const mean = ci ? ci.mean : cell.ratios[0]!;
       const standing = ci ? (ci.low > 1 ? 'ahead' : ci.high < 1 ? 'behind' : 'level') : mean >= 1 ? 'ahead' : 'behind';
       const ok = standing !== 'behind' && overhead < 1;
       pass &&= ok;
@@ -139,6 +137,31 @@ function byRound(results: PgbenchResult[], w: Workload, clients: number, path: s
   return results.filter((r) => r.workload === w && r.clients === clients && r.path === path);
 }
 
+/** One cell's rounds paired: baton/PgBouncer tps per round with its interval, and each path's p99
+ * overhead against the same round's direct run. Null when a path was not measured. */
+interface PairedCell {
+  rounds: number;
+  ratios: number[];
+  ci: { mean: number; low: number; high: number } | null;
+  batonOverheads: number[];
+  pgbouncerOverheads: number[];
+}
+
+function pairedCell(results: PgbenchResult[], w: Workload, clients: number): PairedCell | null {
+  const [b, p, d] = ['baton', 'pgbouncer', 'direct'].map((path) => byRound(results, w, clients, path));
+  const rounds = Math.min(b!.length, p!.length, d!.length);
+  if (rounds === 0) return null;
+  const each = <T>(fn: (i: number) => T): T[] => Array.from({ length: rounds }, (_, i) => fn(i));
+  const ratios = each((i) => b![i]!.tps / p![i]!.tps);
+  return {
+    rounds,
+    ratios,
+    ci: ratioInterval(ratios),
+    batonOverheads: each((i) => b![i]!.p99Ms - d![i]!.p99Ms),
+    pgbouncerOverheads: each((i) => p![i]!.p99Ms - d![i]!.p99Ms),
+  };
+}
+
 /** Over this many rounds the paired line gives a summary instead of every round. */
 export const PER_ROUND_LIMIT = 10;
 
@@ -150,23 +173,21 @@ export function pairedLines(results: PgbenchResult[], workloads: readonly Worklo
   const lines: string[] = [];
   for (const c of clients) {
     for (const w of workloads) {
-      const [b, p, d] = ['baton', 'pgbouncer', 'direct'].map((path) => byRound(results, w, c, path));
-      const n = Math.min(b!.length, p!.length, d!.length);
-      if (n === 0) continue;
-      const ratios = Array.from({ length: n }, (_, i) => b![i]!.tps / p![i]!.tps);
-      const over = (xs: PgbenchResult[]): string => Array.from({ length: n }, (_, i) => signed(xs[i]!.p99Ms - d![i]!.p99Ms, 2)).join(' ');
+      const cell = pairedCell(results, w, c);
+      if (!cell) continue;
+      const { rounds: n, ratios, ci } = cell;
       const ahead = ratios.filter((x) => x >= 1).length;
-      const ci = ratioInterval(ratios);
       const interval = ci ? `; geometric mean ${f(ci.mean, 3)}, 95 % interval ${f(ci.low, 3)}-${f(ci.high, 3)}` : '';
       if (n > PER_ROUND_LIMIT) {
         // Too many rounds to list: the paired summary, and each path's median p99 overhead over the rounds.
-        const medianOver = (xs: PgbenchResult[]): string => signed(median(Array.from({ length: n }, (_, i) => xs[i]!.p99Ms - d![i]!.p99Ms)), 2);
-        lines.push(`${w} ${c} clients, ${n} rounds: baton/pgbouncer tps ahead in ${ahead} of ${n}${interval}; median p99 overhead baton ${medianOver(b!)}, pgbouncer ${medianOver(p!)} ms`);
+        const medianOver = (xs: number[]): string => signed(median(xs), 2);
+        lines.push(`${w} ${c} clients, ${n} rounds: baton/pgbouncer tps ahead in ${ahead} of ${n}${interval}; median p99 overhead baton ${medianOver(cell.batonOverheads)}, pgbouncer ${medianOver(cell.pgbouncerOverheads)} ms`);
         continue;
       }
+      const over = (xs: number[]): string => xs.map((x) => signed(x, 2)).join(' ');
       lines.push(
         `${w} ${c} clients, per round: baton/pgbouncer tps ${ratios.map((x) => f(x, 3)).join(' ')} (baton ahead in ${ahead} of ${n}${interval}); ` +
-          `p99 overhead baton ${over(b!)}, pgbouncer ${over(p!)} ms`,
+          `p99 overhead baton ${over(cell.batonOverheads)}, pgbouncer ${over(cell.pgbouncerOverheads)} ms`,
       );
     }
   }
