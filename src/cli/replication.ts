@@ -3,6 +3,7 @@
 import type pg from 'pg';
 import type { ClusterView, MemberRecord } from '../dcs/types.js';
 import { slotName } from '../postgres/conf.js';
+import type { StatReplicationRow } from '../postgres/queries.js';
 import { formatBytes, formatLsn, parseLsn } from '../util/lsn.js';
 import { withMember, type SqlCredentials } from './member-sql.js';
 import { renderTable } from './table.js';
@@ -26,14 +27,7 @@ export interface ReplicationLink {
   slotRetainedBytes: number | null;
 }
 
-interface SenderRow {
-  application_name: string;
-  state: string | null;
-  sync_state: string | null;
-  sent_lsn: string | null;
-  write_lsn: string | null;
-  flush_lsn: string | null;
-  replay_lsn: string | null;
+interface SenderRow extends StatReplicationRow {
   lag_bytes: string | null;
   replay_lag_s: number | null;
   slot_name: string | null;

@@ -109,15 +109,19 @@ export async function queryStatus(db: Queryable): Promise<LocalStatus> {
   };
 }
 
-interface ReplRow {
+/** The columns of pg_stat_replication that Baton reads, with the LSNs selected as text. */
+export interface StatReplicationRow {
   application_name: string;
-  client_addr: string | null;
   state: string | null;
   sync_state: string | null;
   sent_lsn: string | null;
   write_lsn: string | null;
   flush_lsn: string | null;
   replay_lsn: string | null;
+}
+
+interface ReplRow extends StatReplicationRow {
+  client_addr: string | null;
 }
 
 export async function queryReplication(db: Queryable): Promise<ReplicationRow[]> {
