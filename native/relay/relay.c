@@ -590,17 +590,23 @@ static napi_value attach(napi_env env, napi_callback_info info) {
   return handle;
 }
 
+/* The relay of a call's only argument, a handle from attach(); NULL with a TypeError thrown if it is not one. */
+static relay_t *relay_arg(napi_env env, napi_callback_info info, const char *usage) {
+  size_t argc = 1;
+  napi_value argv[1];
+  relay_t *r = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || napi_get_value_external(env, argv[0], (void **)&r) != napi_ok) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  return r;
+}
+
 /* detach(handle) -> the handover (also when the relay had just given the session back and the
  * callback is still queued: the callback then does nothing). Never call it again with this handle. */
 static napi_value detach(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  relay_t *r;
-  if (argc < 1 || napi_get_value_external(env, argv[0], (void **)&r) != napi_ok) {
-    napi_throw_type_error(env, NULL, "detach(handle)");
-    return NULL;
-  }
+  relay_t *r = relay_arg(env, info, "detach(handle)");
+  if (!r) return NULL;
   pthread_mutex_lock(&r->lock);
   napi_value o = NULL;
   if (r->active) stop_locked(r);
@@ -700,14 +706,8 @@ static napi_value balance_js(napi_env env, napi_callback_info info) {
 
 /* keptSettings(handle) -> [Buffer]: the settings the relay keeps for the session now (SHOW CLIENTS). */
 static napi_value kept_settings_js(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  relay_t *r;
-  if (argc < 1 || napi_get_value_external(env, argv[0], (void **)&r) != napi_ok) {
-    napi_throw_type_error(env, NULL, "keptSettings(handle)");
-    return NULL;
-  }
+  relay_t *r = relay_arg(env, info, "keptSettings(handle)");
+  if (!r) return NULL;
   pthread_mutex_lock(&r->lock);
   napi_value arr = kept_frames(env, &r->kept);
   pthread_mutex_unlock(&r->lock);
