@@ -3,11 +3,12 @@
 // (src/proxy/session.ts move(), router.ts readSessionMove); this measures how long that takes and what
 // the clients notice.
 //
-//   node --import tsx bench/read-move.ts [--rounds 5] [--readers 4] [--json FILE]
+//   node --import tsx bench/read-move.ts [--rounds 5] [--readers 4] [--pause-ms 10] [--json FILE]
 //
 // One local 3-member cluster with its proxy (`baton up`). Each round picks a replica (alternating),
 // opens --readers sessions on the read-only port that the balancing put on it, and has each run
-// `SELECT inet_server_port(), count(*) FROM t` every 10 ms. Then it pauses that replica's replay
+// `SELECT inet_server_port(), count(*) FROM t`, pausing --pause-ms between two queries (0: back to
+// back, a client that is idle only between its queries). Then it pauses that replica's replay
 // and writes 3 MB on the leader, plus a row every 100 ms. Per reader it records:
 //   switch: from the moment etcd shows the replica more than 1 MB behind to the first answer from the
 //           other replica;
@@ -28,20 +29,21 @@ import { BenchLifecycle, runBenchmark } from './lib/run.js';
 
 const NODES = 3;
 const LAG_LIMIT = 1024 * 1024; // the proxy's default max_replication_lag
-const QUERY_EVERY_MS = 10;
 const log = (line: string): void => console.log(line);
 const life = new BenchLifecycle(log);
 
-function options(): { rounds: number; readers: number; json: string | null } {
+function options(): { rounds: number; readers: number; pauseMs: number; json: string | null } {
   const { values } = parseArgs({
-    options: { rounds: { type: 'string', default: '5' }, readers: { type: 'string', default: '4' }, json: { type: 'string' } },
+    options: { rounds: { type: 'string', default: '5' }, readers: { type: 'string', default: '4' }, 'pause-ms': { type: 'string', default: '10' }, json: { type: 'string' } },
     strict: true,
   });
   const rounds = Number(values.rounds);
   const readers = Number(values.readers);
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 50) throw new BenchAbort(`--rounds must be an integer in 1..50 (got ${values.rounds})`);
   if (!Number.isInteger(readers) || readers < 1 || readers > 40) throw new BenchAbort(`--readers must be an integer in 1..40 (got ${values.readers})`);
-  return { rounds, readers, json: values.json ?? null };
+  const pauseMs = Number(values['pause-ms']);
+  if (!Number.isInteger(pauseMs) || pauseMs < 0 || pauseMs > 1000) throw new BenchAbort(`--pause-ms must be an integer in 0..1000 (got ${values['pause-ms']})`);
+  return { rounds, readers, pauseMs, json: values.json ?? null };
 }
 
 interface Reader {
@@ -57,7 +59,7 @@ interface Reader {
 }
 
 /** A read-only session placed on `port`, querying in a loop until stopped. */
-async function reader(connect: () => pg.Client, port: number): Promise<Reader> {
+async function reader(connect: () => pg.Client, port: number, pauseMs: number): Promise<Reader> {
   let client: pg.Client | null = null;
   for (let i = 0; i < 10 && !client; i++) {
     const c = connect();
@@ -86,7 +88,7 @@ async function reader(connect: () => pg.Client, port: number): Promise<Reader> {
         r.errors.push((err as Error).message);
         return;
       }
-      await sleep(QUERY_EVERY_MS);
+      if (pauseMs > 0) await sleep(pauseMs);
     }
   })();
   return r;
@@ -110,7 +112,7 @@ interface RoundResult {
 async function main(): Promise<number> {
   const o = options();
   const m = machine();
-  log(`baton read-only move benchmark: ${o.rounds} round(s), ${o.readers} reader(s) on the replica that falls behind`);
+  log(`baton read-only move benchmark: ${o.rounds} round(s), ${o.readers} reader(s) on the replica that falls behind, ${o.pauseMs} ms between a reader's queries`);
   const bc = await life.start(NODES);
   if (life.aborted) return 130;
   if (!bc.c.proxy) throw new BenchAbort('the cluster has no proxy');
@@ -132,7 +134,7 @@ async function main(): Promise<number> {
       const [behind, other] = round % 2 ? [replicas[0]!, replicas[1]!] : [replicas[1]!, replicas[0]!];
       await bc.waitFor('both replicas within the lag limit', (v) => lagOf(v, behind.name) <= LAG_LIMIT && lagOf(v, other.name) <= LAG_LIMIT);
       const readers: Reader[] = [];
-      for (let i = 0; i < o.readers; i++) readers.push(await reader(connect, behind.pgPort));
+      for (let i = 0; i < o.readers; i++) readers.push(await reader(connect, behind.pgPort, o.pauseMs));
       await sleep(500);
       const bdb = await bc.client(behind.name);
       await bdb.query('SELECT pg_wal_replay_pause()');

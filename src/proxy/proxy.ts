@@ -21,8 +21,6 @@ import { ProxyRegistration } from './registration.js';
 /** The watch can die without a word (a half-open connection): when it has been quiet this long, or the
  * last read failed, the proxy reads the whole view again. */
 const SAFETY_POLL_MS = 1000;
-/** How often a read-only session that should move but is busy is looked at again. */
-const READ_MOVE_POLL_MS = 20;
 
 /** The native relay when the config allows it and it is built; `native` without it is an error. */
 function chooseRelay(mode: RelayMode, threads: number, log: Logger): NativeRelay | null {
@@ -48,9 +46,6 @@ export class BatonProxy {
   private closeAdmin: (() => Promise<void>) | null = null;
   private watch: Watch | null = null;
   private poll: NodeJS.Timeout | null = null;
-  private readMovePoll: NodeJS.Timeout | null = null;
-  /** Read-only sessions that should move once idle, with the reason (moveReadSessions). */
-  private readonly readMoveWaiters = new Map<Session, string>();
   private refreshing: Promise<void> | null = null;
   private refreshAgain = false;
   /** When the watch last delivered a change, and whether the last read of the view failed. */
@@ -231,40 +226,22 @@ export class BatonProxy {
     this.moveReadSessions();
   }
 
-  /** Read-only sessions leave a member that no longer takes new ones, when idle (router.ts). Those
-   * busy at that moment wait in readMoveWaiters, looked at every READ_MOVE_POLL_MS until idle (a
-   * client querying all the time is idle only between its queries); every scan starts the list anew. */
+  /** Read-only sessions leave a member that no longer takes new ones (router.ts): at once when idle,
+   * else at the end of what they are running (Session.leaveWhenIdle). Every scan decides anew, so a
+   * member that qualifies again keeps its sessions; PAUSE holds moves too, as it holds new sessions. */
   private moveReadSessions(): void {
-    this.readMoveWaiters.clear();
-    if (this.paused) return;
     const now = Date.now();
     const verdicts = new Map<string, string | null>(); // per member: the same for all its sessions
     for (const s of this.sessions) {
-      if (s.kind !== 'ro' || !s.member || s.state !== 'active' || s.isMoving || now < s.moveRetryAt) continue;
+      if (s.kind !== 'ro' || !s.member || s.state !== 'active' || s.isMoving) continue;
+      if (this.paused || now < s.moveRetryAt) {
+        s.leaveWhenIdle(null);
+        continue;
+      }
       const name = s.member.name;
       if (!verdicts.has(name)) verdicts.set(name, readSessionMove(this.view, this.cfg, name));
-      const reason = verdicts.get(name);
-      if (!reason) continue;
-      if (s.canMove()) void s.move(reason);
-      else if (s.movable) this.readMoveWaiters.set(s, reason);
+      s.leaveWhenIdle(verdicts.get(name) ?? null);
     }
-    this.pollReadMoveWaiters();
-  }
-
-  private pollReadMoveWaiters(): void {
-    if (this.readMoveWaiters.size === 0 || this.readMovePoll || !this.poll) return;
-    this.readMovePoll = setTimeout(() => {
-      this.readMovePoll = null;
-      if (this.paused) this.readMoveWaiters.clear(); // PAUSE holds moves too, as new sessions
-      for (const [s, reason] of this.readMoveWaiters) {
-        if (s.state !== 'active' || s.isMoving) this.readMoveWaiters.delete(s);
-        else if (s.canMove()) {
-          this.readMoveWaiters.delete(s);
-          void s.move(reason);
-        }
-      }
-      this.pollReadMoveWaiters();
-    }, READ_MOVE_POLL_MS);
   }
 
   /** While a switchover runs, the next transaction of every movable read-write session waits for the
@@ -385,11 +362,13 @@ export class BatonProxy {
       routing: () => this.routingRows(),
       pause: () => {
         this.paused = true;
+        this.moveReadSessions();
         this.log.warn('paused by the admin console: new sessions wait');
       },
       resume: () => {
         this.paused = false;
         this.wake();
+        this.moveReadSessions();
         this.log.warn('resumed by the admin console');
       },
     };
@@ -471,8 +450,7 @@ export class BatonProxy {
 
   async stop(): Promise<void> {
     if (this.poll) clearInterval(this.poll);
-    this.poll = null; // no read-only move poll starts after this
-    if (this.readMovePoll) clearTimeout(this.readMovePoll);
+    this.poll = null;
     this.watch?.close();
     await this.registration?.stop();
     for (const s of [...this.sessions]) s.fail('57P01', 'baton proxy is shutting down');

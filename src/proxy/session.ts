@@ -103,6 +103,8 @@ export class Session {
   private heldTxTimer: NodeJS.Timeout | null = null;
   /** The client was paused because its held bytes passed HELD_TX_LIMIT. */
   private pausedForHold = false;
+  /** Why this read-only session leaves its member at its next idle moment (leaveWhenIdle), or null. */
+  private leaveReason: string | null = null;
   private serverKey: { pid: number; secret: number } | null = null;
   private server: net.Socket | null = null;
   /** The server a moving read-only session leaves, kept until another has taken over. */
@@ -256,6 +258,7 @@ export class Session {
   }
 
   private onClientData(chunk: Buffer): void {
+    this.leaveIfIdle(); // before the chunk is counted: what it starts runs on the session's next server
     if (this.heldTx.length > 0 || (this.hooks.holdingTransactions() && this.idleReadWrite())) return this.holdTx(chunk);
     this.forwardClientData(chunk);
   }
@@ -354,6 +357,7 @@ export class Session {
         const pass = this.unsolicited.flush(chunk);
         if (pass.length) this.toClient(pass);
       }
+      this.leaveIfIdle();
       return this.scheduleHandOff();
     }
     this.startupBuf = this.startupBuf.length ? Buffer.concat([this.startupBuf, chunk]) : chunk;
@@ -396,6 +400,7 @@ export class Session {
     const server = this.server;
     if (!native || this.relay || this.ending || this.state !== 'active' || this.moving || this.connecting || this.terminating) return;
     if (!server || !this.serverScan || !this.clientScan || this.held.length > 0 || this.heldTx.length > 0 || this.hooks.holdingTransactions()) return;
+    if (this.leaveReason !== null) return; // TypeScript watches for the idle moment to leave at
     if (!this.unsolicited.atBoundary) return; // the rest of a message is on its way: scheduled again when it comes
     if (this.pinned === null && this.replayLog.needsTypeScript) return; // scheduled again by the reply that ends the batch
     if (this.client.writableLength || server.writableLength || this.client.readableLength || server.readableLength) return;
@@ -517,6 +522,34 @@ export class Session {
   /** Idle, outside a transaction, with no state the proxy cannot rebuild, and the proxy may log in as this user. */
   canMove(): boolean {
     return this.idle() && this.movable;
+  }
+
+  /** A read-only session that must leave its member moves now if idle, else as soon as it is: it is
+   * relayed in TypeScript until then, which sees the ReadyForQuery that ends what it runs (a client
+   * querying all the time is idle only between two queries). null: it may stay after all. */
+  leaveWhenIdle(reason: string | null): void {
+    if (reason === null) {
+      if (this.leaveReason === null) return;
+      this.leaveReason = null;
+      return this.scheduleHandOff();
+    }
+    if (this.kind !== 'ro' || !this.movable) return;
+    this.leaveReason = reason;
+    this.takeBack();
+    this.leaveIfIdle();
+  }
+
+  /** A pending leave goes ahead once the session is idle, and is dropped once it can no longer move. */
+  private leaveIfIdle(): void {
+    const reason = this.leaveReason;
+    if (reason === null || this.state !== 'active' || this.moving) return;
+    if (!this.movable) {
+      this.leaveReason = null;
+      return this.scheduleHandOff();
+    }
+    if (!this.canMove()) return;
+    this.leaveReason = null;
+    void this.move(reason);
   }
 
   /** Re-attaches this idle session to another server; the client sees nothing but a pause. A

@@ -613,6 +613,15 @@ export function proxySuite(mode: RelayMode): void {
     const inTx = await readSessionOn(paused.port);
     await inTx.query('BEGIN');
     await inTx.query('SELECT 1');
+    // And one busy when the lag begins: its query waits for a lock held on that replica until the proxy
+    // has decided to move the sessions away.
+    const lockHolder = await t.client(paused.name);
+    await lockHolder.query('BEGIN');
+    await lockHolder.query('SELECT pg_advisory_xact_lock(4242)');
+    const busy = await readSessionOn(paused.port);
+    const busyQuery = busy.query('SELECT pg_advisory_xact_lock(4242)');
+    // Queued in the client, which sends it the moment the one before is answered.
+    const busyNext = busy.query<{ port: number }>('SELECT inet_server_port() AS port');
     const stats = (await admin('SHOW STATS')).find((r) => r.member === paused.name);
     assert.ok(Number(stats?.can_move) >= 2 && stats?.cannot_move === '0', `SHOW STATS counts read-only sessions that can move: ${JSON.stringify(stats)}`);
     const pdb = await t.client(paused.name);
@@ -639,6 +648,15 @@ export function proxySuite(mode: RelayMode): void {
     const after = (await reader.query<{ port: number; path: string }>("SELECT inet_server_port() AS port, current_setting('search_path') AS path")).rows[0]!;
     assert.deepEqual(after, { port: other.port, path: 'reader_schema, public' });
     assert.ok((await reader.query<{ n: number }>(rowsInP)).rows[0]!.n >= seenBefore, 'the moved session reads no older data');
+    // The busy one leaves at the ReadyForQuery that ends its query: the query its client sends straight
+    // after runs on the other replica (a proxy that looked for idle sessions now and then would
+    // almost never see this one idle).
+    assert.equal((await clientRow(busy, () => true)).member, paused.name, 'the busy session is still where its query runs');
+    await lockHolder.query('COMMIT');
+    await lockHolder.end();
+    await busyQuery;
+    assert.equal((await busyNext).rows[0]!.port, other.port, 'the next query of the busy session runs on the other replica');
+    await busy.end();
     // The one in a transaction stays until it ends, then follows.
     assert.equal((await clientRow(inTx, () => true)).member, paused.name);
     await inTx.query('COMMIT');
