@@ -155,4 +155,22 @@ describe('sessions moving between relay threads', { skip: !relay && (error ?? 'n
     assert.throws(() => relay!.moveSessions(0, 5), /two different started threads/);
     assert.throws(() => relay!.moveSessions(-1, 1), /two different started threads/);
   });
+
+  it('attach refuses descriptors it cannot relay, names why, and counts no session for them', async () => {
+    const sessions = (): number => relay!.threadLoads().reduce((n, t) => n + t.sessions, 0);
+    const before = sessions();
+    const state = new Float64Array(new ArrayBuffer(STATE.length * 8));
+    assert.throws(() => relay!.attach(1_000_000, 1_000_001, state, false, 1 << 20, () => undefined), /duplicating a session's descriptors: Bad file descriptor/);
+    // A regular file is no socket: epoll will not watch it.
+    const fs = await import('node:fs');
+    const fd = fs.openSync(process.execPath, 'r');
+    try {
+      assert.throws(() => relay!.attach(fd, fd, state, false, 1 << 20, () => undefined), /watching a session's descriptors: Operation not permitted/);
+    } finally {
+      fs.closeSync(fd);
+    }
+    assert.throws(() => relay!.attach(fd, fd, new Float64Array(2), false, 1 << 20, () => undefined), /state must be a Float64Array of the relay's layout/);
+    assert.equal(sessions(), before, 'the refused attaches left the threads\' session counts as they were');
+    await roundTrips('after refusals');
+  });
 });
