@@ -669,9 +669,10 @@ export class Session {
     this.releaseHeld();
   }
 
-  /** For SHOW CLIENTS and SHOW SERVERS: the state, or `moving` while the session changes servers. */
+  /** For SHOW CLIENTS and SHOW SERVERS: the state, `moving` while the session changes servers, or
+   * `leaving` while a read-only session waits for the end of what it runs to move (leaveWhenIdle). */
   get phase(): string {
-    return this.moving ? 'moving' : this.state;
+    return this.moving ? 'moving' : this.leaveReason !== null && this.state === 'active' ? 'leaving' : this.state;
   }
 
   /** On its way to a new leader (waiting for it, or logging in). */

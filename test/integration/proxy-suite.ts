@@ -651,7 +651,8 @@ export function proxySuite(mode: RelayMode): void {
     // The busy one leaves at the ReadyForQuery that ends its query: the query its client sends straight
     // after runs on the other replica (a proxy that looked for idle sessions now and then would
     // almost never see this one idle).
-    assert.equal((await clientRow(busy, () => true)).member, paused.name, 'the busy session is still where its query runs');
+    const waiting = await clientRow(busy, (r) => r.state === 'leaving');
+    assert.deepEqual([waiting.member, waiting.relay], [paused.name, 'typescript'], 'the busy session is still where its query runs, relayed in TypeScript');
     await lockHolder.query('COMMIT');
     await lockHolder.end();
     await busyQuery;
