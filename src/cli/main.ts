@@ -68,14 +68,15 @@ export function buildProgram(): Command {
     .option('--dir <dir>', 'local cluster directory (from "baton up")')
     .option('--admin <host:port>', "a proxy's admin console")
     .option('--password <password>', 'admin console password (or BATON_ADMIN_PASSWORD)')
-    .action(async (o: { dir?: string; admin?: string; password?: string }) => {
+    .option('--json', 'the rows as JSON, with numbers and booleans typed')
+    .action(async (o: { dir?: string; admin?: string; password?: string; json?: boolean }) => {
       if (o.admin) {
         const { host, port } = splitHostPort(o.admin);
-        return printPoolNodes({ host, port, password: o.password ?? process.env.BATON_ADMIN_PASSWORD ?? null }, out);
+        return printPoolNodes({ host, port, password: o.password ?? process.env.BATON_ADMIN_PASSWORD ?? null }, out, !!o.json);
       }
       const local = readLocalCluster(o.dir ?? process.env.BATON_DIR ?? DEFAULT_DIR);
       if (!local?.proxy) throw new UsageError('no local cluster with a proxy here', 'pass --dir DIR, or --admin HOST:PORT');
-      return printPoolNodes({ host: local.host, port: local.proxy.adminPort, password: local.proxy.adminPassword }, out);
+      return printPoolNodes({ host: local.host, port: local.proxy.adminPort, password: local.proxy.adminPassword }, out, !!o.json);
     });
 
   program

@@ -3,6 +3,7 @@ import pg from 'pg';
 import { EtcdStore } from '../dcs/etcd-store.js';
 import { loadProxyConfig } from '../proxy/config.js';
 import { BatonProxy } from '../proxy/proxy.js';
+import { POOL_NODES_COLUMNS } from '../proxy/admin-commands.js';
 import { UsageError } from '../util/errors.js';
 import { runUntilSignalled } from './service.js';
 import { createLogger } from '../util/log.js';
@@ -50,7 +51,41 @@ export async function queryPoolNodes(admin: AdminAddress): Promise<{ fields: str
   }
 }
 
-export async function printPoolNodes(admin: AdminAddress, out: (l: string) => void): Promise<void> {
+/** A row of SHOW POOL_NODES with its numbers and booleans typed, as `baton pool --json` prints it. */
+export interface PoolNodeJson {
+  node_id: number | null;
+  hostname: string;
+  port: number | null;
+  status: string;
+  lb_weight: number | null;
+  role: string;
+  select_cnt: number | null;
+  load_balance_node: boolean;
+  replication_delay: number | null;
+}
+
+/** SHOW POOL_NODES's text cells as typed rows; a number the proxy could not give (an empty cell) is null. */
+export function parsePoolNodes(fields: string[], rows: string[][]): PoolNodeJson[] {
+  const missing = POOL_NODES_COLUMNS.filter((c) => !fields.includes(c));
+  if (missing.length) throw new UsageError(`the proxy's SHOW POOL_NODES has no column ${missing.join(', ')} (it has ${fields.join(', ')})`, 'run the same version of baton as the proxy');
+  return rows.map((row) => {
+    const text = (c: keyof PoolNodeJson): string => row[fields.indexOf(c)] ?? '';
+    const num = (c: keyof PoolNodeJson): number | null => (text(c) === '' || !Number.isFinite(Number(text(c))) ? null : Number(text(c)));
+    return {
+      node_id: num('node_id'),
+      hostname: text('hostname'),
+      port: num('port'),
+      status: text('status'),
+      lb_weight: num('lb_weight'),
+      role: text('role'),
+      select_cnt: num('select_cnt'),
+      load_balance_node: text('load_balance_node') === 'true',
+      replication_delay: num('replication_delay'),
+    };
+  });
+}
+
+export async function printPoolNodes(admin: AdminAddress, out: (l: string) => void, json = false): Promise<void> {
   const { fields, rows } = await queryPoolNodes(admin);
-  out(renderTable(fields, rows));
+  out(json ? JSON.stringify(parsePoolNodes(fields, rows), null, 2) : renderTable(fields, rows));
 }

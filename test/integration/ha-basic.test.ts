@@ -76,6 +76,22 @@ test('status --json gives process ids and a multi-host read-write URI', async ()
   assert.match(text.stdout, new RegExp(`Proxies in etcd: \\S+ \\(read-write ${t.c.host}:${t.c.proxy!.readWritePort}, `));
 });
 
+test('pool prints SHOW POOL_NODES, and --json the same rows typed', async () => {
+  const view = await t.waitFor('two streaming replicas', (v) => (v.leader && v.members.filter((m) => m.state === 'streaming').length === 2 ? v : null));
+  const { stdout } = await run(process.execPath, ['bin/baton.js', 'pool', '--json', '--dir', t.c.dir]);
+  const rows = JSON.parse(stdout) as { hostname: string; port: number; role: string; status: string; load_balance_node: boolean; lb_weight: number }[];
+  assert.deepEqual(
+    rows.map((r) => [r.port, r.role, r.status]).sort(),
+    view.members.map((m) => [t.member(m.name).pgPort, m.name === view.leader?.name ? 'primary' : 'standby', 'up']).sort(),
+  );
+  assert.ok(rows.every((r) => typeof r.lb_weight === 'number' && typeof r.load_balance_node === 'boolean'));
+  const text = await run(process.execPath, ['bin/baton.js', 'pool', '--dir', t.c.dir]);
+  assert.match(text.stdout, /node_id \| hostname +\| port +\| status/);
+  const refused = await run(process.execPath, ['bin/baton.js', 'pool', '--admin', '127.0.0.1:1', '--password', 'x']).catch((e: { code: number; stderr: string }) => e);
+  assert.ok('code' in refused && refused.code !== 0);
+  assert.match(refused.stderr, /cannot reach the proxy's admin console at 127\.0\.0\.1:1/);
+});
+
 test('switchover to a named member, then the old leader streams from it', async () => {
   const before = await t.leader();
   const target = t.c.members.find((m) => m.name !== before.name)!.name;

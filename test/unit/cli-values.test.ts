@@ -1,9 +1,12 @@
-// Command-line values (tags, sizes, seconds) and the progress line of a copy.
+// Command-line values (tags, sizes, seconds), the progress line of a copy, and `baton pool --json`'s rows.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InvalidArgumentError } from 'commander';
 import { parseBytes, parseSeconds, parseTag } from '../../src/cli/arg-parsers.js';
 import { describeProgress, formatDuration } from '../../src/cli/progress.js';
+import { parsePoolNodes } from '../../src/cli/proxy-cmd.js';
+import { POOL_NODES_COLUMNS } from '../../src/proxy/admin-commands.js';
+import { UsageError } from '../../src/util/errors.js';
 
 test('tags: flags, true/false, numbers in range; repeated options accumulate', () => {
   let tags = parseTag('nofailover', {});
@@ -57,4 +60,23 @@ test('progress: done of total, percent, average rate and time left', () => {
   assert.equal(describeProgress({ doneBytes: 0, totalBytes: 10 * mb, elapsedMs: 0 }), '0 B of 10 MB (0%)');
   assert.equal(describeProgress({ doneBytes: 10 * mb, totalBytes: 10 * mb, elapsedMs: 2000 }), '10 MB of 10 MB (100%), 5.0 MB/s');
   assert.equal(describeProgress({ doneBytes: 11 * mb, totalBytes: 10 * mb, elapsedMs: 1000 }), '11 MB of 10 MB (100%), 11 MB/s');
+});
+
+test('pool --json: SHOW POOL_NODES cells typed; an empty number is null; a missing column is named', () => {
+  const fields = [...POOL_NODES_COLUMNS];
+  const rows = [
+    ['0', '127.0.0.1', '15432', 'up', '0.500000', 'primary', '3', 'false', '0'],
+    ['1', 'db2', '15433', 'down', '', 'standby', '0', 'true', ''],
+  ];
+  assert.deepEqual(parsePoolNodes(fields, rows), [
+    { node_id: 0, hostname: '127.0.0.1', port: 15432, status: 'up', lb_weight: 0.5, role: 'primary', select_cnt: 3, load_balance_node: false, replication_delay: 0 },
+    { node_id: 1, hostname: 'db2', port: 15433, status: 'down', lb_weight: null, role: 'standby', select_cnt: 0, load_balance_node: true, replication_delay: null },
+  ]);
+  // Columns in another order are found by name.
+  const reversed = [...fields].reverse();
+  assert.deepEqual(parsePoolNodes(reversed, rows.map((r) => [...r].reverse())), parsePoolNodes(fields, rows));
+  assert.throws(
+    () => parsePoolNodes(fields.filter((f) => f !== 'select_cnt'), [rows[0]!.filter((_, i) => i !== fields.indexOf('select_cnt'))]),
+    (e: unknown) => e instanceof UsageError && /no column select_cnt/.test(e.message),
+  );
 });
