@@ -25,6 +25,9 @@ const schema = z
     read_only_fallback_to_leader: z.boolean().default(true),
     pause_timeout: z.number().positive().max(600).default(10),
     connect_timeout: z.number().positive().max(60).default(3),
+    /** Seconds a client has, from connecting, to send its startup message (TLS handshake included), as
+     * PostgreSQL's authentication_timeout and PgBouncer's client_login_timeout allow. */
+    startup_timeout: z.number().positive().max(3600).default(60),
     max_message_length: z.number().int().min(1024).default(256 * 1024 * 1024),
     tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict().optional(),
     /** Passwords the proxy may use to log in as these users when it moves an idle session (a new leader; a replica that takes read-only sessions). */
@@ -49,6 +52,7 @@ export interface ProxyConfig {
   readOnlyFallbackToLeader: boolean;
   pauseTimeoutMs: number;
   connectTimeoutMs: number;
+  startupTimeoutMs: number;
   maxMessageLength: number;
   tls: { cert: string; key: string } | null;
   authUsers: Record<string, string>;
@@ -74,6 +78,7 @@ export function parseProxyConfig(raw: unknown, file: string): ProxyConfig {
     readOnlyFallbackToLeader: c.read_only_fallback_to_leader,
     pauseTimeoutMs: c.pause_timeout * 1000,
     connectTimeoutMs: c.connect_timeout * 1000,
+    startupTimeoutMs: c.startup_timeout * 1000,
     maxMessageLength: c.max_message_length,
     tls: c.tls ?? null,
     authUsers: c.auth_users,

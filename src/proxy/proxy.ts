@@ -74,6 +74,7 @@ export class BatonProxy {
       tls: cfg.tls ? tls.createSecureContext({ cert: fs.readFileSync(cfg.tls.cert), key: fs.readFileSync(cfg.tls.key) }) : null,
       maxMessageLength: cfg.maxMessageLength,
       connectTimeoutMs: cfg.connectTimeoutMs,
+      startupTimeoutMs: cfg.startupTimeoutMs,
       nativeRelay: chooseRelay(cfg.relay, cfg.relayThreads, log),
       log,
     };
@@ -120,14 +121,17 @@ export class BatonProxy {
     });
     this.servers.push(server);
     return new Promise((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) =>
+      const refused = (err: NodeJS.ErrnoException): void =>
         reject(
           err.code === 'EADDRINUSE'
             ? new BatonError(`proxy ${kind === 'rw' ? 'read-write' : 'read-only'} port ${host}:${port} is already in use`, 'change listen in the proxy config')
             : err,
-        ),
-      );
+        );
+      server.once('error', refused);
       server.listen(port, host, () => {
+        // From now on an error is an accept that failed (out of memory, say): logged, and the listener goes on.
+        server.off('error', refused);
+        server.on('error', (err) => this.log.error({ err: err.message, listener: kind }, 'proxy listener error'));
         const a = server.address();
         resolve(typeof a === 'object' && a ? a.port : port);
       });

@@ -55,6 +55,8 @@ export interface SessionHooks {
   tls: tls.SecureContext | null;
   maxMessageLength: number;
   connectTimeoutMs: number;
+  /** How long a client has, from connecting, to send its startup message. */
+  startupTimeoutMs: number;
   /** The native relay, or null to relay in TypeScript. */
   nativeRelay: NativeRelay | null;
   log: Logger;
@@ -101,6 +103,7 @@ export class Session {
    * they run on the new leader). */
   private heldTx: Buffer[] = [];
   private heldTxTimer: NodeJS.Timeout | null = null;
+  private startupTimer: NodeJS.Timeout | null = null;
   /** The client was paused because its held bytes passed HELD_TX_LIMIT. */
   private pausedForHold = false;
   /** Why this read-only session leaves its member at its next idle moment (leaveWhenIdle), or null. */
@@ -156,6 +159,10 @@ export class Session {
   }
 
   start(): void {
+    // Once, from accept: a client that negotiates TLS starts reading its startup message again.
+    this.startupTimer ??= setTimeout(() => {
+      if (this.state === 'startup' && !this.member) this.fail('08P01', `baton proxy: no startup message within ${this.hooks.startupTimeoutMs / 1000} s of connecting (startup_timeout)`);
+    }, this.hooks.startupTimeoutMs);
     const reader = new StartupReader();
     const onData = (chunk: Buffer) => {
       let got: { packet: StartupPacket; rest: Buffer } | null;
@@ -187,6 +194,7 @@ export class Session {
       if (rest.length) this.client.unshift(rest);
       return this.start();
     }
+    clearTimeout(this.startupTimer ?? undefined);
     if (p.kind === 'cancel') {
       await this.hooks.cancel(p.pid, p.secret).catch(() => undefined);
       this.client.destroy();
@@ -724,6 +732,7 @@ export class Session {
     const wasBusy = this.state === 'active' && this.busy && !this.moving;
     this.state = 'closed';
     if (this.heldTxTimer) clearTimeout(this.heldTxTimer);
+    if (this.startupTimer) clearTimeout(this.startupTimer);
     // A client that vanished mid-query would otherwise leave the query running on the server.
     if (wasBusy) void this.cancelOnServer();
     this.client.end();

@@ -584,6 +584,55 @@ export function proxySuite(mode: RelayMode): void {
         fwd.close();
       }
     });
+
+    // Relay-independent too: a client that connects and never sends its startup message.
+    test('startup_timeout: a client silent after connecting, or after SSLRequest, is closed with a protocol error; others are not', async () => {
+      const cfg = parseProxyConfig(
+        {
+          cluster: t.c.cluster,
+          name: 'startup-timeout',
+          etcd: { hosts: [`127.0.0.1:${t.c.etcd.clientPort}`] },
+          listen: { read_write: '127.0.0.1:0', read_only: '127.0.0.1:0', admin: '127.0.0.1:0' },
+          startup_timeout: 1,
+          relay,
+        },
+        'test',
+      );
+      const proxy = new BatonProxy(cfg, new EtcdStore({ endpoints: cfg.etcdEndpoints, cluster: cfg.cluster }), silentLogger());
+      await proxy.start();
+      try {
+        const port = proxy.ports.readWrite;
+        /** What the proxy sends a client that sends `bytes` and then nothing, until it closes (or 10 s). */
+        const silentAfter = (bytes: Buffer) =>
+          new Promise<{ got: Buffer; ms: number }>((resolve) => {
+            const t0 = Date.now();
+            const chunks: Buffer[] = [];
+            const s = net.connect({ host: '127.0.0.1', port }, () => s.write(bytes));
+            s.on('data', (d: Buffer) => chunks.push(d));
+            s.on('close', () => resolve({ got: Buffer.concat(chunks), ms: Date.now() - t0 }));
+            s.on('error', () => undefined);
+            s.setTimeout(10_000, () => s.destroy());
+          });
+        const sslRequest = Buffer.alloc(8);
+        sslRequest.writeInt32BE(8, 0);
+        sslRequest.writeInt32BE(80877103, 4);
+        // A healthy client connected meanwhile keeps working past the timeout.
+        const healthy = new pg.Client({ host: '127.0.0.1', port, user: t.c.superuser.username, password: t.c.superuser.password, database: 'postgres' });
+        await healthy.connect();
+        const [silent, afterSsl] = await Promise.all([silentAfter(Buffer.alloc(0)), silentAfter(sslRequest)]);
+        for (const [what, r, prefix] of [['silent', silent, ''], ['after SSLRequest', afterSsl, 'N']] as const) {
+          assert.ok(r.ms >= 900 && r.ms < 9000, `${what}: closed after ${r.ms} ms`);
+          assert.equal(r.got.subarray(0, prefix.length).toString(), prefix, `${what}: ${JSON.stringify(r.got.toString())}`);
+          assert.equal(r.got[prefix.length], 0x45, `${what}: an ErrorResponse`);
+          assert.match(r.got.toString(), /08P01.*no startup message within 1 s of connecting \(startup_timeout\)/s);
+        }
+        await new Promise((r) => setTimeout(r, 200));
+        assert.equal((await healthy.query<{ one: number }>('SELECT 1 AS one')).rows[0]!.one, 1);
+        await healthy.end();
+      } finally {
+        await proxy.stop();
+      }
+    });
   }
 
   test('read-only sessions spread over the replicas (select_cnt) and avoid one whose replay is paused past the lag limit', async () => {

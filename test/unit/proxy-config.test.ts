@@ -14,6 +14,8 @@ test('defaults', () => {
   assert.equal(c.maxReplicationLag, 1024 * 1024);
   assert.equal(c.readOnlyFallbackToLeader, true);
   assert.equal(c.pauseTimeoutMs, 10_000);
+  assert.equal(c.startupTimeoutMs, 60_000);
+  assert.equal(parseProxyConfig({ ...valid, startup_timeout: 0.5 }, 'p.yml').startupTimeoutMs, 500);
   assert.equal(c.tls, null);
   assert.deepEqual(c.readOnly, { host: '127.0.0.1', port: 6433 });
   assert.equal(c.relay, 'auto');
@@ -33,6 +35,9 @@ test('refusals name the field', () => {
   };
   assert.match(err({ ...valid, listen: { ...valid.listen, admin: 'nope' } }), /p\.yml: listen\.admin: expected host:port/);
   assert.match(err({ ...valid, pause_timeout: -1 }), /pause_timeout/);
+  assert.match(err({ ...valid, startup_timeout: 0 }), /startup_timeout/);
+  assert.match(err({ ...valid, startup_timeout: 7200 }), /startup_timeout/);
+  assert.match(err({ ...valid, startup_timeout: '60' }), /startup_timeout/);
   assert.match(err({ ...valid, tls: { cert: 'c.pem' } }), /tls\.key/);
   assert.match(err({ ...valid, extra: true }), /unknown key\(s\) "extra"/);
   assert.match(err({ ...valid, admin_password: 'short' }), /admin_password: use at least 8 characters/);
