@@ -257,7 +257,9 @@ async function main(): Promise<number> {
       if (!target) throw new BenchAbort(`no target for path ${spec.path}`);
       const serverPid = bc.postmasterPid(leader.name);
       if (!serverPid) throw new BenchAbort(`${leader.name}'s postmaster is not running`);
-      return pgbench(target, spec, { relayPid: relayPids[spec.path] ?? null, serverPid });
+      // The native relay's threads carry baton's sessions; its main thread only logs them in.
+      const relayThreads = spec.path === 'baton' ? /^baton-relay-/ : undefined;
+      return pgbench(target, spec, { relayPid: relayPids[spec.path] ?? null, relayThreads, serverPid });
     };
 
     const maxClients = Math.max(...o.clients);

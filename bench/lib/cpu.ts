@@ -50,11 +50,13 @@ export function hostBusyTicks(): number {
   return user! + nice! + system! + irq! + softirq!;
 }
 
-/** Nanoseconds the threads of a process have waited on a run queue, summed; null without schedstat. */
-export function runQueueWaitNs(pid: number): number | null {
+/** Nanoseconds the threads of a process (those whose name matches `threads`, if given) have waited
+ * on a run queue, summed; null without schedstat. */
+export function runQueueWaitNs(pid: number, threads?: RegExp): number | null {
   let total = 0;
   try {
     for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      if (threads && !threads.test(fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim())) continue;
       // "<on cpu ns> <waiting on a run queue ns> <timeslices>"; a thread gone meanwhile counts 0.
       const f = fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ');
       total += Number(f[1]);

@@ -83,8 +83,9 @@ export interface PgbenchResult {
   p99Ms: number;
   /** CPU time (user + system) the relaying process spent per transaction, µs; null for direct. */
   relayCpuUs: number | null;
-  /** Time the relaying process's threads spent runnable but waiting for a CPU, per transaction, µs
-   * (/proc/<pid>/task/<tid>/schedstat); null for direct or where the kernel keeps no schedstat. */
+  /** Time the relaying threads spent runnable but waiting for a CPU, per transaction, µs
+   * (/proc/<pid>/task/<tid>/schedstat): baton's relay threads, every thread of the other relays; null
+   * for direct or where the kernel keeps no schedstat. */
   relayWaitUs: number | null;
   /** CPU time of the serving PostgreSQL (postmaster, backends, WAL sender and writer, ended
    * backends too) per transaction, µs; null if no transaction completed. */
@@ -168,13 +169,16 @@ export interface RunSpec {
 export interface Measured {
   /** The process between pgbench and PostgreSQL on this path, or null (direct, or not a process). */
   relayPid: number | null;
+  /** Its threads on the per-query path, by name, when it has others (baton's main thread handles etcd
+   * and logins); undefined: all of them. */
+  relayThreads?: RegExp;
   /** The postmaster of the PostgreSQL that serves the run. */
   serverPid: number;
 }
 
 const perTx = (ticks: number, transactions: number): number => (ticks / TICKS_PER_SECOND / transactions) * 1e6;
 
-export async function pgbench(t: Target, s: RunSpec, { relayPid, serverPid }: Measured): Promise<PgbenchResult> {
+export async function pgbench(t: Target, s: RunSpec, { relayPid, relayThreads, serverPid }: Measured): Promise<PgbenchResult> {
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-pgbench-'));
   const scriptDir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-script-'));
   const startedAt = new Date().toISOString();
@@ -183,14 +187,14 @@ export async function pgbench(t: Target, s: RunSpec, { relayPid, serverPid }: Me
     const args = [...workloadArgs(s.workload, scriptDir), '-n', '-j', String(s.threads), '-c', String(s.clients), '-T', String(s.seconds)];
     if (s.rate !== undefined) args.push('-R', String(s.rate));
     const cpuBefore = relayPid ? cpuTicks(relayPid) : 0;
-    const waitBefore = relayPid ? runQueueWaitNs(relayPid) : null;
+    const waitBefore = relayPid ? runQueueWaitNs(relayPid, relayThreads) : null;
     const serverBefore = treeCpuTicks(serverPid);
     const hostBefore = hostBusyTicks();
     const out = await run([...args, '--log', `--log-prefix=${path.join(logDir, 'tx')}`], t);
     const hostCpu = hostBusyTicks() - hostBefore;
     const serverCpu = treeCpuTicks(serverPid) - serverBefore;
     const cpu = relayPid ? cpuTicks(relayPid) - cpuBefore : 0;
-    const waitAfter = relayPid ? runQueueWaitNs(relayPid) : null;
+    const waitAfter = relayPid ? runQueueWaitNs(relayPid, relayThreads) : null;
     const lat = readLatencies(logDir);
     const failedMatch = /number of failed transactions: (\d+)/.exec(out);
     const transactions = field(out, /number of transactions actually processed: (\d+)/, 'transaction count');

@@ -156,6 +156,12 @@ describe('sessions moving between relay threads', { skip: !relay && (error ?? 'n
     assert.throws(() => relay!.moveSessions(-1, 1), /two different started threads/);
   });
 
+  it('the relay threads are named baton-relay-N (top -H, ps -L)', async () => {
+    const fs = await import('node:fs');
+    const names = fs.readdirSync('/proc/self/task').map((t) => fs.readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim());
+    assert.deepEqual(names.filter((n) => n.startsWith('baton-relay-')).sort(), ['baton-relay-0', 'baton-relay-1']);
+  });
+
   it('attach refuses descriptors it cannot relay, names why, and counts no session for them', async () => {
     const sessions = (): number => relay!.threadLoads().reduce((n, t) => n + t.sessions, 0);
     const before = sessions();
