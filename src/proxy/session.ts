@@ -63,8 +63,8 @@ export interface SessionHooks {
 }
 
 let nextId = 1;
-/** Bytes of a held transaction kept in memory before the client is paused. */
-const HELD_TX_LIMIT = 1 << 20;
+/** Bytes held back from the server (a login, a move, a switchover) kept in memory before the client is paused. */
+const HELD_LIMIT = 1 << 20;
 /** After a read-only session moved or could not move, how long before it is tried again (unless its
  * server goes away): members that settle after a switchover do not bounce a session between them. */
 const READ_MOVE_RETRY_MS = 10_000;
@@ -104,7 +104,7 @@ export class Session {
   private heldTx: Buffer[] = [];
   private heldTxTimer: NodeJS.Timeout | null = null;
   private startupTimer: NodeJS.Timeout | null = null;
-  /** The client was paused because its held bytes passed HELD_TX_LIMIT. */
+  /** The client was paused because its held bytes passed HELD_LIMIT. */
   private pausedForHold = false;
   /** Why this read-only session leaves its member at its next idle moment (leaveWhenIdle), or null. */
   private leaveReason: string | null = null;
@@ -213,7 +213,7 @@ export class Session {
     this.proxyKey = this.hooks.register(this);
     this.attachClient();
     this.connecting = true; // client bytes are held until a server has taken the startup
-    if (rest.length) this.fromClient(rest);
+    if (rest.length) this.forwardClientData(rest); // scanned like every later byte, so message boundaries hold
     this.client.resume();
     await this.connectFirst(p.raw, Date.now() + this.hooks.pauseTimeoutMs);
   }
@@ -233,9 +233,7 @@ export class Session {
         this.attachServer(r.server, true);
         this.onServerData(r.server, r.first);
         this.connecting = false;
-        const held = this.held;
-        this.held = [];
-        for (const chunk of held) this.fromClient(chunk);
+        this.sendHeld();
         return;
       }
       if (Date.now() >= deadline) {
@@ -285,6 +283,7 @@ export class Session {
   private fromClient(chunk: Buffer): void {
     if (this.moving || this.connecting) {
       this.held.push(chunk);
+      this.pauseIfHoldingTooMuch();
       return;
     }
     this.count(STATE.toServer, chunk.length);
@@ -299,11 +298,7 @@ export class Session {
 
   private holdTx(chunk: Buffer): void {
     this.heldTx.push(chunk);
-    if (!this.pausedForHold && this.heldBytes > HELD_TX_LIMIT) {
-      // A client that pipelines or streams COPY data waits in TCP, not in the proxy's memory.
-      this.pausedForHold = true;
-      this.client.pause();
-    }
+    this.pauseIfHoldingTooMuch();
     // Bounded like every other wait: a switchover that never finishes lets the transaction run where the session is.
     this.heldTxTimer ??= setTimeout(() => {
       this.hooks.log.warn({ session: this.id, member: this.member?.name }, 'held transaction released after pause_timeout');
@@ -319,11 +314,22 @@ export class Session {
     const chunks = this.heldTx;
     this.heldTx = [];
     for (const chunk of chunks) if (this.state === 'active') this.forwardClientData(chunk);
-    if (this.pausedForHold) {
-      this.pausedForHold = false;
-      // The server may have pushed back on what was just forwarded: its 'drain' resumes the client then.
-      if (this.server && !this.server.writableNeedDrain) this.client.resume();
-    }
+    this.resumeAfterHold();
+  }
+
+  /** A client that pipelines or streams COPY data while its bytes are held (a login, a move, a
+   * switchover) waits in TCP, not in the proxy's memory. */
+  private pauseIfHoldingTooMuch(): void {
+    if (this.pausedForHold || this.heldBytes <= HELD_LIMIT) return;
+    this.pausedForHold = true;
+    this.client.pause();
+  }
+
+  private resumeAfterHold(): void {
+    if (!this.pausedForHold) return;
+    this.pausedForHold = false;
+    // The server may have pushed back on what was just forwarded: its 'drain' resumes the client then.
+    if (this.server && !this.server.writableNeedDrain) this.client.resume();
   }
 
   /** For SHOW CLIENTS: what a move would carry (the settings the native relay keeps now included). */
@@ -675,6 +681,7 @@ export class Session {
     this.held = [];
     for (const chunk of held) this.fromClient(chunk);
     this.releaseHeld();
+    if (this.heldTx.length === 0 && this.held.length === 0) this.resumeAfterHold();
   }
 
   /** For SHOW CLIENTS and SHOW SERVERS: the state, `moving` while the session changes servers, or
