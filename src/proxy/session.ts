@@ -181,6 +181,9 @@ export class Session {
 
   private async onStartupPacket(p: StartupPacket, rest: Buffer): Promise<void> {
     if (p.kind === 'ssl' || p.kind === 'gssenc') {
+      // Bytes sent before the answer were not encrypted, and may have been injected by a
+      // man-in-the-middle to pass as the encrypted session's: refused, as PostgreSQL does (CVE-2021-23214).
+      if (rest.length) return this.fail('08P01', `baton proxy: received unencrypted data after ${p.kind === 'ssl' ? 'SSL' : 'GSSAPI encryption'} request`);
       if (p.kind === 'ssl' && this.hooks.tls && !(this.client instanceof tls.TLSSocket)) {
         this.client.write('S');
         const secure = new tls.TLSSocket(this.client, { isServer: true, secureContext: this.hooks.tls });
@@ -191,7 +194,6 @@ export class Session {
         this.client.write('N');
       }
       this.client.resume();
-      if (rest.length) this.client.unshift(rest);
       return this.start();
     }
     clearTimeout(this.startupTimer ?? undefined);

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { startCluster, type TestCluster } from '../helpers/cluster.js';
 import { switchover } from '../../src/agent/requests.js';
-import { encodeCancel, encodeMessage, encodeQuery, encodeSync } from '../../src/proxy/protocol-encode.js';
+import { encodeCancel, encodeMessage, encodeQuery, encodeStartup, encodeSync } from '../../src/proxy/protocol-encode.js';
 import { MessageReader, parseErrorOrNotice } from '../../src/proxy/protocol.js';
 import { loginToServer } from '../../src/proxy/server-login.js';
 import { parseLsn } from '../../src/util/lsn.js';
@@ -1166,6 +1166,25 @@ export function proxySuite(mode: RelayMode): void {
         });
       });
       assert.equal(gss, 'N');
+      // A StartupMessage in the same packet as the SSLRequest was never encrypted: a man-in-the-middle
+      // could have put it there. The proxy refuses it in the clear and says why, on this proxy (TLS)
+      // and on the cluster's (none).
+      const sslRequest = Buffer.alloc(8);
+      sslRequest.writeInt32BE(8, 0);
+      sslRequest.writeInt32BE(80877103, 4);
+      const injected = Buffer.concat([sslRequest, encodeStartup({ user: t.c.superuser.username, database: 'postgres' })]);
+      for (const port of [proxy.ports.readWrite, t.c.proxy!.readWritePort]) {
+        const answer = await new Promise<Buffer>((resolve) => {
+          const chunks: Buffer[] = [];
+          const s = net.connect({ host: '127.0.0.1', port }, () => s.write(injected));
+          s.on('data', (d: Buffer) => chunks.push(d));
+          s.on('close', () => resolve(Buffer.concat(chunks)));
+          s.on('error', () => undefined);
+          s.setTimeout(5000, () => s.destroy());
+        });
+        assert.equal(answer[0], 0x45, `port ${port}: an ErrorResponse, not ${JSON.stringify(answer.toString('latin1', 0, 1))}`);
+        assert.match(answer.toString(), /08P01.*received unencrypted data after SSL request/s);
+      }
     } finally {
       await proxy.stop();
       fs.rmSync(dir, { recursive: true, force: true });
