@@ -13,11 +13,12 @@ export async function runProxy(configFile: string): Promise<void> {
   const cfg = loadProxyConfig(configFile);
   const log = createLogger({ cluster: cfg.cluster, component: 'proxy' });
   const store = new EtcdStore({ endpoints: cfg.etcdEndpoints, cluster: cfg.cluster, logger: log.child({ subsystem: 'etcd' }) });
-  const proxy = new BatonProxy(cfg, store, log);
+  const proxy = new BatonProxy(cfg, store, log, configFile);
   await runUntilSignalled('proxy', log, {
     start: () => proxy.start(),
     stop: () => proxy.stop(),
     cleanup: () => store.close(),
+    reload: () => void proxy.reloadConfig(),
   });
 }
 

@@ -1,4 +1,5 @@
-// Running a long-lived process (agent, proxy) until SIGTERM or SIGINT, with one graceful stop.
+// Running a long-lived process (agent, proxy) until SIGTERM or SIGINT, with one graceful stop; SIGHUP
+// reloads what the service can reload, and never stops it (Node's default would).
 import { errorMessage } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 
@@ -7,6 +8,8 @@ export async function runUntilSignalled(what: string, log: Logger, service: {
   stop(): Promise<void>;
   /** Releases what was opened when start() refused. */
   cleanup(): Promise<void>;
+  /** Reads the configuration again (SIGHUP); throws why when it cannot. Without it SIGHUP is logged and ignored. */
+  reload?(): void;
 }): Promise<void> {
   let stopping = false;
   const shutdown = (signal: string) => {
@@ -23,6 +26,15 @@ export async function runUntilSignalled(what: string, log: Logger, service: {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGHUP', () => {
+    if (stopping) return;
+    if (!service.reload) return log.warn({ signal: 'SIGHUP' }, `the ${what} has no configuration to reload while running: restart it to apply changes`);
+    try {
+      service.reload();
+    } catch (err) {
+      log.error({ signal: 'SIGHUP', err: errorMessage(err) }, 'configuration not reloaded; running on as before');
+    }
+  });
   try {
     await service.start();
   } catch (err) {

@@ -28,6 +28,8 @@ export interface AdminBackend {
   routing(): AdminRow[];
   pause(): void | Promise<void>;
   resume(): void | Promise<void>;
+  /** Reads the configuration file again; which settings applied and which need a restart. */
+  reload(): { applied: string[]; needRestart: string[] };
 }
 
 export const POOL_NODES_COLUMNS = [
@@ -90,6 +92,7 @@ export const HELP: [string, string][] = [
   ['SHOW ROUTING', 'where a new session on each listener would go now, or what it would wait for'],
   ['PAUSE', 'hold new transactions (bounded wait) until RESUME'],
   ['RESUME', 'let held and new transactions proceed'],
+  ['RELOAD', 'read the configuration file again: apply what can change while running, list what needs a restart'],
   ['SHOW HELP', 'this list'],
 ];
 
@@ -111,10 +114,10 @@ export function renderValue(v: unknown): string | null {
 }
 
 /** RowDescription, DataRows and CommandComplete 'SELECT n' for a result set. */
-export function resultSet(columns: readonly string[], rows: (string | null)[][]): Buffer[] {
+export function resultSet(columns: readonly string[], rows: (string | null)[][], tag = `SELECT ${rows.length}`): Buffer[] {
   const out = [encodeRowDescription([...columns])];
   for (const row of rows) out.push(encodeDataRow(row));
-  out.push(encodeCommandComplete(`SELECT ${rows.length}`));
+  out.push(encodeCommandComplete(tag));
   return out;
 }
 
@@ -181,6 +184,11 @@ async function runOne(statement: string, backend: AdminBackend): Promise<Buffer[
     case 'RESUME':
       await backend.resume();
       return [encodeCommandComplete('RESUME')];
+    case 'RELOAD': {
+      const { applied, needRestart } = backend.reload();
+      const rows: (string | null)[][] = [...applied.map((k) => [k, 'applied']), ...needRestart.map((k) => [k, 'changed in the file; applies after a restart'])];
+      return resultSet(['setting', 'outcome'], rows, 'RELOAD');
+    }
     default:
       throw new AdminCommandError(`unknown admin command: ${statement.trim()}; try SHOW HELP`, '42601');
   }

@@ -11,7 +11,8 @@ import { sameClusterState, withMemberChange } from '../dcs/member-change.js';
 import type { ClusterView, MemberRecord } from '../dcs/types.js';
 import { BatonError, ConfigError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
-import type { ProxyConfig } from './config.js';
+import { loadProxyConfig, type ProxyConfig } from './config.js';
+import { planReload, type ReloadPlan } from './config-reload.js';
 import { publishedPosition, readCandidates, readSessionMove, readTarget, replayLag, writeTarget, type Target } from './router.js';
 import { RouteRefused, Session, type ListenerKind, type SessionHooks } from './session.js';
 import { startAdminConsole, type AdminBackend, type PoolNodeRow } from './admin.js';
@@ -21,6 +22,16 @@ import { ProxyRegistration } from './registration.js';
 /** The watch can die without a word (a half-open connection): when it has been quiet this long, or the
  * last read failed, the proxy reads the whole view again. */
 const SAFETY_POLL_MS = 1000;
+
+/** The TLS context for a proxy's certificate, or null without one; throws if the files cannot be read. */
+function secureContext(t: ProxyConfig['tls']): tls.SecureContext | null {
+  if (!t) return null;
+  try {
+    return tls.createSecureContext({ cert: fs.readFileSync(t.cert), key: fs.readFileSync(t.key) });
+  } catch (err) {
+    throw new ConfigError(`tls: cannot use ${t.cert} and ${t.key}: ${(err as Error).message}`, 'check the certificate and key files and their permissions');
+  }
+}
 
 /** The native relay when the config allows it and it is built; `native` without it is an error. */
 function chooseRelay(mode: RelayMode, threads: number, log: Logger): NativeRelay | null {
@@ -57,21 +68,27 @@ export class BatonProxy {
   private readonly hooks: SessionHooks;
   ports = { readWrite: 0, readOnly: 0, admin: 0 };
 
+  /** The settings in force: those of the file it started with, and the live ones of its last reload. */
+  cfg: ProxyConfig;
+
   constructor(
-    readonly cfg: ProxyConfig,
+    cfg: ProxyConfig,
     private readonly store: ClusterStore,
     private readonly log: Logger,
+    /** Where cfg came from, read again by reloadConfig(); undefined: nothing to reload. */
+    private readonly configFile?: string,
   ) {
+    this.cfg = cfg;
     this.hooks = {
       route: (kind, maxWaitMs) => this.route(kind, maxWaitMs),
       publishedPosition: (member) => publishedPosition(this.view, member),
       register: (s) => this.register(s),
       unregister: (s) => this.unregister(s),
       cancel: (pid, secret) => this.cancel(pid, secret),
-      credentials: (user) => cfg.authUsers[user] ?? null,
+      credentials: (user) => this.cfg.authUsers[user] ?? null,
       holdingTransactions: () => this.holdingFor !== null,
       pauseTimeoutMs: cfg.pauseTimeoutMs,
-      tls: cfg.tls ? tls.createSecureContext({ cert: fs.readFileSync(cfg.tls.cert), key: fs.readFileSync(cfg.tls.key) }) : null,
+      tls: secureContext(cfg.tls),
       maxMessageLength: cfg.maxMessageLength,
       connectTimeoutMs: cfg.connectTimeoutMs,
       startupTimeoutMs: cfg.startupTimeoutMs,
@@ -86,10 +103,14 @@ export class BatonProxy {
     this.poll = setInterval(() => this.safetyPoll(), SAFETY_POLL_MS);
     this.ports.readWrite = await this.listen('rw', this.cfg.readWrite.host, this.cfg.readWrite.port);
     this.ports.readOnly = await this.listen('ro', this.cfg.readOnly.host, this.cfg.readOnly.port);
+    const cfgNow = (): ProxyConfig => this.cfg;
     const admin = await startAdminConsole({
       host: this.cfg.admin.host,
       port: this.cfg.admin.port,
-      password: this.cfg.adminPassword,
+      // Read at each login, so that a reload's new password applies to the next one.
+      get password() {
+        return cfgNow().adminPassword;
+      },
       backend: this.adminBackend(),
       logger: this.log,
       cluster: this.cfg.cluster,
@@ -375,6 +396,7 @@ export class BatonProxy {
         this.moveReadSessions();
         this.log.warn('resumed by the admin console');
       },
+      reload: () => this.reloadConfig(),
     };
   }
 
@@ -450,6 +472,29 @@ export class BatonProxy {
     const inTypeScript = [...this.sessions].filter((s) => !s.native).length;
     rows.push({ thread: 'main', kind: 'typescript', sessions: inTypeScript, load_pct: null });
     return rows;
+  }
+
+  /** Reads the configuration file again and applies what can change while running (SIGHUP, RELOAD);
+   * the rest waits for a restart. A file that does not parse, or a certificate that cannot be read,
+   * changes nothing and throws the reason. */
+  reloadConfig(): ReloadPlan {
+    if (!this.configFile) throw new BatonError('this proxy was started without a configuration file: nothing to reload', 'restart it to change its settings');
+    const plan = planReload(this.cfg, loadProxyConfig(this.configFile));
+    const tlsContext = plan.applied.includes('tls') ? secureContext(plan.next.tls) : this.hooks.tls;
+    this.cfg = plan.next;
+    Object.assign(this.hooks, {
+      pauseTimeoutMs: plan.next.pauseTimeoutMs,
+      connectTimeoutMs: plan.next.connectTimeoutMs,
+      startupTimeoutMs: plan.next.startupTimeoutMs,
+      maxMessageLength: plan.next.maxMessageLength,
+      tls: tlsContext,
+    });
+    this.log.info({ applied: plan.applied, needRestart: plan.needRestart, file: this.configFile }, 'configuration reloaded');
+    if (plan.needRestart.length) this.log.warn({ needRestart: plan.needRestart }, 'these settings changed in the file but apply only after a restart');
+    // A new lag limit or fallback may send waiting sessions somewhere, and read-only ones elsewhere.
+    this.wake();
+    this.moveReadSessions();
+    return plan;
   }
 
   async stop(): Promise<void> {

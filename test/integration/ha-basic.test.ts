@@ -1,10 +1,12 @@
 // Three members come up; replication, status, switchover, standby/unstandby and pause on a real cluster.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import fs from 'node:fs';
 import path from 'node:path';
+import os from 'node:os';
+import pg from 'pg';
 import { freePort } from '../../src/util/net.js';
 import { startCluster, type TestCluster } from '../helpers/cluster.js';
 import { setStandby, switchover, updateConfig } from '../../src/agent/requests.js';
@@ -90,6 +92,87 @@ test('pool prints SHOW POOL_NODES, and --json the same rows typed', async () => 
   const refused = await run(process.execPath, ['bin/baton.js', 'pool', '--admin', '127.0.0.1:1', '--password', 'x']).catch((e: { code: number; stderr: string }) => e);
   assert.ok('code' in refused && refused.code !== 0);
   assert.match(refused.stderr, /cannot reach the proxy's admin console at 127\.0\.0\.1:1/);
+});
+
+test('SIGHUP: a proxy reloads its file (live settings now, the rest at restart; a bad file changes nothing), RELOAD does the same; an agent keeps running', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-reload-'));
+  const file = path.join(dir, 'proxy.yml');
+  const logFile = path.join(dir, 'proxy.log');
+  const write = (extra: string, readOnlyPort = 0) =>
+    fs.writeFileSync(
+      file,
+      [
+        `cluster: ${t.c.cluster}`,
+        'name: reload-test',
+        `etcd: { hosts: ['${t.c.host}:${t.c.etcd.clientPort}'] }`,
+        `listen: { read_write: 127.0.0.1:0, read_only: 127.0.0.1:${readOnlyPort}, admin: 127.0.0.1:0 }`,
+        extra,
+      ].join('\n') + '\n',
+    );
+  const logLines = () => fs.readFileSync(logFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const waitLog = async (msg: string, after = 0) => {
+    for (let i = 0; i < 100; i++) {
+      const hit = logLines().slice(after).find((l) => l.msg === msg);
+      if (hit) return hit;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return assert.fail(`no log line "${msg}" in ${logFile}`);
+  };
+  write("admin_password: 'first-password'");
+  const child = spawn(process.execPath, ['bin/baton.js', 'proxy', '--config', file], { stdio: ['ignore', fs.openSync(logFile, 'w'), 'inherit'] });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  try {
+    const ports = (await waitLog('proxy listening')).ports as { readWrite: number; readOnly: number; admin: number };
+    const admin = async (password: string, sql: string) => {
+      const c = new pg.Client({ host: '127.0.0.1', port: ports.admin, user: 'admin', database: 'baton', password });
+      c.on('error', () => undefined);
+      await c.connect();
+      try {
+        return (await c.query(sql)).rows as Record<string, string>[];
+      } finally {
+        await c.end();
+      }
+    };
+    assert.ok((await admin('first-password', 'SHOW HELP')).length > 0);
+
+    let seen = logLines().length;
+    // A new admin password and pause timeout apply now; a new read-only port waits for a restart.
+    write("admin_password: 'second-password'\npause_timeout: 20", 1);
+    child.kill('SIGHUP');
+    const reloaded = await waitLog('configuration reloaded', seen);
+    assert.deepEqual((reloaded.applied as string[]).sort(), ['admin_password', 'pause_timeout']);
+    assert.deepEqual(reloaded.needRestart, ['listen.read_only']);
+    await assert.rejects(admin('first-password', 'SHOW HELP'), /password authentication failed/);
+    assert.ok((await admin('second-password', 'SHOW HELP')).length > 0, 'the new admin password applies to the next login');
+
+    seen = logLines().length;
+    write("admin_password: 'second-password'\npause_timeout: -1");
+    child.kill('SIGHUP');
+    const refused = await waitLog('configuration not reloaded; running on as before', seen);
+    assert.match(String(refused.err), /pause_timeout/);
+    assert.ok((await admin('second-password', 'SHOW HELP')).length > 0, 'a file that does not parse changes nothing');
+
+    write("admin_password: 'third-password'\npause_timeout: 20");
+    const rows = await admin('second-password', 'RELOAD');
+    assert.deepEqual(rows, [{ setting: 'admin_password', outcome: 'applied' }]);
+    assert.ok((await admin('third-password', 'SHOW HELP')).length > 0);
+    assert.equal(child.exitCode, null, 'the proxy is still running');
+  } finally {
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0, 'a graceful stop');
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+
+  // An agent has nothing to reload: SIGHUP is logged, and it goes on (Node's default would end it).
+  const m = t.c.members[0]!;
+  const agentLog = path.join(t.c.dir, m.name, 'agent.log');
+  const before = fs.readFileSync(agentLog, 'utf8').length;
+  process.kill(t.member(m.name).agentPid!, 'SIGHUP');
+  for (let i = 0; !fs.readFileSync(agentLog, 'utf8').slice(before).includes('no configuration to reload'); i++) {
+    assert.ok(i < 50, 'the agent logged the SIGHUP');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  process.kill(t.member(m.name).agentPid!, 0); // throws if it is gone
 });
 
 test('switchover to a named member, then the old leader streams from it', async () => {

@@ -51,6 +51,12 @@ class TestBackend implements AdminBackend {
   resume(): void {
     this.calls.push('resume');
   }
+  reloadFails = false;
+  reload(): { applied: string[]; needRestart: string[] } {
+    this.calls.push('reload');
+    if (this.reloadFails) throw new Error('p.yml: pause_timeout: Number must be greater than 0');
+    return { applied: ['pause_timeout', 'auth_users'], needRestart: ['listen.read_write'] };
+  }
 }
 
 /** Connects a raw socket, sends the given buffers, and returns the messages received until the server closes. */
@@ -162,11 +168,31 @@ describe('admin console', () => {
     assert.deepEqual(backend.calls, ['pause', 'pause', 'resume']);
   });
 
+  it('RELOAD lists what applied and what needs a restart; a file that does not parse is an error and the session goes on', async () => {
+    const c = await connect();
+    backend.calls = [];
+    const res = await c.query('reload');
+    assert.equal(res.command, 'RELOAD');
+    assert.deepEqual(res.rows, [
+      { setting: 'pause_timeout', outcome: 'applied' },
+      { setting: 'auth_users', outcome: 'applied' },
+      { setting: 'listen.read_write', outcome: 'changed in the file; applies after a restart' },
+    ]);
+    backend.reloadFails = true;
+    try {
+      await assert.rejects(c.query('RELOAD'), /pause_timeout: Number must be greater than 0/);
+    } finally {
+      backend.reloadFails = false;
+    }
+    assert.equal((await c.query('RELOAD')).command, 'RELOAD');
+    assert.deepEqual(backend.calls, ['reload', 'reload', 'reload']);
+  });
+
   it('SHOW HELP lists the commands; an empty query gets EmptyQueryResponse', async () => {
     const c = await connect();
     const help = await c.query('SHOW HELP');
     const commands = help.rows.map((r: { command: string }) => r.command);
-    for (const cmd of ['SHOW POOL_NODES', 'SHOW CLIENTS', 'SHOW SERVERS', 'SHOW STATS', 'PAUSE', 'RESUME']) assert.ok(commands.includes(cmd), cmd);
+    for (const cmd of ['SHOW POOL_NODES', 'SHOW CLIENTS', 'SHOW SERVERS', 'SHOW STATS', 'PAUSE', 'RESUME', 'RELOAD']) assert.ok(commands.includes(cmd), cmd);
     const empty = await c.query(' ; ');
     assert.equal(empty.rows.length, 0);
     assert.equal(empty.command, null);

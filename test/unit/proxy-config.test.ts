@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseProxyConfig } from '../../src/proxy/config.js';
+import { planReload } from '../../src/proxy/config-reload.js';
 
 const valid = {
   cluster: 'demo',
@@ -44,4 +45,34 @@ test('refusals name the field', () => {
   assert.match(err({ ...valid, relay: 'fast' }), /relay/);
   assert.match(err({ ...valid, relay_threads: 0 }), /relay_threads/);
   assert.match(err({ ...valid, relay_threads: 17 }), /relay_threads/);
+});
+
+test('reload: live settings apply, those that shape listeners, etcd or the relay wait for a restart', () => {
+  const running = parseProxyConfig({ ...valid, auth_users: { app: 'old' } }, 'p.yml');
+  assert.deepEqual(planReload(running, parseProxyConfig({ ...valid, auth_users: { app: 'old' } }, 'p.yml')), { next: running, applied: [], needRestart: [] });
+  const file = parseProxyConfig(
+    {
+      ...valid,
+      listen: { ...valid.listen, read_only: '127.0.0.1:7433' },
+      etcd: { hosts: ['127.0.0.1:2479'] },
+      relay_threads: running.relayThreads + 1,
+      admin_password: 'a-new-password',
+      pause_timeout: 30,
+      max_replication_lag: 0,
+      auth_users: { app: 'new', other: 'x' },
+      tls: { cert: 'c.pem', key: 'k.pem' },
+    },
+    'p.yml',
+  );
+  const plan = planReload(running, file);
+  assert.deepEqual(plan.applied.sort(), ['admin_password', 'auth_users', 'max_replication_lag', 'pause_timeout', 'tls']);
+  assert.deepEqual(plan.needRestart.sort(), ['etcd.hosts', 'listen.read_only', 'relay_threads']);
+  assert.equal(plan.next.pauseTimeoutMs, 30_000);
+  assert.equal(plan.next.maxReplicationLag, 0);
+  assert.deepEqual(plan.next.authUsers, { app: 'new', other: 'x' });
+  assert.deepEqual(plan.next.tls, { cert: 'c.pem', key: 'k.pem' });
+  // What needs a restart keeps the value the proxy runs with.
+  assert.deepEqual(plan.next.readOnly, running.readOnly);
+  assert.deepEqual(plan.next.etcdEndpoints, running.etcdEndpoints);
+  assert.equal(plan.next.relayThreads, running.relayThreads);
 });
