@@ -2,6 +2,7 @@
 // protocol only). Commands and rendering are in admin-commands.ts.
 import { createHash, randomInt, timingSafeEqual } from 'node:crypto';
 import net from 'node:net';
+import tls from 'node:tls';
 import type { Logger } from '../util/log.js';
 import { executeAdminQuery, type AdminBackend } from './admin-commands.js';
 import { MessageReader, ProtocolError, StartupReader, parsePassword, parseQuery, type Message } from './protocol.js';
@@ -15,6 +16,8 @@ export interface AdminConsoleOptions {
   port: number;
   /** Cleartext password clients must give; null accepts anyone. */
   password: string | null;
+  /** The proxy's certificate: an SSLRequest is answered 'S' and TLS terminated; null answers 'N'. */
+  tls?: tls.SecureContext | null;
   backend: AdminBackend;
   logger: Logger;
   cluster: string;
@@ -80,7 +83,9 @@ export function startAdminConsole(opts: AdminConsoleOptions): Promise<AdminConso
 
 type Phase = 'startup' | 'password' | 'ready' | 'closed';
 
-function serveConnection(socket: net.Socket, opts: AdminConsoleOptions, parentLog: Logger): void {
+function serveConnection(raw: net.Socket, opts: AdminConsoleOptions, parentLog: Logger): void {
+  /** The client's stream: the TCP socket, or the TLS socket over it once an SSLRequest was accepted. */
+  let socket: net.Socket = raw;
   const log = parentLog.child({ client: `${socket.remoteAddress}:${socket.remotePort}` });
   const startup = new StartupReader();
   const reader = new MessageReader(MAX_ADMIN_MESSAGE);
@@ -89,12 +94,12 @@ function serveConnection(socket: net.Socket, opts: AdminConsoleOptions, parentLo
   let busy = false; // a message is being handled (commands may be async)
   let skipToSync = false; // an extended-protocol error was sent; discard until Sync
 
-  socket.setNoDelay(true);
+  raw.setNoDelay(true);
   const authTimer = setTimeout(() => fatal('08P01', 'authentication timed out'), AUTH_TIMEOUT_MS);
   authTimer.unref();
 
-  socket.on('error', (err) => log.debug({ err }, 'admin client socket error'));
-  socket.on('close', () => {
+  raw.on('error', (err) => log.debug({ err }, 'admin client socket error'));
+  raw.on('close', () => {
     phase = 'closed';
     clearTimeout(authTimer);
   });
@@ -135,10 +140,19 @@ function serveConnection(socket: net.Socket, opts: AdminConsoleOptions, parentLo
     const { packet, rest } = got;
     switch (packet.kind) {
       case 'ssl':
-      case 'gssenc':
-        send(Buffer.from('N'));
-        if (rest.length > 0) onStartupData(rest);
+      case 'gssenc': {
+        // Sent before the answer, so never encrypted: refused, as PostgreSQL does (CVE-2021-23214).
+        if (rest.length > 0) return fatal('08P01', `received unencrypted data after ${packet.kind === 'ssl' ? 'SSL' : 'GSSAPI encryption'} request`);
+        const context = packet.kind === 'ssl' && socket === raw ? opts.tls : null;
+        send(Buffer.from(context ? 'S' : 'N'));
+        if (context) {
+          raw.off('data', onData);
+          socket = new tls.TLSSocket(raw, { isServer: true, secureContext: context });
+          socket.on('error', (err) => log.debug({ err }, 'admin client TLS error'));
+          socket.on('data', onData);
+        }
         return;
+      }
       case 'cancel':
         close(); // nothing here runs long enough to cancel
         return;
@@ -205,7 +219,7 @@ function serveConnection(socket: net.Socket, opts: AdminConsoleOptions, parentLo
     }
   }
 
-  socket.on('data', (chunk: Buffer) => {
+  function onData(chunk: Buffer): void {
     if (phase === 'closed') return;
     try {
       if (phase === 'startup') onStartupData(chunk);
@@ -216,7 +230,8 @@ function serveConnection(socket: net.Socket, opts: AdminConsoleOptions, parentLo
       return fatal('XX000', err instanceof Error ? err.message : String(err));
     }
     void drain();
-  });
+  }
+  raw.on('data', onData);
 }
 
 function extendedError(): Buffer {

@@ -104,12 +104,16 @@ export class BatonProxy {
     this.ports.readWrite = await this.listen('rw', this.cfg.readWrite.host, this.cfg.readWrite.port);
     this.ports.readOnly = await this.listen('ro', this.cfg.readOnly.host, this.cfg.readOnly.port);
     const cfgNow = (): ProxyConfig => this.cfg;
+    const hooks = this.hooks;
     const admin = await startAdminConsole({
       host: this.cfg.admin.host,
       port: this.cfg.admin.port,
-      // Read at each login, so that a reload's new password applies to the next one.
+      // Read at each login, so that a reload's new password and certificate apply to the next one.
       get password() {
         return cfgNow().adminPassword;
+      },
+      get tls() {
+        return hooks.tls;
       },
       backend: this.adminBackend(),
       logger: this.log,

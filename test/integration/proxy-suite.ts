@@ -1153,6 +1153,12 @@ export function proxySuite(mode: RelayMode): void {
       const stream = (c as unknown as { connection: { stream: object } }).connection.stream;
       assert.ok(stream instanceof tls.TLSSocket, 'the client talks TLS to the proxy');
       await c.end();
+      // The admin console too: its password then travels encrypted.
+      const a = new pg.Client({ host: '127.0.0.1', port: proxy.ports.admin, user: 'admin', database: 'baton', password: 'unused', ssl: { rejectUnauthorized: false } });
+      await a.connect();
+      assert.ok((a as unknown as { connection: { stream: object } }).connection.stream instanceof tls.TLSSocket, 'the admin console talks TLS');
+      assert.ok((await a.query('SHOW HELP')).rows.length > 0);
+      await a.end();
       const gss = await new Promise<string>((resolve) => {
         const s = net.connect({ host: '127.0.0.1', port: proxy.ports.readWrite }, () => {
           const b = Buffer.alloc(8);

@@ -74,6 +74,13 @@ function rawExchange(port: number, ...sends: Buffer[]): Promise<{ bytes: Buffer 
   });
 }
 
+/** The one ErrorResponse among a connection's messages. */
+function fatalOf(bytes: Buffer) {
+  const msgs = messages(bytes).filter((m) => m.type === 0x45);
+  assert.equal(msgs.length, 1, 'one ErrorResponse');
+  return parseErrorOrNotice((msgs[0] as Message).frame);
+}
+
 function messages(bytes: Buffer): Message[] {
   const r = new MessageReader();
   r.push(bytes);
@@ -232,11 +239,6 @@ describe('admin console', () => {
 
   it('garbage on a raw socket gets FATAL 08P01 and a close; other clients are unaffected', async () => {
     const c = await connect();
-    const fatalOf = (bytes: Buffer) => {
-      const msgs = messages(bytes).filter((m) => m.type === 0x45);
-      assert.equal(msgs.length, 1, 'one ErrorResponse');
-      return parseErrorOrNotice((msgs[0] as Message).frame);
-    };
     // Not a startup packet at all: the "length" is huge.
     let f = fatalOf((await rawExchange(consolePort, Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'))).bytes);
     assert.equal(f.S, 'FATAL');
@@ -258,17 +260,29 @@ describe('admin console', () => {
     assert.equal((await c.query('SHOW POOL_NODES')).rows.length, 2);
   });
 
-  it('SSLRequest gets N and the startup may follow in the same write; CancelRequest is just closed', async () => {
+  it('SSLRequest gets N, then the startup is served; bytes sent behind an SSLRequest before its answer are refused; CancelRequest is just closed', async () => {
     const ssl = Buffer.alloc(8);
     ssl.writeInt32BE(8, 0);
     ssl.writeInt32BE(SSL_REQUEST, 4);
-    const { bytes } = await rawExchange(
-      consolePort,
-      Buffer.concat([ssl, encodeStartup({ user: 'admin' }), encodePassword(PASSWORD), encodeQuery('SHOW STATS'), Buffer.from([0x58, 0, 0, 0, 4])]),
-    );
+    const bytes = await new Promise<Buffer>((resolve, reject) => {
+      const socket = net.connect(consolePort, '127.0.0.1', () => socket.write(ssl));
+      const got: Buffer[] = [];
+      socket.once('data', (n: Buffer) => {
+        got.push(n);
+        socket.on('data', (d: Buffer) => got.push(d));
+        socket.write(Buffer.concat([encodeStartup({ user: 'admin' }), encodePassword(PASSWORD), encodeQuery('SHOW STATS'), Buffer.from([0x58, 0, 0, 0, 4])]));
+      });
+      socket.on('error', reject);
+      socket.on('close', () => resolve(Buffer.concat(got)));
+    });
     assert.equal(bytes[0], 'N'.charCodeAt(0));
     const types = messages(bytes.subarray(1)).map((m) => String.fromCharCode(m.type)).join('');
     assert.equal(types, 'RRSSSSSSKZTDCZ'); // auth request, ok, 6 parameters, key, ready; result set; ready
+    // In the same write as the SSLRequest: never encrypted, perhaps injected (CVE-2021-23214).
+    const injected = await rawExchange(consolePort, Buffer.concat([ssl, encodeStartup({ user: 'admin' }), encodePassword(PASSWORD), encodeQuery('PAUSE')]));
+    const f = fatalOf(injected.bytes);
+    assert.equal(f.C, '08P01');
+    assert.match(f.M ?? '', /received unencrypted data after SSL request/);
     const cancel = await rawExchange(consolePort, encodeCancel(1, 2));
     assert.equal(cancel.bytes.length, 0);
   });
