@@ -1,12 +1,13 @@
 // The admin console: a tiny PostgreSQL server on its own port that psql can talk to (simple query
 // protocol only). Commands and rendering are in admin-commands.ts.
-import { createHash, randomInt, timingSafeEqual } from 'node:crypto';
+import { randomInt } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from '../util/log.js';
 import { executeAdminQuery, type AdminBackend } from './admin-commands.js';
-import { MessageReader, ProtocolError, StartupReader, parsePassword, parseQuery, type Message } from './protocol.js';
-import { encodeAuthentication, encodeAuthenticationOk, encodeBackendKeyData, encodeErrorResponse, encodeParameterStatus, encodeReadyForQuery } from './protocol-encode.js';
+import { MessageReader, ProtocolError, StartupReader, parseQuery, parseSaslInitialResponse, parseSaslResponse, type Message } from './protocol.js';
+import { encodeAuthenticationOk, encodeAuthenticationSasl, encodeBackendKeyData, encodeErrorResponse, encodeParameterStatus, encodeReadyForQuery } from './protocol-encode.js';
+import { SCRAM_MECHANISM, scramServerFinal, scramServerFirst, type ScramExchange } from './scram.js';
 
 export type { AdminBackend, AdminRow, PoolNodeRow } from './admin-commands.js';
 export { CLIENT_COLUMNS, POOL_NODES_COLUMNS, SERVER_COLUMNS, STATS_COLUMNS } from './admin-commands.js';
@@ -14,7 +15,7 @@ export { CLIENT_COLUMNS, POOL_NODES_COLUMNS, SERVER_COLUMNS, STATS_COLUMNS } fro
 export interface AdminConsoleOptions {
   host: string;
   port: number;
-  /** Cleartext password clients must give; null accepts anyone. */
+  /** The password clients must prove they know (SCRAM-SHA-256: it never crosses the network); null accepts anyone. */
   password: string | null;
   /** The proxy's certificate: an SSLRequest is answered 'S' and TLS terminated; null answers 'N'. */
   tls?: tls.SecureContext | null;
@@ -50,9 +51,6 @@ const T_SYNC = 0x53; // S
 const T_FUNCTION_CALL = 0x46; // F
 const T_PASSWORD = 0x70; // p
 
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s, 'utf8').digest();
-}
 
 export function startAdminConsole(opts: AdminConsoleOptions): Promise<AdminConsole> {
   const log = opts.logger.child({ component: 'proxy-admin' });
@@ -81,7 +79,7 @@ export function startAdminConsole(opts: AdminConsoleOptions): Promise<AdminConso
   });
 }
 
-type Phase = 'startup' | 'password' | 'ready' | 'closed';
+type Phase = 'startup' | 'sasl-initial' | 'sasl-final' | 'ready' | 'closed';
 
 function serveConnection(raw: net.Socket, opts: AdminConsoleOptions, parentLog: Logger): void {
   /** The client's stream: the TCP socket, or the TLS socket over it once an SSLRequest was accepted. */
@@ -91,6 +89,7 @@ function serveConnection(raw: net.Socket, opts: AdminConsoleOptions, parentLog: 
   const reader = new MessageReader(MAX_ADMIN_MESSAGE);
   let phase: Phase = 'startup';
   let user = '';
+  let scram: ScramExchange | null = null;
   let busy = false; // a message is being handled (commands may be async)
   let skipToSync = false; // an extended-protocol error was sent; discard until Sync
 
@@ -160,8 +159,8 @@ function serveConnection(raw: net.Socket, opts: AdminConsoleOptions, parentLog: 
         user = packet.params.user ?? '';
         if (opts.password === null) ready();
         else {
-          phase = 'password';
-          send(encodeAuthentication(3)); // AuthenticationCleartextPassword
+          phase = 'sasl-initial';
+          send(encodeAuthenticationSasl(10, `${SCRAM_MECHANISM}\0\0`));
         }
         if (rest.length > 0) reader.push(rest);
         return;
@@ -169,12 +168,18 @@ function serveConnection(raw: net.Socket, opts: AdminConsoleOptions, parentLog: 
   }
 
   async function handle(msg: Message): Promise<void> {
-    if (phase === 'password') {
-      if (msg.type !== T_PASSWORD) return fatal('08P01', `expected a password message, got '${String.fromCharCode(msg.type)}'`);
-      const given = parsePassword(msg.frame);
-      if (!timingSafeEqual(digest(given), digest(opts.password ?? ''))) {
-        return fatal('28P01', `password authentication failed for user "${user}"`);
+    if (phase === 'sasl-initial' || phase === 'sasl-final') {
+      if (msg.type !== T_PASSWORD) return fatal('08P01', `expected a SASL response, got '${String.fromCharCode(msg.type)}'`);
+      if (phase === 'sasl-initial') {
+        const { mechanism, data } = parseSaslInitialResponse(msg.frame);
+        if (mechanism !== SCRAM_MECHANISM) return fatal('28000', `SASL mechanism ${mechanism} is not offered; ${SCRAM_MECHANISM} is`);
+        scram = scramServerFirst(data);
+        phase = 'sasl-final';
+        return send(encodeAuthenticationSasl(11, scram.serverFirst));
       }
+      const final = scram ? scramServerFinal(scram, parseSaslResponse(msg.frame), opts.password ?? '') : null;
+      if (!final) return fatal('28P01', `password authentication failed for user "${user}"`);
+      send(encodeAuthenticationSasl(12, final));
       return ready();
     }
     if (skipToSync && msg.type !== T_SYNC && msg.type !== T_TERMINATE) return;
@@ -203,7 +208,7 @@ function serveConnection(raw: net.Socket, opts: AdminConsoleOptions, parentLog: 
     if (busy) return;
     busy = true;
     try {
-      while (phase === 'password' || phase === 'ready') {
+      while (phase === 'sasl-initial' || phase === 'sasl-final' || phase === 'ready') {
         const msg = reader.next();
         if (!msg) break;
         await handle(msg);

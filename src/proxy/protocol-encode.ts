@@ -98,6 +98,13 @@ export function encodeAuthentication(code: number): Buffer {
   return buf;
 }
 
+/** AuthenticationSASL (10, the mechanisms offered), SASLContinue (11) or SASLFinal (12, the data). */
+export function encodeAuthenticationSasl(code: 10 | 11 | 12, data: string): Buffer {
+  const head = Buffer.alloc(4);
+  head.writeInt32BE(code);
+  return encodeMessage('R', Buffer.concat([head, Buffer.from(data, 'utf8')]));
+}
+
 export function encodeAuthenticationOk(): Buffer {
   return encodeAuthentication(0);
 }

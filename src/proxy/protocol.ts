@@ -251,6 +251,21 @@ export function parseAuthentication(frame: Buffer): number {
   return b.readInt32BE(0);
 }
 
+/** SASLInitialResponse ('p'): the mechanism the client chose and its first message. */
+export function parseSaslInitialResponse(frame: Buffer): { mechanism: string; data: string } {
+  const b = body(frame, 'p');
+  const [mechanism, at] = cstring(b, 0, 'SASL mechanism');
+  if (b.length < at + 4) throw new ProtocolError('malformed SASLInitialResponse');
+  const len = b.readInt32BE(at);
+  if (len < -1 || b.length !== at + 4 + Math.max(len, 0)) throw new ProtocolError(`malformed SASLInitialResponse (data length ${len})`);
+  return { mechanism, data: b.toString('utf8', at + 4) };
+}
+
+/** SASLResponse ('p'): the client's next SASL message. */
+export function parseSaslResponse(frame: Buffer): string {
+  return body(frame, 'p').toString('utf8');
+}
+
 /** PasswordMessage ('p') with a cleartext password. */
 export function parsePassword(frame: Buffer): string {
   return cstring(body(frame, 'p'), 0, 'password')[0];

@@ -5,6 +5,7 @@ import net from 'node:net';
 import { MessageReader, parseBackendKeyData, parseAuthentication, parseErrorOrNotice, ProtocolError } from './protocol.js';
 import { encodeMessage as message, encodeStartup } from './protocol-encode.js';
 import { recordReported, type ReportedParameters } from './server-replies.js';
+import { ScramClient } from './scram.js';
 
 export interface ServerLogin {
   socket: net.Socket;
@@ -15,50 +16,6 @@ export interface ServerLogin {
 
 function cstr(s: string): Buffer {
   return Buffer.concat([Buffer.from(s, 'utf8'), Buffer.from([0])]);
-}
-
-const hmac = (key: Buffer, data: string | Buffer) => crypto.createHmac('sha256', key).update(data).digest();
-
-/** SCRAM-SHA-256 client (RFC 5802/7677, no channel binding). */
-class Scram {
-  private readonly nonce = crypto.randomBytes(18).toString('base64');
-  private readonly clientFirstBare = `n=*,r=${this.nonce}`;
-  private serverSignature: Buffer | null = null;
-
-  constructor(private readonly password: string) {}
-
-  initial(): Buffer {
-    const data = Buffer.from(`n,,${this.clientFirstBare}`);
-    const len = Buffer.alloc(4);
-    len.writeInt32BE(data.length);
-    return message('p', Buffer.concat([cstr('SCRAM-SHA-256'), len, data]));
-  }
-
-  respond(serverFirst: string): Buffer {
-    const attrs = new Map(serverFirst.split(',').map((kv) => [kv[0], kv.slice(2)] as const));
-    const nonce = attrs.get('r');
-    const salt = attrs.get('s');
-    const iterations = Number(attrs.get('i'));
-    if (!nonce?.startsWith(this.nonce) || !salt || !Number.isInteger(iterations) || iterations < 1) {
-      throw new ProtocolError('server sent an invalid SCRAM challenge');
-    }
-    const salted = crypto.pbkdf2Sync(this.password.normalize('NFKC'), Buffer.from(salt, 'base64'), iterations, 32, 'sha256');
-    const clientKey = hmac(salted, 'Client Key');
-    const storedKey = crypto.createHash('sha256').update(clientKey).digest();
-    const finalWithoutProof = `c=biws,r=${nonce}`;
-    const authMessage = `${this.clientFirstBare},${serverFirst},${finalWithoutProof}`;
-    const signature = hmac(storedKey, authMessage);
-    const proof = Buffer.from(clientKey.map((b, i) => b ^ signature[i]!));
-    this.serverSignature = hmac(hmac(salted, 'Server Key'), authMessage);
-    return message('p', Buffer.from(`${finalWithoutProof},p=${proof.toString('base64')}`));
-  }
-
-  verify(serverFinal: string): void {
-    const v = serverFinal.split(',').find((a) => a.startsWith('v='))?.slice(2);
-    if (!v || !this.serverSignature || !crypto.timingSafeEqual(Buffer.from(v, 'base64'), this.serverSignature)) {
-      throw new ProtocolError('the server could not prove it knows the password (SCRAM server signature mismatch)');
-    }
-  }
 }
 
 export function loginToServer(opts: {
@@ -72,7 +29,7 @@ export function loginToServer(opts: {
     const socket = net.connect({ host: opts.host, port: opts.port });
     socket.setNoDelay(true);
     const reader = new MessageReader();
-    let scram: Scram | null = null;
+    let scram: ScramClient | null = null;
     let key: { pid: number; secret: number } | null = null;
     const reported: ReportedParameters = new Map();
     const done = (err: Error | null) => {
@@ -111,7 +68,7 @@ export function loginToServer(opts: {
             const outer = crypto.createHash('md5').update(Buffer.concat([Buffer.from(inner), m.frame.subarray(9, 13)])).digest('hex');
             socket.write(message('p', cstr(`md5${outer}`)));
           } else if (code === 10) {
-            scram = new Scram(opts.password);
+            scram = new ScramClient(opts.password);
             socket.write(scram.initial());
           } else if (code === 11 && scram) socket.write(scram.respond(data));
           else if (code === 12 && scram) scram.verify(data);

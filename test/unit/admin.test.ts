@@ -247,16 +247,24 @@ describe('admin console', () => {
     // A startup packet without a user.
     f = fatalOf((await rawExchange(consolePort, encodeStartup({ database: 'x' }))).bytes);
     assert.match(f.M ?? '', /no user/);
-    // After authenticating: a message with an impossible length.
-    const bad = Buffer.from([0x51, 0, 0, 0, 1]);
-    const { bytes } = await rawExchange(consolePort, encodeStartup({ user: 'admin' }), encodePassword(PASSWORD), bad);
-    f = fatalOf(bytes);
+    // A cleartext password where the SCRAM exchange is expected.
+    f = fatalOf((await rawExchange(consolePort, encodeStartup({ user: 'admin' }), encodePassword(PASSWORD))).bytes);
     assert.equal(f.C, '08P01');
-    assert.match(f.M ?? '', /invalid message length 1/);
-    // An unknown message type.
-    const odd = Buffer.from([0x21, 0, 0, 0, 4]);
-    f = fatalOf((await rawExchange(consolePort, encodeStartup({ user: 'admin' }), encodePassword(PASSWORD), odd)).bytes);
-    assert.match(f.M ?? '', /invalid frontend message type 33/);
+    assert.match(f.M ?? '', /SASL/);
+    // After the login (on a console that asks for no password): a message with an impossible length.
+    const open = await startAdminConsole({ host: '127.0.0.1', port: 0, password: null, backend, logger: silentLogger(), cluster: 'test' });
+    try {
+      const bad = Buffer.from([0x51, 0, 0, 0, 1]);
+      f = fatalOf((await rawExchange(open.port, encodeStartup({ user: 'admin' }), bad)).bytes);
+      assert.equal(f.C, '08P01');
+      assert.match(f.M ?? '', /invalid message length 1/);
+      // An unknown message type.
+      const odd = Buffer.from([0x21, 0, 0, 0, 4]);
+      f = fatalOf((await rawExchange(open.port, encodeStartup({ user: 'admin' }), odd)).bytes);
+      assert.match(f.M ?? '', /invalid frontend message type 33/);
+    } finally {
+      await open.close();
+    }
     assert.equal((await c.query('SHOW POOL_NODES')).rows.length, 2);
   });
 
@@ -264,20 +272,22 @@ describe('admin console', () => {
     const ssl = Buffer.alloc(8);
     ssl.writeInt32BE(8, 0);
     ssl.writeInt32BE(SSL_REQUEST, 4);
+    const open = await startAdminConsole({ host: '127.0.0.1', port: 0, password: null, backend, logger: silentLogger(), cluster: 'test' });
     const bytes = await new Promise<Buffer>((resolve, reject) => {
-      const socket = net.connect(consolePort, '127.0.0.1', () => socket.write(ssl));
+      const socket = net.connect(open.port, '127.0.0.1', () => socket.write(ssl));
       const got: Buffer[] = [];
       socket.once('data', (n: Buffer) => {
         got.push(n);
         socket.on('data', (d: Buffer) => got.push(d));
-        socket.write(Buffer.concat([encodeStartup({ user: 'admin' }), encodePassword(PASSWORD), encodeQuery('SHOW STATS'), Buffer.from([0x58, 0, 0, 0, 4])]));
+        socket.write(Buffer.concat([encodeStartup({ user: 'admin' }), encodeQuery('SHOW STATS'), Buffer.from([0x58, 0, 0, 0, 4])]));
       });
       socket.on('error', reject);
       socket.on('close', () => resolve(Buffer.concat(got)));
     });
     assert.equal(bytes[0], 'N'.charCodeAt(0));
     const types = messages(bytes.subarray(1)).map((m) => String.fromCharCode(m.type)).join('');
-    assert.equal(types, 'RRSSSSSSKZTDCZ'); // auth request, ok, 6 parameters, key, ready; result set; ready
+    await open.close();
+    assert.equal(types, 'RSSSSSSKZTDCZ'); // auth ok, 6 parameters, key, ready; result set; ready
     // In the same write as the SSLRequest: never encrypted, perhaps injected (CVE-2021-23214).
     const injected = await rawExchange(consolePort, Buffer.concat([ssl, encodeStartup({ user: 'admin' }), encodePassword(PASSWORD), encodeQuery('PAUSE')]));
     const f = fatalOf(injected.bytes);

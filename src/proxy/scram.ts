@@ -1,0 +1,94 @@
+// SCRAM-SHA-256 (RFC 5802, RFC 7677), both sides, no channel binding (the mechanism is SCRAM-SHA-256,
+// not -PLUS). The client (ScramClient) logs the proxy in to a server when it moves a session; the
+// server side (scramServerFirst, scramServerFinal) lets the admin console check a password that never
+// crosses the network. Both derive their keys in scramKeys.
+import crypto from 'node:crypto';
+import { ProtocolError } from './protocol.js';
+import { encodeMessage as message } from './protocol-encode.js';
+
+export const SCRAM_MECHANISM = 'SCRAM-SHA-256';
+const ITERATIONS = 4096;
+
+const hmac = (key: Buffer, data: string): Buffer => crypto.createHmac('sha256', key).update(data).digest();
+const sha256 = (data: Buffer): Buffer => crypto.createHash('sha256').update(data).digest();
+const xor = (a: Buffer, b: Buffer): Buffer => Buffer.from(a.map((x, i) => x ^ b[i]!));
+
+/** The keys both sides derive from the password (RFC 5802, section 3). */
+function scramKeys(password: string, salt: Buffer, iterations: number): { clientKey: Buffer; storedKey: Buffer; serverKey: Buffer } {
+  const salted = crypto.pbkdf2Sync(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
+  const clientKey = hmac(salted, 'Client Key');
+  return { clientKey, storedKey: sha256(clientKey), serverKey: hmac(salted, 'Server Key') };
+}
+
+/** The client side, as a PostgreSQL client speaks it: SASLInitialResponse, SASLResponse, then the check. */
+export class ScramClient {
+  private readonly nonce = crypto.randomBytes(18).toString('base64');
+  private readonly clientFirstBare = `n=*,r=${this.nonce}`;
+  private serverSignature: Buffer | null = null;
+
+  constructor(private readonly password: string) {}
+
+  initial(): Buffer {
+    const data = Buffer.from(`n,,${this.clientFirstBare}`);
+    const len = Buffer.alloc(4);
+    len.writeInt32BE(data.length);
+    return message('p', Buffer.concat([Buffer.from(`${SCRAM_MECHANISM}\0`), len, data]));
+  }
+
+  respond(serverFirst: string): Buffer {
+    const attrs = new Map(serverFirst.split(',').map((kv) => [kv[0], kv.slice(2)] as const));
+    const nonce = attrs.get('r');
+    const salt = attrs.get('s');
+    const iterations = Number(attrs.get('i'));
+    if (!nonce?.startsWith(this.nonce) || !salt || !Number.isInteger(iterations) || iterations < 1) {
+      throw new ProtocolError('server sent an invalid SCRAM challenge');
+    }
+    const keys = scramKeys(this.password, Buffer.from(salt, 'base64'), iterations);
+    const finalWithoutProof = `c=biws,r=${nonce}`;
+    const authMessage = `${this.clientFirstBare},${serverFirst},${finalWithoutProof}`;
+    const proof = xor(keys.clientKey, hmac(keys.storedKey, authMessage));
+    this.serverSignature = hmac(keys.serverKey, authMessage);
+    return message('p', Buffer.from(`${finalWithoutProof},p=${proof.toString('base64')}`));
+  }
+
+  verify(serverFinal: string): void {
+    const v = serverFinal.split(',').find((a) => a.startsWith('v='))?.slice(2);
+    if (!v || !this.serverSignature || !crypto.timingSafeEqual(Buffer.from(v, 'base64'), this.serverSignature)) {
+      throw new ProtocolError('the server could not prove it knows the password (SCRAM server signature mismatch)');
+    }
+  }
+}
+
+/** What the server keeps between its first message and the client's final one. */
+export interface ScramExchange {
+  clientFirstBare: string;
+  serverFirst: string;
+  gs2Header: string;
+  nonce: string;
+  salt: Buffer;
+}
+
+/** Answers a client-first-message ("n,,n=user,r=nonce"): the server-first-message to send. */
+export function scramServerFirst(clientFirst: string, serverNonce = crypto.randomBytes(18).toString('base64'), salt = crypto.randomBytes(16)): ScramExchange {
+  if (clientFirst.startsWith('p=')) throw new ProtocolError('SCRAM channel binding is not offered here: connect with channel_binding=disable or prefer', '28000');
+  const m = /^([ny]),(a=[^,]*)?,(n=[^,]*,r=([^,]+)(?:,.*)?)$/.exec(clientFirst);
+  if (!m) throw new ProtocolError('malformed SCRAM client-first-message', '08P01');
+  if (m[2]) throw new ProtocolError('SCRAM authorization identities are not supported', '28000');
+  const nonce = m[4]! + serverNonce;
+  return { clientFirstBare: m[3]!, serverFirst: `r=${nonce},s=${salt.toString('base64')},i=${ITERATIONS}`, gs2Header: `${m[1]},,`, nonce, salt };
+}
+
+/** Checks a client-final-message ("c=...,r=...,p=proof") against the password: the server-final-message
+ * to send when the proof holds, null when it does not. */
+export function scramServerFinal(x: ScramExchange, clientFinal: string, password: string): string | null {
+  const m = /^c=([^,]*),r=([^,]*)(?:,.*)?,p=([A-Za-z0-9+/=]+)$/.exec(clientFinal);
+  if (!m) throw new ProtocolError('malformed SCRAM client-final-message', '08P01');
+  if (m[1] !== Buffer.from(x.gs2Header).toString('base64')) throw new ProtocolError('SCRAM channel binding does not match the client-first-message', '08P01');
+  if (m[2] !== x.nonce) throw new ProtocolError('SCRAM nonce does not match', '08P01');
+  const proof = Buffer.from(m[3]!, 'base64');
+  const authMessage = `${x.clientFirstBare},${x.serverFirst},${clientFinal.slice(0, clientFinal.lastIndexOf(',p='))}`;
+  const keys = scramKeys(password, x.salt, ITERATIONS);
+  const signature = hmac(keys.storedKey, authMessage);
+  if (proof.length !== signature.length || !crypto.timingSafeEqual(sha256(xor(proof, signature)), keys.storedKey)) return null;
+  return `v=${hmac(keys.serverKey, authMessage).toString('base64')}`;
+}
