@@ -7,7 +7,7 @@ import type { Logger } from '../util/log.js';
 import { executeAdminQuery, type AdminBackend } from './admin-commands.js';
 import { MessageReader, ProtocolError, StartupReader, parseQuery, parseSaslInitialResponse, parseSaslResponse, type Message } from './protocol.js';
 import { encodeAuthenticationOk, encodeAuthenticationSasl, encodeBackendKeyData, encodeErrorResponse, encodeParameterStatus, encodeReadyForQuery } from './protocol-encode.js';
-import { SCRAM_MECHANISM, scramServerFinal, scramServerFirst, type ScramExchange } from './scram.js';
+import { SCRAM_MECHANISM, scramServerFinal, scramServerFirst, scramVerifier, type ScramExchange, type ScramVerifier } from './scram.js';
 
 export type { AdminBackend, AdminRow, PoolNodeRow } from './admin-commands.js';
 export { CLIENT_COLUMNS, POOL_NODES_COLUMNS, SERVER_COLUMNS, STATS_COLUMNS } from './admin-commands.js';
@@ -55,10 +55,11 @@ const T_PASSWORD = 0x70; // p
 export function startAdminConsole(opts: AdminConsoleOptions): Promise<AdminConsole> {
   const log = opts.logger.child({ component: 'proxy-admin' });
   const sockets = new Set<net.Socket>();
+  const verifierOf = verifierCache();
   const server = net.createServer((socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
-    serveConnection(socket, opts, log);
+    serveConnection(socket, opts, log, verifierOf);
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -81,7 +82,16 @@ export function startAdminConsole(opts: AdminConsoleOptions): Promise<AdminConso
 
 type Phase = 'startup' | 'sasl-initial' | 'sasl-final' | 'ready' | 'closed';
 
-function serveConnection(raw: net.Socket, opts: AdminConsoleOptions, parentLog: Logger): void {
+/** The verifier of the password in force, derived again only when the password changes (a reload). */
+function verifierCache(): (password: string) => ScramVerifier {
+  let cached: { password: string; verifier: ScramVerifier } | null = null;
+  return (password) => {
+    if (cached?.password !== password) cached = { password, verifier: scramVerifier(password) };
+    return cached.verifier;
+  };
+}
+
+function serveConnection(raw: net.Socket, opts: AdminConsoleOptions, parentLog: Logger, verifierOf: (password: string) => ScramVerifier): void {
   /** The client's stream: the TCP socket, or the TLS socket over it once an SSLRequest was accepted. */
   let socket: net.Socket = raw;
   const log = parentLog.child({ client: `${socket.remoteAddress}:${socket.remotePort}` });
@@ -173,11 +183,11 @@ function serveConnection(raw: net.Socket, opts: AdminConsoleOptions, parentLog: 
       if (phase === 'sasl-initial') {
         const { mechanism, data } = parseSaslInitialResponse(msg.frame);
         if (mechanism !== SCRAM_MECHANISM) return fatal('28000', `SASL mechanism ${mechanism} is not offered; ${SCRAM_MECHANISM} is`);
-        scram = scramServerFirst(data);
+        scram = scramServerFirst(data, verifierOf(opts.password ?? ''));
         phase = 'sasl-final';
         return send(encodeAuthenticationSasl(11, scram.serverFirst));
       }
-      const final = scram ? scramServerFinal(scram, parseSaslResponse(msg.frame), opts.password ?? '') : null;
+      const final = scram ? scramServerFinal(scram, parseSaslResponse(msg.frame)) : null;
       if (!final) return fatal('28P01', `password authentication failed for user "${user}"`);
       send(encodeAuthenticationSasl(12, final));
       return ready();

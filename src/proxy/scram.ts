@@ -59,36 +59,49 @@ export class ScramClient {
   }
 }
 
+/** What a server keeps of a password, as PostgreSQL keeps it in pg_authid: derived once, so that a
+ * login costs a few HMACs and not the 4096 rounds of PBKDF2 a client could make it repeat. */
+export interface ScramVerifier {
+  salt: Buffer;
+  storedKey: Buffer;
+  serverKey: Buffer;
+}
+
+export function scramVerifier(password: string, salt = crypto.randomBytes(16)): ScramVerifier {
+  const { storedKey, serverKey } = scramKeys(password, salt, ITERATIONS);
+  return { salt, storedKey, serverKey };
+}
+
 /** What the server keeps between its first message and the client's final one. */
 export interface ScramExchange {
   clientFirstBare: string;
   serverFirst: string;
   gs2Header: string;
   nonce: string;
-  salt: Buffer;
+  verifier: ScramVerifier;
 }
 
 /** Answers a client-first-message ("n,,n=user,r=nonce"): the server-first-message to send. */
-export function scramServerFirst(clientFirst: string, serverNonce = crypto.randomBytes(18).toString('base64'), salt = crypto.randomBytes(16)): ScramExchange {
+export function scramServerFirst(clientFirst: string, verifier: ScramVerifier, serverNonce = crypto.randomBytes(18).toString('base64')): ScramExchange {
   if (clientFirst.startsWith('p=')) throw new ProtocolError('SCRAM channel binding is not offered here: connect with channel_binding=disable or prefer', '28000');
   const m = /^([ny]),(a=[^,]*)?,(n=[^,]*,r=([^,]+)(?:,.*)?)$/.exec(clientFirst);
   if (!m) throw new ProtocolError('malformed SCRAM client-first-message', '08P01');
   if (m[2]) throw new ProtocolError('SCRAM authorization identities are not supported', '28000');
   const nonce = m[4]! + serverNonce;
-  return { clientFirstBare: m[3]!, serverFirst: `r=${nonce},s=${salt.toString('base64')},i=${ITERATIONS}`, gs2Header: `${m[1]},,`, nonce, salt };
+  return { clientFirstBare: m[3]!, serverFirst: `r=${nonce},s=${verifier.salt.toString('base64')},i=${ITERATIONS}`, gs2Header: `${m[1]},,`, nonce, verifier };
 }
 
-/** Checks a client-final-message ("c=...,r=...,p=proof") against the password: the server-final-message
+/** Checks a client-final-message ("c=...,r=...,p=proof") against the verifier: the server-final-message
  * to send when the proof holds, null when it does not. */
-export function scramServerFinal(x: ScramExchange, clientFinal: string, password: string): string | null {
+export function scramServerFinal(x: ScramExchange, clientFinal: string): string | null {
   const m = /^c=([^,]*),r=([^,]*)(?:,.*)?,p=([A-Za-z0-9+/=]+)$/.exec(clientFinal);
   if (!m) throw new ProtocolError('malformed SCRAM client-final-message', '08P01');
   if (m[1] !== Buffer.from(x.gs2Header).toString('base64')) throw new ProtocolError('SCRAM channel binding does not match the client-first-message', '08P01');
   if (m[2] !== x.nonce) throw new ProtocolError('SCRAM nonce does not match', '08P01');
   const proof = Buffer.from(m[3]!, 'base64');
   const authMessage = `${x.clientFirstBare},${x.serverFirst},${clientFinal.slice(0, clientFinal.lastIndexOf(',p='))}`;
-  const keys = scramKeys(password, x.salt, ITERATIONS);
-  const signature = hmac(keys.storedKey, authMessage);
-  if (proof.length !== signature.length || !crypto.timingSafeEqual(sha256(xor(proof, signature)), keys.storedKey)) return null;
-  return `v=${hmac(keys.serverKey, authMessage).toString('base64')}`;
+  const { storedKey, serverKey } = x.verifier;
+  const signature = hmac(storedKey, authMessage);
+  if (proof.length !== signature.length || !crypto.timingSafeEqual(sha256(xor(proof, signature)), storedKey)) return null;
+  return `v=${hmac(serverKey, authMessage).toString('base64')}`;
 }
