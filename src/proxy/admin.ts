@@ -51,7 +51,6 @@ const T_SYNC = 0x53; // S
 const T_FUNCTION_CALL = 0x46; // F
 const T_PASSWORD = 0x70; // p
 
-
 export function startAdminConsole(opts: AdminConsoleOptions): Promise<AdminConsole> {
   const log = opts.logger.child({ component: 'proxy-admin' });
   const sockets = new Set<net.Socket>();
