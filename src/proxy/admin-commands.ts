@@ -28,6 +28,8 @@ export interface AdminBackend {
   routing(): AdminRow[];
   pause(): void | Promise<void>;
   resume(): void | Promise<void>;
+  /** The settings in force, secrets left out. */
+  config(): AdminRow[];
   /** Reads the configuration file again; which settings applied and which need a restart. */
   reload(): { applied: string[]; needRestart: string[] };
 }
@@ -92,6 +94,7 @@ export const HELP: [string, string][] = [
   ['SHOW ROUTING', 'where a new session on each listener would go now, or what it would wait for'],
   ['PAUSE', 'hold new transactions (bounded wait) until RESUME'],
   ['RESUME', 'let held and new transactions proceed'],
+  ['SHOW CONFIG', 'the settings in force (passwords left out), and whether RELOAD can change each'],
   ['RELOAD', 'read the configuration file again: apply what can change while running, list what needs a restart'],
   ['SHOW HELP', 'this list'],
 ];
@@ -184,6 +187,8 @@ async function runOne(statement: string, backend: AdminBackend): Promise<Buffer[
     case 'RESUME':
       await backend.resume();
       return [encodeCommandComplete('RESUME')];
+    case 'SHOW CONFIG':
+      return recordsResult(['setting', 'value', 'reload'], backend.config());
     case 'RELOAD': {
       const { applied, needRestart } = backend.reload();
       const rows: (string | null)[][] = [...applied.map((k) => [k, 'applied']), ...needRestart.map((k) => [k, 'changed in the file; applies after a restart'])];

@@ -46,6 +46,33 @@ export interface ReloadPlan {
   needRestart: string[];
 }
 
+/** The settings in force as the file would spell them, secrets left out (SHOW CONFIG), and whether
+ * a reload can change each one. */
+export function configRows(c: ProxyConfig): { setting: string; value: string; reload: string }[] {
+  const hostPort = (h: { host: string; port: number }): string => `${h.host}:${h.port}`;
+  const seconds = (ms: number): string => String(ms / 1000);
+  const shown: Record<keyof ProxyConfig, string> = {
+    cluster: c.cluster,
+    name: c.name ?? '(host name and read-write port)',
+    etcdEndpoints: c.etcdEndpoints.map((e) => e.replace(/^https?:\/\//, '')).join(', '),
+    readWrite: hostPort(c.readWrite),
+    readOnly: hostPort(c.readOnly),
+    admin: hostPort(c.admin),
+    adminPassword: c.adminPassword === null ? '(none: anyone may log in)' : '(set)',
+    maxReplicationLag: String(c.maxReplicationLag),
+    readOnlyFallbackToLeader: String(c.readOnlyFallbackToLeader),
+    pauseTimeoutMs: seconds(c.pauseTimeoutMs),
+    connectTimeoutMs: seconds(c.connectTimeoutMs),
+    startupTimeoutMs: seconds(c.startupTimeoutMs),
+    maxMessageLength: String(c.maxMessageLength),
+    tls: c.tls ? `cert ${c.tls.cert}, key ${c.tls.key}` : '(none)',
+    authUsers: Object.keys(c.authUsers).sort().join(', ') || '(none)',
+    relay: c.relay,
+    relayThreads: String(c.relayThreads),
+  };
+  return (Object.keys(FILE_KEYS) as (keyof ProxyConfig)[]).map((k) => ({ setting: FILE_KEYS[k], value: shown[k], reload: LIVE.has(k) ? 'applies at once' : 'needs a restart' }));
+}
+
 function copySetting<K extends keyof ProxyConfig>(to: ProxyConfig, from: ProxyConfig, key: K): void {
   to[key] = from[key];
 }

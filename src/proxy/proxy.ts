@@ -12,7 +12,7 @@ import type { ClusterView, MemberRecord } from '../dcs/types.js';
 import { BatonError, ConfigError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { loadProxyConfig, type ProxyConfig } from './config.js';
-import { planReload, type ReloadPlan } from './config-reload.js';
+import { configRows, planReload, type ReloadPlan } from './config-reload.js';
 import { publishedPosition, readCandidates, readSessionMove, readTarget, replayLag, writeTarget, type Target } from './router.js';
 import { RouteRefused, Session, type ListenerKind, type SessionHooks } from './session.js';
 import { startAdminConsole, type AdminBackend, type PoolNodeRow } from './admin.js';
@@ -401,6 +401,7 @@ export class BatonProxy {
         this.log.warn('resumed by the admin console');
       },
       reload: () => this.reloadConfig(),
+      config: () => configRows(this.cfg),
     };
   }
 

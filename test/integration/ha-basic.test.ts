@@ -143,6 +143,9 @@ test('SIGHUP: a proxy reloads its file (live settings now, the rest at restart; 
     assert.deepEqual((reloaded.applied as string[]).sort(), ['admin_password', 'pause_timeout']);
     assert.deepEqual(reloaded.needRestart, ['listen.read_only']);
     await assert.rejects(admin('first-password', 'SHOW HELP'), /password authentication failed/);
+    const config = new Map((await admin('second-password', 'SHOW CONFIG')).map((r) => [r.setting, r.value]));
+    assert.equal(config.get('pause_timeout'), '20', 'SHOW CONFIG shows the reloaded value');
+    assert.equal(config.get('listen.read_only'), '127.0.0.1:0', 'and the read-only listener it still runs with');
     assert.ok((await admin('second-password', 'SHOW HELP')).length > 0, 'the new admin password applies to the next login');
 
     seen = logLines().length;

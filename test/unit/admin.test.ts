@@ -51,6 +51,9 @@ class TestBackend implements AdminBackend {
   resume(): void {
     this.calls.push('resume');
   }
+  config() {
+    return [{ setting: 'pause_timeout', value: '10', reload: 'applies at once' }];
+  }
   reloadFails = false;
   reload(): { applied: string[]; needRestart: string[] } {
     this.calls.push('reload');
@@ -195,11 +198,16 @@ describe('admin console', () => {
     assert.deepEqual(backend.calls, ['reload', 'reload', 'reload']);
   });
 
+  it('SHOW CONFIG shows the backend\'s rows', async () => {
+    const c = await connect();
+    assert.deepEqual((await c.query('show config')).rows, [{ setting: 'pause_timeout', value: '10', reload: 'applies at once' }]);
+  });
+
   it('SHOW HELP lists the commands; an empty query gets EmptyQueryResponse', async () => {
     const c = await connect();
     const help = await c.query('SHOW HELP');
     const commands = help.rows.map((r: { command: string }) => r.command);
-    for (const cmd of ['SHOW POOL_NODES', 'SHOW CLIENTS', 'SHOW SERVERS', 'SHOW STATS', 'PAUSE', 'RESUME', 'RELOAD']) assert.ok(commands.includes(cmd), cmd);
+    for (const cmd of ['SHOW POOL_NODES', 'SHOW CLIENTS', 'SHOW SERVERS', 'SHOW STATS', 'PAUSE', 'RESUME', 'RELOAD', 'SHOW CONFIG']) assert.ok(commands.includes(cmd), cmd);
     const empty = await c.query(' ; ');
     assert.equal(empty.rows.length, 0);
     assert.equal(empty.command, null);

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseProxyConfig } from '../../src/proxy/config.js';
-import { planReload } from '../../src/proxy/config-reload.js';
+import { configRows, planReload } from '../../src/proxy/config-reload.js';
 
 const valid = {
   cluster: 'demo',
@@ -75,4 +75,17 @@ test('reload: live settings apply, those that shape listeners, etcd or the relay
   assert.deepEqual(plan.next.readOnly, running.readOnly);
   assert.deepEqual(plan.next.etcdEndpoints, running.etcdEndpoints);
   assert.equal(plan.next.relayThreads, running.relayThreads);
+});
+
+test('SHOW CONFIG rows: every setting as the file spells it, secrets left out, and whether a reload changes it', () => {
+  const c = parseProxyConfig({ ...valid, admin_password: 'very-secret', auth_users: { app: 'also-secret', batch: 'x' }, pause_timeout: 2.5 }, 'p.yml');
+  const rows = configRows(c);
+  const by = new Map(rows.map((r) => [r.setting, r]));
+  assert.equal(rows.length, 17);
+  assert.deepEqual(by.get('pause_timeout'), { setting: 'pause_timeout', value: '2.5', reload: 'applies at once' });
+  assert.deepEqual(by.get('listen.read_only'), { setting: 'listen.read_only', value: '127.0.0.1:6433', reload: 'needs a restart' });
+  assert.equal(by.get('etcd.hosts')?.value, '127.0.0.1:2379');
+  assert.equal(by.get('admin_password')?.value, '(set)');
+  assert.equal(by.get('auth_users')?.value, 'app, batch');
+  assert.ok(!JSON.stringify(rows).includes('secret'), 'no password shown');
 });
