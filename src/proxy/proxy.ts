@@ -23,11 +23,15 @@ import { ProxyRegistration } from './registration.js';
  * last read failed, the proxy reads the whole view again. */
 const SAFETY_POLL_MS = 1000;
 
-/** The TLS context for a proxy's certificate, or null without one; throws if the files cannot be read. */
-function secureContext(t: ProxyConfig['tls']): tls.SecureContext | null {
+/** The TLS context for a proxy's certificate, and a digest of the files it came from (a reload
+ * compares it, so new files at the same paths count as a change); null without one. Throws if the
+ * files cannot be read or do not make a certificate and its key. */
+function secureContext(t: ProxyConfig['tls']): { context: tls.SecureContext; digest: string } | null {
   if (!t) return null;
   try {
-    return tls.createSecureContext({ cert: fs.readFileSync(t.cert), key: fs.readFileSync(t.key) });
+    const cert = fs.readFileSync(t.cert);
+    const key = fs.readFileSync(t.key);
+    return { context: tls.createSecureContext({ cert, key }), digest: crypto.createHash('sha256').update(cert).update(key).digest('hex') };
   } catch (err) {
     throw new ConfigError(`tls: cannot use ${t.cert} and ${t.key}: ${(err as Error).message}`, 'check the certificate and key files and their permissions');
   }
@@ -70,6 +74,8 @@ export class BatonProxy {
 
   /** The settings in force: those of the file it started with, and the live ones of its last reload. */
   cfg: ProxyConfig;
+  /** Of the certificate and key files in use, to see a rotated certificate at the same paths. */
+  private tlsDigest: string | null;
 
   constructor(
     cfg: ProxyConfig,
@@ -79,6 +85,8 @@ export class BatonProxy {
     private readonly configFile?: string,
   ) {
     this.cfg = cfg;
+    const certificate = secureContext(cfg.tls);
+    this.tlsDigest = certificate?.digest ?? null;
     this.hooks = {
       route: (kind, maxWaitMs) => this.route(kind, maxWaitMs),
       publishedPosition: (member) => publishedPosition(this.view, member),
@@ -88,7 +96,7 @@ export class BatonProxy {
       credentials: (user) => this.cfg.authUsers[user] ?? null,
       holdingTransactions: () => this.holdingFor !== null,
       pauseTimeoutMs: cfg.pauseTimeoutMs,
-      tls: secureContext(cfg.tls),
+      tls: certificate?.context ?? null,
       maxMessageLength: cfg.maxMessageLength,
       connectTimeoutMs: cfg.connectTimeoutMs,
       startupTimeoutMs: cfg.startupTimeoutMs,
@@ -485,14 +493,17 @@ export class BatonProxy {
   reloadConfig(): ReloadPlan {
     if (!this.configFile) throw new BatonError('this proxy was started without a configuration file: nothing to reload', 'restart it to change its settings');
     const plan = planReload(this.cfg, loadProxyConfig(this.configFile));
-    const tlsContext = plan.applied.includes('tls') ? secureContext(plan.next.tls) : this.hooks.tls;
+    // Read again even when the paths are the same: a rotated certificate is new files in place.
+    const certificate = secureContext(plan.next.tls);
+    if ((certificate?.digest ?? null) !== this.tlsDigest && !plan.applied.includes('tls')) plan.applied.push('tls');
+    this.tlsDigest = certificate?.digest ?? null;
     this.cfg = plan.next;
     Object.assign(this.hooks, {
       pauseTimeoutMs: plan.next.pauseTimeoutMs,
       connectTimeoutMs: plan.next.connectTimeoutMs,
       startupTimeoutMs: plan.next.startupTimeoutMs,
       maxMessageLength: plan.next.maxMessageLength,
-      tls: tlsContext,
+      tls: certificate?.context ?? null,
     });
     this.log.info({ applied: plan.applied, needRestart: plan.needRestart, file: this.configFile }, 'configuration reloaded');
     if (plan.needRestart.length) this.log.warn({ needRestart: plan.needRestart }, 'these settings changed in the file but apply only after a restart');

@@ -6,6 +6,8 @@ import { promisify } from 'node:util';
 import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
+import net from 'node:net';
+import tls from 'node:tls';
 import pg from 'pg';
 import { freePort } from '../../src/util/net.js';
 import { startCluster, type TestCluster } from '../helpers/cluster.js';
@@ -159,6 +161,34 @@ test('SIGHUP: a proxy reloads its file (live settings now, the rest at restart; 
     const rows = await admin('second-password', 'RELOAD');
     assert.deepEqual(rows, [{ setting: 'admin_password', outcome: 'applied' }]);
     assert.ok((await admin('third-password', 'SHOW HELP')).length > 0);
+
+    // A certificate rotated in place: new files at the same paths, then RELOAD.
+    const cert = path.join(dir, 'cert.pem');
+    const key = path.join(dir, 'key.pem');
+    const newCertificate = async (cn: string) =>
+      run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', `/CN=${cn}`, '-keyout', key, '-out', cert]);
+    const servedCN = () =>
+      new Promise<string>((resolve, reject) => {
+        // An SSLRequest, then TLS on the read-write port: which certificate does the proxy show?
+        const s = net.connect(ports.readWrite, '127.0.0.1', () => s.write(Buffer.from([0, 0, 0, 8, 4, 210, 22, 47])));
+        s.once('data', (b: Buffer) => {
+          if (b.toString() !== 'S') return reject(new Error(`no TLS: ${JSON.stringify(b.toString())}`));
+          const t2 = tls.connect({ socket: s, rejectUnauthorized: false }, () => {
+            resolve(String(t2.getPeerCertificate().subject.CN));
+            t2.destroy();
+          });
+          t2.on('error', reject);
+        });
+        s.on('error', reject);
+      });
+    await newCertificate('first-cert');
+    write(`admin_password: 'third-password'\npause_timeout: 20\ntls: { cert: '${cert}', key: '${key}' }`);
+    assert.deepEqual(await admin('third-password', 'RELOAD'), [{ setting: 'tls', outcome: 'applied' }]);
+    assert.equal(await servedCN(), 'first-cert');
+    await newCertificate('second-cert');
+    assert.deepEqual(await admin('third-password', 'RELOAD'), [{ setting: 'tls', outcome: 'applied' }], 'the same paths, new files');
+    assert.equal(await servedCN(), 'second-cert');
+    assert.deepEqual(await admin('third-password', 'RELOAD'), [], 'nothing changed');
     assert.equal(child.exitCode, null, 'the proxy is still running');
   } finally {
     child.kill('SIGTERM');
