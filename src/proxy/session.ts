@@ -159,10 +159,11 @@ export class Session {
   }
 
   start(): void {
-    // Once, from accept: a client that negotiates TLS starts reading its startup message again.
-    this.startupTimer ??= setTimeout(() => {
-      if (this.state === 'startup' && !this.member) this.fail('08P01', `baton proxy: no startup message within ${this.hooks.startupTimeoutMs / 1000} s of connecting (startup_timeout)`);
-    }, this.hooks.startupTimeoutMs);
+    // Once, from accept (a client that negotiates TLS comes here again); cleared by its startup message or a close.
+    this.startupTimer ??= setTimeout(
+      () => this.fail('08P01', `baton proxy: no startup message within ${this.hooks.startupTimeoutMs / 1000} s of connecting (startup_timeout)`),
+      this.hooks.startupTimeoutMs,
+    );
     const reader = new StartupReader();
     const onData = (chunk: Buffer) => {
       let got: { packet: StartupPacket; rest: Buffer } | null;
