@@ -1,6 +1,7 @@
 // The agent: one per PostgreSQL instance. Watches etcd and its postmaster, runs decide() on every
 // change (and every loop_wait as a safety net), carries the plan out, publishes its state.
-import type { MemberConfig } from '../config/load.js';
+import { loadMemberConfig, type MemberConfig } from '../config/load.js';
+import { planMemberReload } from '../config/reload.js';
 import type { ClusterStore } from '../dcs/store.js';
 import type { ClusterView, DynamicConfig, MemberRecord, MemberState } from '../dcs/types.js';
 import { DEFAULT_DYNAMIC_CONFIG } from '../dcs/types.js';
@@ -16,6 +17,17 @@ import { startApi } from './api.js';
 import type { HealthSnapshot } from './health.js';
 import { apiActions } from './api-actions.js';
 import { preflight } from './preflight.js';
+
+export interface MemberReloadResult {
+  /** File keys applied now. */
+  applied: string[];
+  /** File keys that changed but apply when the agent restarts. */
+  needRestart: string[];
+  /** bootstrap.dcs keys that changed: read only when the cluster was created. */
+  bootstrapOnly: string[];
+  /** PostgreSQL settings waiting for a restart of PostgreSQL. */
+  pendingRestart: string[];
+}
 
 const STATE_CHANGING = new Set<Action['type']>([
   'bootstrap', 'clone', 'start_primary', 'start_replica', 'stop', 'acquire_leader', 'release_leader', 'promote', 'demote_for_switchover',
@@ -67,10 +79,14 @@ export class Agent {
   /** Refuses to start (throws) when the configuration clashes with what is running; then runs until stop(). */
   async start(): Promise<void> {
     await preflight(this.cfg, this.store, this.pg, this.log, () => this.stopped);
+    const cfg = this.cfg;
     const api = await startApi({
       host: this.cfg.api.listen.host,
       port: this.cfg.api.listen.port,
-      token: this.cfg.api.token,
+      // Read at each request, so that a reloaded token applies to the next one.
+      get token() {
+        return cfg.api.token;
+      },
       member: this.cfg.name,
       cluster: this.cfg.cluster,
       logger: this.log,
@@ -275,6 +291,45 @@ export class Agent {
       cluster: this.cfg.cluster,
       paused: this.config.paused,
     };
+  }
+
+  /**
+   * SIGHUP or POST /reload: reads the configuration file again and applies what can change while
+   * running (tags, postgresql.parameters, restapi.token, postgresql.clone_from); the rest waits for
+   * a restart, which the result names. Throws a ConfigError when the file is wrong or PostgreSQL
+   * refuses a parameter: then nothing changes. Reloads run one at a time.
+   */
+  reloadConfig(): Promise<MemberReloadResult> {
+    const run = this.reloading.then(() => this.reloadOnce());
+    this.reloading = run.catch(() => undefined);
+    return run;
+  }
+  private reloading: Promise<unknown> = Promise.resolve();
+
+  private async reloadOnce(): Promise<MemberReloadResult> {
+    const plan = planMemberReload(this.cfg, loadMemberConfig(this.cfg.file));
+    const parametersChanged = plan.applied.some((k) => k.startsWith('postgresql.parameters.'));
+    const { pendingRestart } = parametersChanged
+      ? await this.pg.setParameters(plan.next.pg.parameters)
+      : { pendingRestart: [] as string[] };
+    // The same object the executor, observe() and the API read: they see the new values from now on.
+    this.cfg.tags = plan.next.tags;
+    this.cfg.pg.parameters = plan.next.pg.parameters;
+    this.cfg.pg.cloneFrom = plan.next.pg.cloneFrom;
+    this.cfg.api.token = plan.next.api.token;
+    const result: MemberReloadResult = {
+      applied: plan.applied,
+      needRestart: plan.needRestart,
+      bootstrapOnly: plan.bootstrapOnly,
+      pendingRestart,
+    };
+    this.log.info(result, plan.applied.length > 0 ? 'configuration reloaded' : 'configuration reloaded: nothing to apply');
+    if (plan.needRestart.length > 0) this.log.warn({ settings: plan.needRestart }, 'these settings changed in the file but apply only when the agent restarts');
+    if (plan.bootstrapOnly.length > 0) this.log.warn({ settings: plan.bootstrapOnly }, 'bootstrap.dcs is read only when the cluster is created; these changes have no effect');
+    if (pendingRestart.length > 0) this.log.warn({ settings: pendingRestart }, 'PostgreSQL takes these settings only at a restart (POST /restart)');
+    // Publish the new tags now rather than at the next loop.
+    this.trigger();
+    return result;
   }
 
   /** Graceful stop: a leader hands its key over at once rather than letting the lease run out. */

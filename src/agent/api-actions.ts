@@ -1,5 +1,5 @@
 // What the REST API's changing endpoints do, on behalf of an authenticated operator.
-import { errorMessage } from '../util/errors.js';
+import { ConfigError, errorMessage } from '../util/errors.js';
 import type { Agent } from './agent.js';
 import type { ActionResult, ApiActions } from './api.js';
 import { failover, RequestRefused, switchover } from './requests.js';
@@ -43,6 +43,14 @@ export function apiActions(agent: Agent): ApiActions {
         agent.trigger();
         return 'data directory removed; the agent clones it afresh from the leader';
       }),
+    reload: async () => {
+      try {
+        return { status: 200, json: await agent.reloadConfig() };
+      } catch (err) {
+        // A wrong file or a refused parameter is the request's problem; anything else is ours.
+        return { status: err instanceof ConfigError ? 400 : 503, json: { message: errorMessage(err) } };
+      }
+    },
     lsn: async () => {
       const s = await agent.pg.status();
       return { receivedLsn: s.receivedLsn, replayedLsn: s.replayedLsn, timeline: s.timeline, running: s.running };

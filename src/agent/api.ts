@@ -28,6 +28,8 @@ export interface ApiActions {
   restart(): Promise<ActionResult>;
   reinitialize(): Promise<ActionResult>;
   lsn(): Promise<LsnReport>;
+  /** Reads the configuration file again; the reply says what applied and what waits for a restart. */
+  reload(): Promise<{ status: number; json: unknown }>;
 }
 
 export interface ApiOptions {
@@ -103,6 +105,13 @@ function routes(opts: ApiOptions, metrics: MemberMetrics): Map<string, Route> {
       post(async (req) => {
         await readJsonBody(req);
         return action(await opts.actions.restart());
+      }),
+    ],
+    [
+      '/reload',
+      post(async (req) => {
+        await readJsonBody(req);
+        return opts.actions.reload();
       }),
     ],
     [

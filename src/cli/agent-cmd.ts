@@ -3,6 +3,7 @@ import { Agent } from '../agent/agent.js';
 import { loadMemberConfig } from '../config/load.js';
 import { EtcdStore } from '../dcs/etcd-store.js';
 import { PostgresInstance } from '../postgres/instance.js';
+import { errorMessage } from '../util/errors.js';
 import { createLogger } from '../util/log.js';
 import { runUntilSignalled } from './service.js';
 
@@ -35,6 +36,10 @@ export async function runAgent(configFile: string): Promise<void> {
   await runUntilSignalled('agent', log, {
     start: () => agent.start(),
     stop: () => agent.stop(),
+    reload: () => {
+      // Errors are logged here: the signal has no one to answer to.
+      agent.reloadConfig().catch((err: unknown) => log.error({ signal: 'SIGHUP', err: errorMessage(err) }, 'configuration not reloaded; running on as before'));
+    },
     cleanup: async () => {
       await pg.close();
       await store.close();

@@ -6,6 +6,7 @@ import { failover, setStandby, switchover, updateConfig } from '../agent/request
 import { BatonError, errorMessage, UsageError } from '../util/errors.js';
 import { formatLsn } from '../util/lsn.js';
 import { runAgent } from './agent-cmd.js';
+import { apiToken, reloadLines, reloadMember, reloadTargets } from './node-reload.js';
 import { DEFAULT_DIR, connectionUris, proxyUris, readLocalCluster } from './local-cluster.js';
 import { printPoolNodes, runProxy } from './proxy-cmd.js';
 import { splitHostPort } from '../config/load.js';
@@ -193,6 +194,24 @@ export function buildProgram(): Command {
         }),
       );
   }
+  targetOptions(node.command('reload [member]').description("ask the agents (or one) to read their configuration files again: tags and postgresql.parameters apply at once"))
+    .option('--token <token>', "the agents' REST API token (restapi.token; default: BATON_API_TOKEN, or the local cluster's)")
+    .action(async (member: string | undefined, o: TargetOptions & { token?: string }) =>
+      withTarget(o, async ({ store, local }) => {
+        const token = apiToken(o.token, local);
+        const targets = reloadTargets((await store.read()).members, member);
+        let refused = 0;
+        for (const m of targets) {
+          try {
+            for (const line of reloadLines(m.name, await reloadMember(m, token))) out(line);
+          } catch (err) {
+            refused++;
+            out(`${m.name}: not reloaded: ${errorMessage(err)}`);
+          }
+        }
+        if (refused > 0) throw new BatonError(`${refused} of ${targets.length} member(s) did not reload`, 'fix what is named above and run "baton node reload" again');
+      }),
+    );
   registerMembershipCommands(program, node, { out, targetOptions, withTarget });
   registerVerifyCommand(program, { out, targetOptions, withTarget });
   return program;

@@ -4,14 +4,14 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { ensureDirFor, runAsFor, type RunAs } from '../util/os-user.js';
-import { PostgresError } from '../util/errors.js';
+import { ConfigError, PostgresError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { batonConf, pgHbaConf, postgresqlConf, socketDirFor } from './conf.js';
 import { Postmaster, type ExitListener } from './process.js';
 import * as q from './queries.js';
 import { waitUntilAccepting, withClient, type ConnectTarget } from './startup.js';
 import * as tools from './tools.js';
-import type { CloneProgress, InstanceOptions, LocalStatus, ManagedSettings, ReplicationRow, StopMode } from './types.js';
+import type { CloneProgress, InstanceOptions, LocalStatus, ManagedSettings, PgParameters, ReplicationRow, StopMode } from './types.js';
 
 /** Files pg_rewind overwrites with the source's copies; restored afterwards. */
 const OWN_FILES = ['postgresql.conf', 'baton.conf', 'pg_hba.conf', 'pg_ident.conf', 'postgresql.auto.conf'];
@@ -148,6 +148,44 @@ export class PostgresInstance {
       }
     }
     return changed;
+  }
+
+  /**
+   * New postgresql.parameters (a configuration reload): checked by PostgreSQL itself (`postgres -C`
+   * on the whole candidate file) before they replace postgresql.conf, so that a wrong value never
+   * reaches a file the next start would fail on; then a running server reloads. Throws a
+   * ConfigError naming each problem, the files untouched. Returns the settings that wait for a
+   * restart of PostgreSQL.
+   */
+  async setParameters(parameters: PgParameters): Promise<{ pendingRestart: string[] }> {
+    const text = postgresqlConf({ ...this.opts, parameters });
+    const conf = this.file('postgresql.conf');
+    if (!fs.existsSync(this.file('PG_VERSION'))) {
+      this.opts.parameters = parameters; // no data directory yet: written when it is made
+      return { pendingRestart: [] };
+    }
+    const candidate = this.file('postgresql.conf.baton-candidate');
+    tools.writeOwnedFile(candidate, text, this.runAs);
+    let problems: string[];
+    try {
+      problems = await tools.checkConfigFile(this.ctx, candidate);
+    } catch (err) {
+      fs.rmSync(candidate, { force: true });
+      throw err;
+    }
+    if (problems.length > 0) {
+      fs.rmSync(candidate, { force: true });
+      throw new ConfigError(
+        `PostgreSQL refuses postgresql.parameters: ${problems.join('; ')}`,
+        'fix them in the configuration file and reload again; PostgreSQL keeps running with its current settings',
+      );
+    }
+    // No await between these two: the HA loop, which rewrites the files from opts, sees both or neither.
+    fs.renameSync(candidate, conf);
+    this.opts.parameters = parameters;
+    if (this.postmasterPid() === null) return { pendingRestart: [] };
+    await this.getPool().query('SELECT pg_reload_conf()');
+    return { pendingRestart: await q.settingsPendingRestart(this.getPool()) };
   }
 
   /**

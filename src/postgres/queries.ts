@@ -195,3 +195,16 @@ export async function queryOpenTransactions(db: Queryable): Promise<OpenTransact
   );
   return r.rows.map((row) => ({ pid: row.pid, startedAt: row.started_at }));
 }
+
+/** Settings the server read from its files but can only take at a restart (postmaster context):
+ * those pending from an earlier reload, and those in the files now that differ from what runs. */
+export async function settingsPendingRestart(c: Queryable): Promise<string[]> {
+  const r = await c.query<{ name: string }>(
+    `SELECT name FROM pg_settings WHERE pending_restart
+     UNION
+     SELECT f.name FROM pg_file_settings f JOIN pg_settings s USING (name)
+      WHERE s.context = 'postmaster' AND NOT f.applied AND f.error IS NOT NULL
+     ORDER BY 1`,
+  );
+  return r.rows.map((row) => row.name);
+}

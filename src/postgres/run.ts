@@ -15,6 +15,9 @@ export interface RunOptions {
   /** Called for every line the program writes to stderr (progress reports). */
   onStderrLine?: (line: string) => void;
   logger?: Logger;
+  /** Resolve with the exit code instead of throwing when the program exits non-zero (a check whose
+   * "no" is an answer, not a failure). A timeout or a signal still throws. */
+  resolveOnExitCode?: boolean;
 }
 
 export interface RunResult {
@@ -99,7 +102,7 @@ export async function runTool(tool: string, args: string[], opts: RunOptions): P
       if (killTimer) clearTimeout(killTimer);
       if (partial !== '' && opts.onStderrLine) opts.onStderrLine(partial);
       const ms = Date.now() - started;
-      if (code === 0 && !timedOut) {
+      if (!timedOut && (code === 0 || (code !== null && opts.resolveOnExitCode))) {
         opts.logger?.debug({ tool, ms }, 'PostgreSQL program finished');
         resolve({ code, stdout, stderr });
         return;

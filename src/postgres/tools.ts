@@ -6,7 +6,7 @@ import { ensureDirFor, type RunAs } from '../util/os-user.js';
 import { parseLsn } from '../util/lsn.js';
 import { PostgresError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
-import { runTool } from './run.js';
+import { lastLines, runTool } from './run.js';
 import { conninfo } from './conf.js';
 import type { CloneProgress, InstanceOptions } from './types.js';
 
@@ -171,4 +171,24 @@ export function writeOwnedFile(dest: string, content: string, runAs: RunAs | nul
   if (runAs) fs.chownSync(tmp, runAs.uid, runAs.gid);
   fs.renameSync(tmp, dest);
   return true;
+}
+
+/** What `postgres -C` says is wrong with a candidate postgresql.conf, one line per problem (the
+ * server's own words, e.g. `invalid value for parameter "work_mem": "lots"`); empty when PostgreSQL
+ * would start with it. The check reads the file as a start would, includes and all, and works while
+ * the server runs. */
+export async function checkConfigFile(ctx: ToolContext, file: string): Promise<string[]> {
+  const r = await runTool('postgres', ['-D', ctx.opts.dataDir, '-C', 'port', '-c', `config_file=${file}`], {
+    binDir: ctx.opts.binDir,
+    runAs: ctx.runAs,
+    logger: ctx.log,
+    timeoutMs: 30_000,
+    resolveOnExitCode: true,
+  });
+  if (r.code === 0) return [];
+  const said = r.stderr
+    .split('\n')
+    .map((l) => /(?:LOG|ERROR|FATAL|DETAIL):\s+(.*)$/.exec(l)?.[1])
+    .filter((l): l is string => !!l && !/contains errors$/.test(l));
+  return said.length > 0 ? said : [lastLines(r.stderr || r.stdout, 3) || `postgres -C exited with code ${r.code}`];
 }

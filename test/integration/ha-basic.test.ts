@@ -9,6 +9,7 @@ import os from 'node:os';
 import net from 'node:net';
 import tls from 'node:tls';
 import pg from 'pg';
+import YAML from 'yaml';
 import { freePort } from '../../src/util/net.js';
 import { startCluster, type TestCluster } from '../helpers/cluster.js';
 import { setStandby, switchover, updateConfig } from '../../src/agent/requests.js';
@@ -96,7 +97,7 @@ test('pool prints SHOW POOL_NODES, and --json the same rows typed', async () => 
   assert.match(refused.stderr, /cannot reach the proxy's admin console at 127\.0\.0\.1:1/);
 });
 
-test('SIGHUP: a proxy reloads its file (live settings now, the rest at restart; a bad file changes nothing), RELOAD does the same; an agent keeps running', async () => {
+test('SIGHUP: a proxy reloads its file (live settings now, the rest at restart; a bad file changes nothing), RELOAD does the same', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-reload-'));
   const file = path.join(dir, 'proxy.yml');
   const logFile = path.join(dir, 'proxy.log');
@@ -196,16 +197,98 @@ test('SIGHUP: a proxy reloads its file (live settings now, the rest at restart; 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 
-  // An agent has nothing to reload: SIGHUP is logged, and it goes on (Node's default would end it).
-  const m = t.c.members[0]!;
-  const agentLog = path.join(t.c.dir, m.name, 'agent.log');
-  const before = fs.readFileSync(agentLog, 'utf8').length;
-  process.kill(t.member(m.name).agentPid!, 'SIGHUP');
-  for (let i = 0; !fs.readFileSync(agentLog, 'utf8').slice(before).includes('no configuration to reload'); i++) {
-    assert.ok(i < 50, 'the agent logged the SIGHUP');
-    await new Promise((r) => setTimeout(r, 100));
+});
+
+test('an agent reloads its file (SIGHUP, baton node reload): tags reach the proxy, parameters reach PostgreSQL, a parameter PostgreSQL refuses changes nothing', async () => {
+  const leader = await t.leader();
+  const m = t.member(t.c.members.find((x) => x.name !== leader.name)!.name);
+  const original = fs.readFileSync(m.configFile, 'utf8');
+  const edit = (fn: (doc: { tags?: Record<string, unknown>; postgresql: { parameters?: Record<string, unknown> }; restapi: Record<string, unknown> }) => void) => {
+    const doc = YAML.parse(original) as Parameters<typeof fn>[0];
+    fn(doc);
+    fs.writeFileSync(m.configFile, YAML.stringify(doc));
+  };
+  const logLines = (from: number) => fs.readFileSync(m.agentLog, 'utf8').slice(from).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const waitLog = async (from: number, msg: RegExp) => {
+    for (let i = 0; i < 100; i++) {
+      const hit = logLines(from).find((l) => msg.test(String(l.msg)));
+      if (hit) return hit;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return assert.fail(`no log line ${msg} in ${m.agentLog}`);
+  };
+  const setting = async (name: string) => {
+    const db = await t.client(m.name);
+    try {
+      return (await db.query<{ setting: string }>(`SELECT current_setting('${name}') AS setting`)).rows[0]!.setting;
+    } finally {
+      await db.end();
+    }
+  };
+  const cli = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+    run(process.execPath, ['bin/baton.js', 'node', 'reload', ...args, '--dir', t.c.dir]).then(
+      (r) => ({ code: 0, ...r }),
+      (e: { code: number; stdout: string; stderr: string }) => e,
+    );
+  try {
+    // SIGHUP: a new weight and a reloadable parameter apply; a new API port waits for a restart.
+    const from = fs.statSync(m.agentLog).size;
+    edit((d) => {
+      d.tags = { ...d.tags, weight: 7 };
+      d.postgresql.parameters = { ...d.postgresql.parameters, work_mem: '7MB' };
+      d.restapi.listen = '127.0.0.1:1';
+    });
+    process.kill(m.agentPid!, 'SIGHUP');
+    const reloaded = await waitLog(from, /^configuration reloaded/);
+    assert.deepEqual(reloaded.applied, ['tags.weight', 'postgresql.parameters.work_mem']);
+    assert.deepEqual(reloaded.needRestart, ['restapi.listen', 'restapi.connect_address']); // the second follows the first
+    assert.equal(reloaded.member, m.name, 'the log line names the member');
+    await t.waitFor('the new weight in etcd', (v) => v.members.find((x) => x.name === m.name)?.tags.weight === 7);
+    for (let i = 0; (await setting('work_mem')) !== '7MB'; i++) {
+      assert.ok(i < 50, 'PostgreSQL took work_mem = 7MB');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // The proxy balances by it: 7 of the replicas' weights (the other member keeps 1, the leader too).
+    for (let i = 0; ; i++) {
+      const { stdout } = await run(process.execPath, ['bin/baton.js', 'pool', '--json', '--dir', t.c.dir]);
+      const row = (JSON.parse(stdout) as { hostname: string; port: number; lb_weight: number }[]).find((r) => r.port === m.pgPort)!;
+      if (Math.abs(row.lb_weight - 7 / 9) < 1e-6) break;
+      assert.ok(i < 50, `the proxy's lb_weight follows (${row.lb_weight})`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+
+    // baton node reload: PostgreSQL refuses a value, and nothing changes (file, setting, the agent).
+    edit((d) => {
+      d.tags = { ...d.tags, weight: 7 };
+      d.postgresql.parameters = { ...d.postgresql.parameters, work_mem: 'lots', shared_buffers: '48MB' };
+    });
+    const conf = path.join(m.dataDir, 'postgresql.conf');
+    const confBefore = fs.readFileSync(conf, 'utf8');
+    const refused = await cli(m.name);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stdout, new RegExp(`${m.name}: not reloaded: 400: .*invalid value for parameter "work_mem": "lots"`));
+    assert.equal(fs.readFileSync(conf, 'utf8'), confBefore, 'postgresql.conf is untouched');
+    assert.ok(!fs.existsSync(`${conf}.baton-candidate`), 'no candidate file is left behind');
+    assert.equal(await setting('work_mem'), '7MB');
+    process.kill(m.agentPid!, 0); // throws if it is gone
+
+    // A setting PostgreSQL takes only at a restart is named as such; the other members have nothing new.
+    edit((d) => {
+      d.tags = { ...d.tags, weight: 7 };
+      d.postgresql.parameters = { ...d.postgresql.parameters, work_mem: '7MB', shared_buffers: '48MB' };
+    });
+    const all = await cli();
+    assert.equal(all.code, 0, all.stderr);
+    assert.match(all.stdout, new RegExp(`${m.name}: applied postgresql.parameters.shared_buffers`));
+    assert.match(all.stdout, new RegExp(`${m.name}: PostgreSQL takes these at its next restart \\(POST /restart\\): shared_buffers`));
+    assert.match(all.stdout, new RegExp(`${leader.name}: nothing changed`));
+    const badToken = await cli(m.name, '--token', 'not-the-token-at-all');
+    assert.equal(badToken.code, 1);
+    assert.match(badToken.stdout, /401: invalid API token/);
+  } finally {
+    fs.writeFileSync(m.configFile, original);
+    await cli(m.name);
   }
-  process.kill(t.member(m.name).agentPid!, 0); // throws if it is gone
 });
 
 test('switchover to a named member, then the old leader streams from it', async () => {

@@ -68,6 +68,7 @@ interface Calls {
   switchover: Array<{ leader?: string; candidate?: string }>;
   failover: Array<{ candidate?: string }>;
   restart: number;
+  reload: number;
 }
 
 function fakeActions(calls: Calls): ApiActions {
@@ -88,11 +89,17 @@ function fakeActions(calls: Calls): ApiActions {
       throw new Error('disk on fire');
     },
     lsn: async () => ({ receivedLsn: 4000, replayedLsn: 3900, timeline: 2, running: true }),
+    reload: async () => {
+      calls.reload++;
+      return calls.reload === 1
+        ? { status: 200, json: { applied: ['tags.weight'], needRestart: [], bootstrapOnly: [], pendingRestart: [] } }
+        : { status: 400, json: { message: 'invalid configuration' } };
+    },
   };
 }
 
 async function start(over: Partial<ApiOptions> = {}): Promise<{ api: ApiServer; base: string; calls: Calls }> {
-  const calls: Calls = { switchover: [], failover: [], restart: 0 };
+  const calls: Calls = { switchover: [], failover: [], restart: 0, reload: 0 };
   const api = await startApi({
     host: '127.0.0.1',
     port: 0,
@@ -180,6 +187,13 @@ describe('REST API', () => {
     const restart = await fetch(`${base}/restart`, { method: 'POST', headers: auth() });
     assert.equal(restart.status, 200);
     assert.equal(calls.restart, 1);
+
+    const reload = await fetch(`${base}/reload`, { method: 'POST', headers: auth() });
+    assert.equal(reload.status, 200);
+    assert.deepEqual(((await reload.json()) as { applied: string[] }).applied, ['tags.weight']);
+    const refused = await fetch(`${base}/reload`, { method: 'POST', headers: auth() });
+    assert.equal(refused.status, 400);
+    assert.equal(calls.reload, 2);
 
     const reinit = await fetch(`${base}/reinitialize`, { method: 'POST', headers: auth() });
     assert.equal(reinit.status, 500);
@@ -317,7 +331,7 @@ describe('REST API without a token', () => {
   it('answers 403 on changing endpoints', async () => {
     const { api, base, calls } = await start({ token: null });
     try {
-      for (const path of ['/switchover', '/failover', '/restart', '/reinitialize']) {
+      for (const path of ['/switchover', '/failover', '/restart', '/reload', '/reinitialize']) {
         const res = await fetch(`${base}${path}`, { method: 'POST', body: '{}', headers: auth() });
         assert.equal(res.status, 403, path);
         assert.match(((await res.json()) as { error: string }).error, /no api token configured; set restapi.token/);

@@ -2,21 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseMemberConfig } from '../../src/config/load.js';
+import { MINIMAL_MEMBER_CONFIG } from '../helpers/member-config.js';
 
-const valid = {
-  cluster: 'prod',
-  name: 'db1',
-  etcd: { hosts: ['127.0.0.1:2379'] },
-  postgresql: {
-    data_dir: 'data/db1',
-    listen: '127.0.0.1:5432',
-    authentication: {
-      superuser: { username: 'postgres', password: 'secret-one' },
-      replication: { username: 'replicator', password: 'secret-two' },
-    },
-  },
-  restapi: { listen: '127.0.0.1:8008' },
-};
+const valid = MINIMAL_MEMBER_CONFIG;
 
 function refusal(raw: unknown): string {
   try {
