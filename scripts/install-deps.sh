@@ -4,8 +4,9 @@
 # relay with (g++, make, python3).
 # With --test, also what the proxy suite drives a real JDBC client with: a JDK and Debian's pgjdbc.
 # With --bench, also what bench/proxy.ts compares Baton's proxy with: HAProxy and PgBouncer (the
-# benchmark runs its own instances, with their own config files and ports), and clang with libbpf-dev,
-# which its --kernel-forward option builds bench/kernel-forward with.
+# benchmark runs its own instances, with their own config files and ports), clang with libbpf-dev,
+# which its --kernel-forward option builds bench/kernel-forward with, and liburing-dev, for the
+# io_uring forwarder of bench/forwarders.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -26,6 +27,7 @@ if [ "${1:-}" = "--bench" ]; then
   command -v pgbouncer >/dev/null 2>&1 || missing+=(pgbouncer)
   command -v clang >/dev/null 2>&1 || missing+=(clang)
   [ -f /usr/include/bpf/libbpf.h ] || missing+=(libbpf-dev)
+  [ -f /usr/include/liburing.h ] || missing+=(liburing-dev)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
