@@ -8,6 +8,9 @@
 //   node --import tsx bench/proxy.ts [--seconds S] [--clients 8,32] [--workloads select-only,simple-update] [--rounds N] [--json FILE] [--kernel-forward]
 //                                    [--paths direct,baton,pgbouncer] [--load 0.3] [--no-huge-pages]
 //
+// --paths may also name baton-plain: a second Baton proxy whose native relay makes one system call per
+// recv and send (BATON_RELAY_IO=plain) instead of batching them per wake-up with io_uring.
+//
 // --paths runs only those paths (direct always among them: every ratio is to it), so that many short
 // rounds fit in a run: baton and PgBouncer measured seconds apart, round after round, are a paired
 // comparison that the host's drift over minutes does not blur.
@@ -35,7 +38,7 @@ import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { BenchAbort, BenchCluster, runningLeader, sleep } from './lib/cluster.js';
-import { daemons, startBatonTsProxy, startHaproxy, startKernelForward, startPgbouncer, versions } from './lib/proxy-daemons.js';
+import { daemons, startBatonPlainProxy, startBatonTsProxy, startHaproxy, startKernelForward, startPgbouncer, versions } from './lib/proxy-daemons.js';
 import { ALL_WORKLOADS, PATHS, pgbench, pgbenchInit, running, WORKLOADS, type PathName, type PgbenchResult, type RunSpec, type Target, type Workload } from './lib/proxy-pgbench.js';
 import { compare, driftLines, markdownTable, medians, pairedLines, table, verdicts } from './lib/proxy-report.js';
 import { machine } from './lib/report.js';
@@ -100,8 +103,8 @@ function options(): Options {
     throw new BenchAbort(`--workloads must be a comma-separated list of ${ALL_WORKLOADS.join(', ')} (got ${values.workloads})`);
   }
   const kernelForward = values['kernel-forward'];
-  const known: PathName[] = kernelForward ? [...PATHS, 'kernel-fwd'] : [...PATHS];
-  const paths = values.paths === undefined ? known : values.paths.split(',').map((s) => s.trim());
+  const known: PathName[] = kernelForward ? [...PATHS, 'kernel-fwd', 'baton-plain'] : [...PATHS, 'baton-plain'];
+  const paths = values.paths === undefined ? [...PATHS, ...(kernelForward ? ['kernel-fwd'] : [])] : values.paths.split(',').map((s) => s.trim());
   const bad = paths.filter((p) => !(known as string[]).includes(p));
   if (bad.length > 0 || new Set(paths).size !== paths.length || !paths.includes('direct')) {
     throw new BenchAbort(
@@ -237,6 +240,13 @@ async function main(): Promise<number> {
       targets['baton-ts'] = { ...direct, port: batonTs.port };
       relayPids['baton-ts'] = batonTs.pid ?? null;
     }
+    if (want('baton-plain')) {
+      const plain = await startBatonPlainProxy(proxy.configFile, host);
+      if (life.aborted) return 130;
+      log(`baton proxy with BATON_RELAY_IO=plain (pid ${plain.pid ?? '?'}) on ${host}:${plain.port}`);
+      targets['baton-plain'] = { ...direct, port: plain.port };
+      relayPids['baton-plain'] = plain.pid ?? null;
+    }
     if (want('kernel-fwd')) {
       const kernelForward = await startKernelForward(backend);
       if (life.aborted) return 130;
@@ -258,7 +268,7 @@ async function main(): Promise<number> {
       const serverPid = bc.postmasterPid(leader.name);
       if (!serverPid) throw new BenchAbort(`${leader.name}'s postmaster is not running`);
       // The native relay's threads carry baton's sessions; its main thread only logs them in.
-      const relayThreads = spec.path === 'baton' ? /^baton-relay-/ : undefined;
+      const relayThreads = spec.path === 'baton' || spec.path === 'baton-plain' ? /^baton-relay-/ : undefined;
       return pgbench(target, spec, { relayPid: relayPids[spec.path] ?? null, relayThreads, serverPid });
     };
 

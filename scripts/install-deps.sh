@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # Installs the system packages Baton needs on Debian 12: PostgreSQL 15, etcd-server, and the tools
 # the tests use (openssl for a test certificate, iproute2), and what node-gyp builds the proxy's native
-# relay with (g++, make, python3).
+# relay with (g++, make, python3, and liburing-dev, linked in statically).
 # With --test, also what the proxy suite drives a real JDBC client with: a JDK and Debian's pgjdbc.
 # With --bench, also what bench/proxy.ts compares Baton's proxy with: HAProxy and PgBouncer (the
 # benchmark runs its own instances, with their own config files and ports), clang with libbpf-dev,
-# which its --kernel-forward option builds bench/kernel-forward with, and liburing-dev, for the
-# io_uring forwarder of bench/forwarders.
+# which its --kernel-forward option builds bench/kernel-forward with.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
@@ -18,6 +17,7 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+[ -f /usr/include/liburing.h ] || missing+=(liburing-dev)
 if [ "${1:-}" = "--test" ]; then
   command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
   [ -f /usr/share/java/postgresql.jar ] || missing+=(libpostgresql-jdbc-java)
@@ -27,7 +27,6 @@ if [ "${1:-}" = "--bench" ]; then
   command -v pgbouncer >/dev/null 2>&1 || missing+=(pgbouncer)
   command -v clang >/dev/null 2>&1 || missing+=(clang)
   [ -f /usr/include/bpf/libbpf.h ] || missing+=(libbpf-dev)
-  [ -f /usr/include/liburing.h ] || missing+=(liburing-dev)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -6,8 +6,8 @@
 #
 #   bench/forwarders/ab.sh <baton-up-dir> [clients] [seconds] [rounds] [paths]
 #
-# paths (default: all): direct epoll uring half kernel-fwd baton
-#   epoll, uring  bench/forwarders/plain.c        (user space, one thread)
+# paths (default: all): direct epoll uring batch half kernel-fwd baton
+#   epoll, uring, batch  bench/forwarders/plain.c (user space, one thread)
 #   half          bench/kernel-forward/half.c     (client to server in the kernel, back in user space)
 #   kernel-fwd    bench/kernel-forward/forward.c  (both directions in the kernel; its CPU is in
 #                 softirqs and kernel workers, charged to no process: shown as 0)
@@ -15,7 +15,7 @@
 # Prints one line per run: round, path, tps, mean latency (ms), CPU µs per transaction.
 set -euo pipefail
 dir=${1:?usage: ab.sh <baton-up-dir> [clients] [seconds] [rounds] [paths]}
-clients=${2:-8}; seconds=${3:-6}; rounds=${4:-5}; paths=${5:-"direct epoll uring half kernel-fwd baton"}
+clients=${2:-8}; seconds=${3:-6}; rounds=${4:-5}; paths=${5:-"direct epoll uring batch half kernel-fwd baton"}
 here=$(cd "$(dirname "$0")" && pwd); kf="$here/../kernel-forward"
 bin=$(mktemp -d /tmp/baton-forwarders-XXXXXX)
 pids=()
@@ -49,11 +49,11 @@ port[direct]=$leader; pid[direct]=
 port[baton]=$proxy_port; pid[baton]=$proxy_pid
 # Each forwarder in its own session, hence its own scheduler autogroup, as baton's proxy, PgBouncer and
 # PostgreSQL's backends are; in this script's session it would share one group's CPU with pgbench.
-for f in epoll uring; do port[$f]=$(free_port); setsid "$bin/plain" $f "${port[$f]}" "$leader" & pid[$f]=$!; pids+=($!); done
+for f in epoll uring batch; do port[$f]=$(free_port); setsid "$bin/plain" $f "${port[$f]}" "$leader" & pid[$f]=$!; pids+=($!); done
 port[half]=$(free_port); setsid "$bin/half" "${port[half]}" "$leader" "$bin/half.bpf.o" & pid[half]=$!; pids+=($!)
 port[kernel-fwd]=$(free_port); setsid "$bin/forward" 127.0.0.1 "${port[kernel-fwd]}" 127.0.0.1 "$leader" "$bin/forward.bpf.o" 2>/dev/null & pid[kernel-fwd]=$!; pids+=($!)
 sleep 0.5
-for f in epoll uring half kernel-fwd; do
+for f in epoll uring batch half kernel-fwd; do
   [ "$(cat /proc/${pid[$f]}/autogroup 2>/dev/null | cut -d' ' -f1)" != "$(cut -d' ' -f1 /proc/$$/autogroup)" ] || { echo "ab.sh: $f shares this script's autogroup" >&2; exit 1; }
 done
 tick_us=$((1000000 / $(getconf CLK_TCK)))

@@ -78,11 +78,11 @@ export class Daemon {
 }
 
 /** Spawns cmd in its own process group (a Ctrl-C in the terminal reaches only us; we stop it). */
-function launch(name: string, cmd: string, args: string[], dir: string, host: string, port: number, ids?: { uid: number; gid: number }): Daemon {
+function launch(name: string, cmd: string, args: string[], dir: string, host: string, port: number, ids?: { uid: number; gid: number }, env?: Record<string, string>): Daemon {
   const logFile = path.join(dir, `${name}.out`);
   const out = fs.openSync(logFile, 'a');
   if (ids) fs.fchownSync(out, ids.uid, ids.gid);
-  const child = spawn(cmd, args, { cwd: dir, detached: true, stdio: ['ignore', out, out], ...ids });
+  const child = spawn(cmd, args, { cwd: dir, detached: true, stdio: ['ignore', out, out], ...ids, ...(env && { env: { ...process.env, ...env } }) });
   fs.closeSync(out);
   child.on('error', () => undefined);
   const d = new Daemon(name, host, port, dir, logFile, child);
@@ -165,18 +165,29 @@ const BATON = fileURLToPath(new URL('../../bin/baton.js', import.meta.url));
 
 /** A second `baton proxy` for the cluster, with the cluster proxy's config but its own ports and
  * `relay: js`: the TypeScript relay measured beside the native one. */
-export async function startBatonTsProxy(clusterProxyConfig: string, host: string): Promise<Daemon> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-bench-proxy-ts-'));
+/** A second Baton proxy for the cluster, on free ports, with the cluster proxy's other settings. */
+async function startSecondProxy(name: string, clusterProxyConfig: string, host: string, relay: 'js' | 'native', env: Record<string, string> = {}): Promise<Daemon> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `baton-bench-${name}-`));
   const cfg = YAML.parse(fs.readFileSync(clusterProxyConfig, 'utf8')) as Record<string, unknown>;
   const port = await freePort(host);
   const others = [await freePort(host), await freePort(host)];
   cfg.listen = { read_write: `${host}:${port}`, read_only: `${host}:${others[0]}`, admin: `${host}:${others[1]}` };
-  cfg.relay = 'js';
+  cfg.relay = relay;
+  cfg.name = name;
   const file = path.join(dir, 'proxy.yml');
   fs.writeFileSync(file, YAML.stringify(cfg), { mode: 0o600 });
-  const d = launch('baton-ts', process.execPath, [BATON, 'proxy', '--config', file], dir, host, port);
+  const d = launch(name, process.execPath, [BATON, 'proxy', '--config', file], dir, host, port, undefined, env);
   await d.waitListening();
   return d;
+}
+
+export function startBatonTsProxy(clusterProxyConfig: string, host: string): Promise<Daemon> {
+  return startSecondProxy('baton-ts', clusterProxyConfig, host, 'js');
+}
+
+/** The native relay with a system call per recv and send, to measure what batching them saves. */
+export function startBatonPlainProxy(clusterProxyConfig: string, host: string): Promise<Daemon> {
+  return startSecondProxy('baton-plain', clusterProxyConfig, host, 'native', { BATON_RELAY_IO: 'plain' });
 }
 
 const KERNEL_FORWARD_SRC = fileURLToPath(new URL('../kernel-forward/', import.meta.url));

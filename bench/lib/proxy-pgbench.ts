@@ -62,7 +62,9 @@ function workloadArgs(w: Workload, dir: string): string[] {
 /** baton: the proxy with its native relay; baton-ts: a second proxy with `relay: js`. */
 export const PATHS = ['direct', 'baton', 'baton-ts', 'haproxy', 'pgbouncer'] as const;
 /** kernel-fwd (with --kernel-forward): bench/kernel-forward, a plain TCP forwarder in a BPF sockmap. */
-export type PathName = (typeof PATHS)[number] | 'kernel-fwd';
+/** Not run unless named in --paths: kernel-fwd (with --kernel-forward), baton-plain (a second proxy
+ * whose native relay makes one system call per recv and send: BATON_RELAY_IO=plain). */
+export type PathName = (typeof PATHS)[number] | 'kernel-fwd' | 'baton-plain';
 
 export interface Target {
   host: string;

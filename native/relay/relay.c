@@ -49,7 +49,7 @@ void stop_locked(relay_t *r) {
 
 /* On the relay thread (relay locked): give the session back, keeping what TypeScript must deal with. */
 /* `ended`: EOF or a socket error, the session is ending and stays with TypeScript. */
-static void hand_back(relay_t *r, const char *reason, int ended, const uint8_t *from_client, size_t nc, const uint8_t *from_server, size_t ns) {
+void hand_back(relay_t *r, const char *reason, int ended, const uint8_t *from_client, size_t nc, const uint8_t *from_server, size_t ns) {
   stop_locked(r);
   r->reason = reason;
   r->ended = ended;
@@ -61,8 +61,19 @@ static void hand_back(relay_t *r, const char *reason, int ended, const uint8_t *
   if (napi_call_threadsafe_function(tsfn, r, napi_tsfn_nonblocking) != napi_ok) r->queued_call = 0;
 }
 
-/* Writes to an end, keeping what the socket would not take; -1 on a socket error. */
-static int send_to(end_t *e, const uint8_t *b, size_t n) {
+/* Keeps what a socket did not take; reads stop while bytes wait, so an end never has more than one
+ * chunk queued. -1 when there is no memory for it. */
+static int keep_rest(end_t *e, const uint8_t *b, size_t n) {
+  if (n == 0) return 0;
+  e->out = malloc(n);
+  if (!e->out) return -1;
+  memcpy(e->out, b, n);
+  e->out_len = n;
+  e->out_off = 0;
+  return 0;
+}
+
+int send_to(end_t *e, const uint8_t *b, size_t n) {
   size_t done = 0;
   while (done < n) {
     ssize_t w = send(e->fd, b + done, n - done, MSG_NOSIGNAL);
@@ -73,18 +84,10 @@ static int send_to(end_t *e, const uint8_t *b, size_t n) {
     }
     done += (size_t)w;
   }
-  if (done < n) {
-    /* Reads stop while bytes wait, so an end never has more than one chunk queued. */
-    e->out = malloc(n - done);
-    if (!e->out) return -1;
-    memcpy(e->out, b + done, n - done);
-    e->out_len = n - done;
-    e->out_off = 0;
-  }
-  return 0;
+  return keep_rest(e, b + done, n - done);
 }
 
-static int flush(end_t *e) {
+int flush(end_t *e) {
   while (e->out_len > 0) {
     ssize_t w = send(e->fd, e->out + e->out_off, e->out_len, MSG_NOSIGNAL);
     if (w < 0) {
@@ -101,42 +104,57 @@ static int flush(end_t *e) {
   return 0;
 }
 
-static void client_readable(relay_t *r, uint8_t *buf) {
-  ssize_t n = recv(r->client.fd, buf, READ_SIZE, 0);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+read_plan_t plan_read(relay_t *r, int from_client, const uint8_t *buf, ssize_t n) {
+  read_plan_t p = { 0 };
   if (n <= 0) {
-    hand_back(r, n == 0 ? "client closed" : "client error", 1, NULL, 0, NULL, 0);
-    return;
+    p.reason = from_client ? (n == 0 ? "client closed" : "client error") : (n == 0 ? "server closed" : "server error");
+    p.ended = 1;
+    return p;
   }
-  size_t pass = scan_client(&r->cscan, r->state, buf, (size_t)n, r->check_pins, r->max_len, &r->unnamed, &r->kept);
-  if (pass > 0) {
-    r->state[ST_TO_SERVER] += (double)pass;
-    if (send_to(&r->server, buf, pass) < 0) {
-      hand_back(r, "server write error", 1, buf + pass, (size_t)n - pass, NULL, 0);
-      return;
-    }
-  }
-  if (pass < (size_t)n) hand_back(r, "client message for the TypeScript relay", 0, buf + pass, (size_t)n - pass, NULL, 0);
-}
-
-static void server_readable(relay_t *r, uint8_t *buf) {
-  ssize_t n = recv(r->server.fd, buf, READ_SIZE, 0);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-  if (n <= 0) {
-    hand_back(r, n == 0 ? "server closed" : "server error", 1, NULL, 0, NULL, 0);
-    return;
+  if (from_client) {
+    p.pass = scan_client(&r->cscan, r->state, buf, (size_t)n, r->check_pins, r->max_len, &r->unnamed, &r->kept);
+    r->state[ST_TO_SERVER] += (double)p.pass;
+    if (p.pass < (size_t)n) p.reason = "client message for the TypeScript relay";
+    return p;
   }
   /* Unsolicited server messages on an idle session (a notification, a goodbye) are TypeScript's call. */
   if (r->state[ST_BUSY] == 0) {
-    hand_back(r, "server message while idle", 0, NULL, 0, buf, (size_t)n);
-    return;
+    p.reason = "server message while idle";
+    return p;
   }
   if (!scan_server(&r->sscan, r->state, buf, (size_t)n, &r->kept)) {
-    hand_back(r, "invalid server message", 0, NULL, 0, buf, (size_t)n);
-    return;
+    p.reason = "invalid server message";
+    return p;
   }
+  p.pass = (size_t)n;
   r->state[ST_TO_CLIENT] += (double)n;
-  if (send_to(&r->client, buf, (size_t)n) < 0) hand_back(r, "client write error", 1, NULL, 0, NULL, 0);
+  return p;
+}
+
+void finish_read(relay_t *r, int from_client, const uint8_t *buf, ssize_t n, read_plan_t p, ssize_t sent) {
+  end_t *to = from_client ? &r->server : &r->client;
+  if (p.pass > 0) {
+    if (sent < 0 || keep_rest(to, buf + sent, p.pass - (size_t)sent) < 0) {
+      if (from_client) hand_back(r, "server write error", 1, buf + p.pass, (size_t)n - p.pass, NULL, 0);
+      else hand_back(r, "client write error", 1, NULL, 0, NULL, 0);
+      return;
+    }
+  }
+  if (!p.reason) return;
+  /* What was not passed on goes back with the session: the rest of the client's bytes, or all of the server's. */
+  size_t kept = n > 0 ? (size_t)n - p.pass : 0;
+  if (from_client) hand_back(r, p.reason, p.ended, buf + p.pass, kept, NULL, 0);
+  else hand_back(r, p.reason, p.ended, NULL, 0, kept ? buf : NULL, kept);
+}
+
+static void end_readable(relay_t *r, int from_client, uint8_t *buf) {
+  end_t *from = from_client ? &r->client : &r->server, *to = from_client ? &r->server : &r->client;
+  ssize_t n = recv(from->fd, buf, READ_SIZE, 0);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+  read_plan_t p = plan_read(r, from_client, buf, n);
+  /* send_to keeps what the socket did not take itself, so to finish_read it is all sent. */
+  ssize_t sent = p.pass > 0 && send_to(to, buf, p.pass) < 0 ? -1 : (ssize_t)p.pass;
+  finish_read(r, from_client, buf, n, p, sent);
 }
 
 static void set_events(relay_t *r, end_t *e, uint32_t events) {
@@ -148,7 +166,7 @@ static void set_events(relay_t *r, end_t *e, uint32_t events) {
 }
 
 /* Read an end only while the other end has nothing waiting; watch writability while this end does. */
-static void update_events(relay_t *r) {
+void update_events(relay_t *r) {
   set_events(r, &r->client, (r->server.out_len == 0 ? EPOLLIN : 0) | (r->client.out_len > 0 ? EPOLLOUT : 0));
   set_events(r, &r->server, (r->client.out_len == 0 ? EPOLLIN : 0) | (r->server.out_len > 0 ? EPOLLOUT : 0));
 }
@@ -165,10 +183,7 @@ static void on_event(relay_t *r, end_t *e, uint32_t events, uint8_t *buf) {
     return;
   }
   end_t *other = is_client ? &r->server : &r->client;
-  if ((events & EPOLLIN) && other->out_len == 0) {
-    if (is_client) client_readable(r, buf);
-    else server_readable(r, buf);
-  }
+  if ((events & EPOLLIN) && other->out_len == 0) end_readable(r, is_client, buf);
   if (r->active) update_events(r);
 }
 
@@ -248,6 +263,20 @@ static void *worker_main(void *arg) {
   pthread_setname_np(pthread_self(), name);
   struct epoll_event ev[64];
   relay_t *moving[64];
+  /* The ring must be made by the thread that uses it (IORING_SETUP_SINGLE_ISSUER). */
+  const char *why = "BATON_RELAY_IO=plain";
+  const char *io = getenv("BATON_RELAY_IO");
+  if (!io || strcmp(io, "plain") != 0) {
+    w->slots = malloc(sizeof *w->slots * BATCH_READS);
+    w->ring = w->slots ? batch_ring_new(&why) : NULL;
+    if (!w->slots) why = "no memory for the batch's buffers";
+    if (!w->ring) {
+      free(w->slots);
+      w->slots = NULL;
+    }
+  }
+  snprintf(w->io, sizeof w->io, "%s%s", w->ring ? "io_uring" : "plain: ", w->ring ? "" : why);
+  __atomic_store_n(&w->io_known, 1, __ATOMIC_RELEASE);
   w->window_start = now_ns();
   w->cpu_start = thread_cpu_ns();
   int64_t now = w->window_start; /* as of the end of the last batch: the clock is read once a batch */
@@ -276,6 +305,8 @@ static void *worker_main(void *arg) {
     worker_t *shed_to = w->shed_to >= 0 && w->shed_to < MAX_THREADS && w->shed_to != w->index ? workers[w->shed_to] : NULL;
     pthread_mutex_unlock(&w->lock);
     int nmoving = 0;
+    int batched = w->ring != NULL;
+    if (batched) batch_events(w, ev, n); /* handles them all, even when its ring fails */
     for (int i = 0; i < n; i++) {
       end_t *e = ev[i].data.ptr;
       if (!e) {
@@ -283,9 +314,10 @@ static void *worker_main(void *arg) {
         if (read(w->wakefd, &count, sizeof count) < 0) { /* nothing to drain */ }
         continue;
       }
+      if (batched && !shed_to) continue;
       relay_t *r = e->relay;
       pthread_mutex_lock(&r->lock);
-      if (r->active) on_event(r, e, ev[i].events, w->rbuf);
+      if (!batched && r->active) on_event(r, e, ev[i].events, w->rbuf);
       if (r->active && shed_to && nmoving < shed && !r->marked) {
         r->marked = 1;
         moving[nmoving++] = r;

@@ -219,7 +219,8 @@ static napi_status get_int(napi_env env, napi_value obj, const char *name, int32
   return st == napi_ok ? napi_get_value_int32(env, v, out) : st;
 }
 
-/* threadLoads() -> [{ sessions, load }] per relay thread started (load: per mille of its last window). */
+/* threadLoads() -> [{ sessions, load, io }] per relay thread started (load: per mille of its last
+ * window; io: how it does its system calls, "io_uring" or "plain: " and why). */
 static napi_value thread_loads_js(napi_env env, napi_callback_info info) {
   thread_load_t t[MAX_THREADS];
   int n = thread_loads(t);
@@ -229,6 +230,11 @@ static napi_value thread_loads_js(napi_env env, napi_callback_info info) {
     CHECK(napi_create_object(env, &o));
     CHECK(set_int(env, o, "sessions", t[i].sessions));
     CHECK(set_int(env, o, "load", t[i].load));
+    /* Known once the thread has run its first lines; "starting" until then. */
+    const char *io = __atomic_load_n(&workers[i]->io_known, __ATOMIC_ACQUIRE) ? workers[i]->io : "starting";
+    napi_value v;
+    CHECK(napi_create_string_utf8(env, io, NAPI_AUTO_LENGTH, &v));
+    CHECK(napi_set_named_property(env, o, "io", v));
     CHECK(napi_set_element(env, arr, (uint32_t)i, o));
   }
   return arr;

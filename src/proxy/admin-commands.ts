@@ -80,7 +80,7 @@ export const SERVER_COLUMNS = [
 export const STATS_COLUMNS = ['member', 'sessions', 'active', 'can_move', 'cannot_move', 'queries', 'bytes_to_server', 'bytes_to_client', 'select_cnt'] as const;
 
 /** One row per native relay thread, or one row for the TypeScript relay. */
-export const RELAY_COLUMNS = ['thread', 'kind', 'sessions', 'load_pct'] as const;
+export const RELAY_COLUMNS = ['thread', 'kind', 'sessions', 'load_pct', 'io'] as const;
 
 /** Per listener: where a new session would go now, or what it would wait for (or why it is refused). */
 export const ROUTING_COLUMNS = ['listener', 'member', 'waits_for', 'refused'] as const;

@@ -75,6 +75,9 @@ export interface NativeRelay {
 export interface ThreadLoad {
   sessions: number;
   load: number;
+  /** How the thread does its system calls: "io_uring" (batched per wake-up, native/relay/batch.c),
+   * or "plain: " and why not (BATON_RELAY_IO=plain, a kernel or seccomp filter that refuses io_uring). */
+  io?: string;
 }
 
 export type RelayMode = 'auto' | 'native' | 'js';

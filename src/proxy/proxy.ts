@@ -481,9 +481,10 @@ export class BatonProxy {
       kind: 'native',
       sessions: t.sessions,
       load_pct: (t.load / 10).toFixed(1),
+      io: t.io ?? null,
     }));
     const inTypeScript = [...this.sessions].filter((s) => !s.native).length;
-    rows.push({ thread: 'main', kind: 'typescript', sessions: inTypeScript, load_pct: null });
+    rows.push({ thread: 'main', kind: 'typescript', sessions: inTypeScript, load_pct: null, io: null });
     return rows;
   }
 

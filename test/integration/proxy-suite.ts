@@ -1,6 +1,7 @@
 // baton proxy against a real cluster: routing, following the leader, balanced reads, cancel,
 // protocol features passing through, bad input and dying peers. Run once per relay (proxy.test.ts:
-// the native relay; proxy-ts-relay.test.ts: the TypeScript relay).
+// the native relay; proxy-plain-io.test.ts: the native relay without io_uring; proxy-ts-relay.test.ts:
+// the TypeScript relay).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -1121,6 +1122,21 @@ export function proxySuite(mode: RelayMode): void {
     assert.match(out, /number of failed transactions: 0 /);
     assert.ok(Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1]) > 100, out);
     assert.equal((await t.leader()).name, target.name);
+  });
+
+  test(`SHOW RELAY says how each relay thread makes its system calls (${mode} relay)`, async () => {
+    const rows = await admin('SHOW RELAY');
+    const native = rows.filter((r) => r.kind === 'native');
+    if (relay === 'js') return assert.equal(native.length, 0);
+    assert.ok(native.length > 0, 'the suite has run sessions through the native relay');
+    // Linux 6.6 and later can switch io_uring off (kernel.io_uring_disabled); before, it is always on.
+    const sysctl = '/proc/sys/kernel/io_uring_disabled';
+    const ioUringAllowed = !fs.existsSync(sysctl) || fs.readFileSync(sysctl, 'utf8').trim() === '0';
+    const expected = process.env.BATON_RELAY_IO === 'plain' ? 'plain: BATON_RELAY_IO=plain' : ioUringAllowed ? 'io_uring' : null;
+    for (const r of native) {
+      if (expected) assert.equal(r.io, expected);
+      else assert.match(String(r.io), /^plain: ./, 'where the kernel refuses io_uring, the thread says why');
+    }
   });
 
   test('TLS is terminated at the proxy when it has a certificate; GSSENC is refused', async () => {

@@ -36,7 +36,7 @@ class TestBackend implements AdminBackend {
     return [{ member: 'pg1', sessions: 1, queries: 42 }];
   }
   relay() {
-    return [{ thread: '0', kind: 'native', sessions: 3, load_pct: '12.5' }];
+    return [{ thread: '0', kind: 'native', sessions: 3, load_pct: '12.5', io: 'io_uring' }];
   }
   routing() {
     return [
@@ -158,7 +158,7 @@ describe('admin console', () => {
     assert.equal(stats.rows[0].active, null);
     const relay = await c.query('show relay');
     assert.deepEqual(relay.fields.map((f) => f.name), [...RELAY_COLUMNS]);
-    assert.deepEqual(relay.rows, [{ thread: '0', kind: 'native', sessions: '3', load_pct: '12.5' }]);
+    assert.deepEqual(relay.rows, [{ thread: '0', kind: 'native', sessions: '3', load_pct: '12.5', io: 'io_uring' }]);
     const routing = await c.query('SHOW ROUTING');
     assert.deepEqual(routing.fields.map((f) => f.name), [...ROUTING_COLUMNS]);
     assert.deepEqual(routing.rows, [
