@@ -3,20 +3,11 @@
 // forwarding process. A socket with no partner yet keeps its bytes for the process to read.
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include "maps.bpf.h"
 
-struct {
-  __uint(type, BPF_MAP_TYPE_SOCKMAP);
-  __uint(max_entries, 65536);
-  __type(key, __u32);
-  __type(value, __u64);
-} socks SEC(".maps");
+SOCKMAP(socks);
 
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 65536);
-  __type(key, __u64);
-  __type(value, __u32);
-} partner SEC(".maps");
+PARTNER_HASH(partner);
 
 SEC("sk_skb/stream_verdict")
 int forward(struct __sk_buff *skb) {

@@ -16,33 +16,15 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#define PROG "kernel-forward"
+#include "pairs.h"
 
-#define MAX_FD 65536
-
-static int partner_of[MAX_FD];
-
-static int die(const char *what) {
-  fprintf(stderr, "kernel-forward: %s: %s\n", what, strerror(errno));
-  return 1;
-}
 
 static int address(const char *host, const char *port, struct sockaddr_in *a) {
   memset(a, 0, sizeof *a);
   a->sin_family = AF_INET;
   a->sin_port = htons((uint16_t)atoi(port));
   return inet_pton(AF_INET, host, &a->sin_addr) == 1 ? 0 : -1;
-}
-
-static void close_pair(int ep, int fd) {
-  int other = partner_of[fd];
-  epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
-  close(fd);
-  partner_of[fd] = -1;
-  if (other >= 0) {
-    epoll_ctl(ep, EPOLL_CTL_DEL, other, NULL);
-    close(other);
-    partner_of[other] = -1;
-  }
 }
 
 /* Both sockets go into the sockmap (the server's first, so no client segment is redirected to an

@@ -3,28 +3,14 @@
 // a map with no program, so the server's replies take TCP's usual path to the process).
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include "maps.bpf.h"
 
-struct {
-  __uint(type, BPF_MAP_TYPE_SOCKMAP);
-  __uint(max_entries, 65536);
-  __type(key, __u32);
-  __type(value, __u64);
-} clients SEC(".maps");
+SOCKMAP(clients);
 
-struct {
-  __uint(type, BPF_MAP_TYPE_SOCKMAP);
-  __uint(max_entries, 65536);
-  __type(key, __u32);
-  __type(value, __u64);
-} servers SEC(".maps");
+SOCKMAP(servers);
 
 /* client socket cookie -> its server's slot in `servers` */
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 65536);
-  __type(key, __u64);
-  __type(value, __u32);
-} partner SEC(".maps");
+PARTNER_HASH(partner);
 
 SEC("sk_skb/stream_verdict")
 int to_server(struct __sk_buff *skb) {

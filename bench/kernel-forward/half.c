@@ -20,32 +20,14 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#define PROG "half"
+#include "pairs.h"
 
-#define MAX_FD 65536
-
-static int partner_of[MAX_FD];
 static char buf[65536];
-
-static int die(const char *what) {
-  fprintf(stderr, "half: %s: %s\n", what, strerror(errno));
-  return 1;
-}
 
 static struct sockaddr_in loopback(int port) {
   struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
   return a;
-}
-
-static void close_pair(int ep, int fd) {
-  int other = partner_of[fd];
-  epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
-  close(fd);
-  partner_of[fd] = -1;
-  if (other >= 0) {
-    epoll_ctl(ep, EPOLL_CTL_DEL, other, NULL);
-    close(other);
-    partner_of[other] = -1;
-  }
 }
 
 /* The server socket goes into `servers` before the client's cookie and socket are known to the verdict;
