@@ -326,7 +326,7 @@ export class Agent {
     this.log.info(result, plan.applied.length > 0 ? 'configuration reloaded' : 'configuration reloaded: nothing to apply');
     if (plan.needRestart.length > 0) this.log.warn({ settings: plan.needRestart }, 'these settings changed in the file but apply only when the agent restarts');
     if (plan.bootstrapOnly.length > 0) this.log.warn({ settings: plan.bootstrapOnly }, 'bootstrap.dcs is read only when the cluster is created; these changes have no effect');
-    if (pendingRestart.length > 0) this.log.warn({ settings: pendingRestart }, 'PostgreSQL takes these settings only at a restart (POST /restart)');
+    if (pendingRestart.length > 0) this.log.warn({ settings: pendingRestart }, 'PostgreSQL takes these settings only at a restart (baton node restart, or POST /restart)');
     // Publish the new tags now rather than at the next loop.
     this.trigger();
     return result;

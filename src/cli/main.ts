@@ -6,7 +6,7 @@ import { failover, setStandby, switchover, updateConfig } from '../agent/request
 import { BatonError, errorMessage, UsageError } from '../util/errors.js';
 import { formatLsn } from '../util/lsn.js';
 import { runAgent } from './agent-cmd.js';
-import { apiToken, reloadLines, reloadMember, reloadTargets } from './node-reload.js';
+import { apiToken, reloadLines, reloadMember, reloadTargets, restartMember } from './node-reload.js';
 import { DEFAULT_DIR, connectionUris, proxyUris, readLocalCluster } from './local-cluster.js';
 import { printPoolNodes, runProxy } from './proxy-cmd.js';
 import { splitHostPort } from '../config/load.js';
@@ -211,6 +211,12 @@ export function buildProgram(): Command {
         }
         if (refused > 0) throw new BatonError(`${refused} of ${targets.length} member(s) did not reload`, 'fix what is named above and run "baton node reload" again');
       }),
+    );
+  targetOptions(node.command('restart <member>').description('restart the PostgreSQL of a member in its role (to apply settings that wait for a restart)'))
+    .option('--token <token>', "the agents' REST API token (restapi.token; default: BATON_API_TOKEN, or the local cluster's)")
+    .option('--force', 'also restart the leader (its writes stop until it is back; a switchover first keeps them going)', false)
+    .action(async (member: string, o: TargetOptions & { token?: string; force: boolean }) =>
+      withTarget(o, async ({ store, local }) => restartMember(store, member, { token: apiToken(o.token, local), force: o.force, out })),
     );
   registerMembershipCommands(program, node, { out, targetOptions, withTarget });
   registerVerifyCommand(program, { out, targetOptions, withTarget });

@@ -1,5 +1,6 @@
-// `baton node reload [member]`: asks agents to read their configuration files again (POST /reload on
-// each one's REST API), and says per member what applied, what waits for a restart, and what was refused.
+// `baton node reload [member]` and `baton node restart <member>`: ask agents, through their REST API,
+// to read their configuration files again (POST /reload: per member, what applied, what waits for a
+// restart, what was refused) or to restart PostgreSQL in its role (POST /restart).
 import type { MemberRecord } from '../dcs/types.js';
 import { BatonError, UsageError } from '../util/errors.js';
 
@@ -18,11 +19,12 @@ function isReloadReply(v: unknown): v is ReloadReply {
   return ['applied', 'needRestart', 'bootstrapOnly', 'pendingRestart'].every((k) => Array.isArray(r[k]));
 }
 
-/** POST /reload on one agent; throws a BatonError with the agent's own message when it refuses. */
-export async function reloadMember(member: MemberRecord, token: string): Promise<ReloadReply> {
+/** POST `path` on a member's agent; the reply's JSON when it says yes, otherwise a BatonError with the
+ * agent's own message. */
+export async function postToAgent(member: MemberRecord, path: string, token: string): Promise<unknown> {
   let res: Response;
   try {
-    res = await fetch(`${member.apiUrl}/reload`, {
+    res = await fetch(`${member.apiUrl}${path}`, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
       body: '{}',
@@ -32,9 +34,16 @@ export async function reloadMember(member: MemberRecord, token: string): Promise
     throw new BatonError(`cannot reach the agent at ${member.apiUrl}: ${(err as Error).message}`, 'check that the agent runs ("baton status")');
   }
   const body: unknown = await res.json().catch(() => null);
-  if (res.ok && isReloadReply(body)) return body;
+  if (res.ok) return body;
   const said = typeof body === 'object' && body !== null ? ((body as { message?: unknown; error?: unknown }).message ?? (body as { error?: unknown }).error) : null;
   throw new BatonError(`${res.status}: ${typeof said === 'string' ? said : 'unexpected reply'}`);
+}
+
+/** POST /reload on one agent. */
+export async function reloadMember(member: MemberRecord, token: string): Promise<ReloadReply> {
+  const body = await postToAgent(member, '/reload', token);
+  if (!isReloadReply(body)) throw new BatonError(`unexpected reply from ${member.apiUrl}/reload`);
+  return body;
 }
 
 /** One line per kind of outcome, each naming the member. */
@@ -43,7 +52,7 @@ export function reloadLines(member: string, r: ReloadReply): string[] {
   if (r.applied.length > 0) lines.push(`${member}: applied ${r.applied.join(', ')}`);
   if (r.needRestart.length > 0) lines.push(`${member}: changed in the file, applies when the agent restarts: ${r.needRestart.join(', ')}`);
   if (r.bootstrapOnly.length > 0) lines.push(`${member}: read only when the cluster is created, no effect now: ${r.bootstrapOnly.join(', ')}`);
-  if (r.pendingRestart.length > 0) lines.push(`${member}: PostgreSQL takes these at its next restart (POST /restart): ${r.pendingRestart.join(', ')}`);
+  if (r.pendingRestart.length > 0) lines.push(`${member}: PostgreSQL takes these at its next restart (baton node restart ${member}): ${r.pendingRestart.join(', ')}`);
   if (lines.length === 0) lines.push(`${member}: nothing changed`);
   return lines;
 }
@@ -60,4 +69,34 @@ export function apiToken(option: string | undefined, local: { apiToken: string }
   const token = option ?? process.env.BATON_API_TOKEN ?? local?.apiToken;
   if (!token) throw new UsageError('reloading needs the agents\' REST API token', 'pass --token TOKEN or set BATON_API_TOKEN (restapi.token in the member configuration)');
   return token;
+}
+
+/** Restarts a member's PostgreSQL through its agent and waits until it runs in its role again. The
+ * leader is refused without `force`: its writes stop until it is back. */
+export async function restartMember(
+  store: { read(): Promise<{ leader: { name: string } | null; members: MemberRecord[] }> },
+  name: string,
+  o: { token: string; force: boolean; timeoutMs?: number; out: (line: string) => void },
+): Promise<void> {
+  const view = await store.read();
+  const [m] = reloadTargets(view.members, name);
+  if (view.leader?.name === name && !o.force) {
+    throw new UsageError(`${name} is the leader: restarting its PostgreSQL stops writes until it is back`, `switch over first ("baton switchover"), or pass --force`);
+  }
+  const said = await postToAgent(m!, '/restart', o.token);
+  o.out(`${name}: ${typeof said === 'object' && said !== null && typeof (said as { message?: unknown }).message === 'string' ? (said as { message: string }).message : 'restarting'}`);
+  const started = Date.now();
+  const deadline = started + (o.timeoutMs ?? 120_000);
+  // First it must be seen down (or restarted: a new postmaster), then up again in its role.
+  const oldPid = m!.postmasterPid;
+  for (;;) {
+    const now = (await store.read()).members.find((x) => x.name === name);
+    const back = now && now.postmasterPid !== null && now.postmasterPid !== oldPid && (now.state === 'running' || now.state === 'streaming');
+    if (back) {
+      o.out(`${name} is ${now.state} again (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+      return;
+    }
+    if (Date.now() > deadline) throw new BatonError(`${name} is not back after ${Math.round((Date.now() - started) / 1000)} s`, 'see "baton status" and its agent log');
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }

@@ -199,7 +199,7 @@ test('SIGHUP: a proxy reloads its file (live settings now, the rest at restart; 
 
 });
 
-test('an agent reloads its file (SIGHUP, baton node reload): tags reach the proxy, parameters reach PostgreSQL, a parameter PostgreSQL refuses changes nothing', async () => {
+test('an agent reloads its file (SIGHUP, baton node reload): tags reach the proxy, parameters reach PostgreSQL, a parameter PostgreSQL refuses changes nothing; baton node restart applies the rest', async () => {
   const leader = await t.leader();
   const m = t.member(t.c.members.find((x) => x.name !== leader.name)!.name);
   const original = fs.readFileSync(m.configFile, 'utf8');
@@ -280,8 +280,22 @@ test('an agent reloads its file (SIGHUP, baton node reload): tags reach the prox
     const all = await cli();
     assert.equal(all.code, 0, all.stderr);
     assert.match(all.stdout, new RegExp(`${m.name}: applied postgresql.parameters.shared_buffers`));
-    assert.match(all.stdout, new RegExp(`${m.name}: PostgreSQL takes these at its next restart \\(POST /restart\\): shared_buffers`));
+    assert.match(all.stdout, new RegExp(`${m.name}: PostgreSQL takes these at its next restart \\(baton node restart ${m.name}\\): shared_buffers`));
     assert.match(all.stdout, new RegExp(`${leader.name}: nothing changed`));
+    // baton node restart applies it; the leader is refused without --force.
+    const restart = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+      run(process.execPath, ['bin/baton.js', 'node', 'restart', ...args, '--dir', t.c.dir]).then(
+        (r) => ({ code: 0, ...r }),
+        (e: { code: number; stdout: string; stderr: string }) => e,
+      );
+    const refusedLeader = await restart(leader.name);
+    assert.equal(refusedLeader.code, 1);
+    assert.match(refusedLeader.stderr, new RegExp(`${leader.name} is the leader: restarting its PostgreSQL stops writes`));
+    const restarted = await restart(m.name);
+    assert.equal(restarted.code, 0, restarted.stderr);
+    assert.match(restarted.stdout, new RegExp(`${m.name} is streaming again \\(`));
+    assert.equal(await setting('shared_buffers'), '48MB');
+    assert.equal(await setting('work_mem'), '7MB');
     const badToken = await cli(m.name, '--token', 'not-the-token-at-all');
     assert.equal(badToken.code, 1);
     assert.match(badToken.stdout, /401: invalid API token/);
