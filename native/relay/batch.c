@@ -72,7 +72,9 @@ static void give_up_ring(worker_t *w) {
   io_uring_queue_exit(w->ring);
   free(w->ring);
   w->ring = NULL;
+  pthread_mutex_lock(&w->lock);
   snprintf(w->io, sizeof w->io, "plain: the io_uring failed");
+  pthread_mutex_unlock(&w->lock);
 }
 
 int batch_events(worker_t *w, struct epoll_event *ev, int n) {

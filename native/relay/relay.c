@@ -275,8 +275,9 @@ static void *worker_main(void *arg) {
       w->slots = NULL;
     }
   }
+  pthread_mutex_lock(&w->lock);
   snprintf(w->io, sizeof w->io, "%s%s", w->ring ? "io_uring" : "plain: ", w->ring ? "" : why);
-  __atomic_store_n(&w->io_known, 1, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&w->lock);
   w->window_start = now_ns();
   w->cpu_start = thread_cpu_ns();
   int64_t now = w->window_start; /* as of the end of the last batch: the clock is read once a batch */

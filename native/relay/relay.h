@@ -34,7 +34,7 @@ struct worker {
   int index;
   int epfd, wakefd;
   int sessions, load; /* read by other threads (atomics): relays it carries, load in per mille */
-  pthread_mutex_t lock; /* guards retired, shed, shed_to, forced */
+  pthread_mutex_t lock; /* guards retired, shed, shed_to, forced, io */
   relay_t *retired;
   int shed, shed_to;  /* sessions to move to thread shed_to as they show activity */
   int forced;         /* the shed was asked for (moveSessions), not decided by load */
@@ -43,8 +43,8 @@ struct worker {
   int received;       /* atomic: sessions moved in during this window (as unsteady) */
   struct io_uring *ring; /* batch.c's, made by the thread itself; NULL: one system call per recv and send */
   uint8_t (*slots)[READ_SIZE]; /* a buffer per read of a batch */
-  char io[96];        /* how it does its system calls: "io_uring", or "plain: " and why */
-  int io_known;       /* atomic: io is set */
+  char io[96];        /* how it does its system calls: "io_uring", or "plain: " and why; "" until the
+                       * thread has started (guarded by lock) */
   uint8_t rbuf[READ_SIZE];
 };
 

@@ -82,6 +82,12 @@ static void call_js(napi_env env, napi_value unused, void *context, void *data) 
     }                                                                   \
   } while (0)
 
+/* argv[0..n-1] of the call (undefined where the caller passed fewer) and argc, how many it passed. */
+#define ARGS(n)                \
+  size_t argc = (n);           \
+  napi_value argv[(n)];        \
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL))
+
 static napi_value throw_errno(napi_env env, const char *what) {
   char msg[160];
   snprintf(msg, sizeof msg, "native relay: %s: %s", what, strerror(errno));
@@ -103,9 +109,7 @@ static napi_value start_workers(napi_env env) {
 
 /* threads(n): how many relay threads to start with the first session (1..16); returns the count in use. */
 static napi_value set_threads(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(1);
   int32_t n;
   CHECK(napi_get_value_int32(env, argv[0], &n));
   if (n < 1 || n > MAX_THREADS) {
@@ -127,9 +131,7 @@ static void drop_refs(napi_env env, relay_t *r) {
 
 /* attach(clientFd, serverFd, state: Float64Array, checkPins, maxMessageLength, onHandback) -> handle */
 static napi_value attach(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(6);
   if (argc < 6) {
     napi_throw_type_error(env, NULL, "attach(clientFd, serverFd, state, checkPins, maxMessageLength, onHandback)");
     return NULL;
@@ -231,7 +233,10 @@ static napi_value thread_loads_js(napi_env env, napi_callback_info info) {
     CHECK(set_int(env, o, "sessions", t[i].sessions));
     CHECK(set_int(env, o, "load", t[i].load));
     /* Known once the thread has run its first lines; "starting" until then. */
-    const char *io = __atomic_load_n(&workers[i]->io_known, __ATOMIC_ACQUIRE) ? workers[i]->io : "starting";
+    char io[sizeof workers[i]->io] = "starting";
+    pthread_mutex_lock(&workers[i]->lock);
+    if (workers[i]->io[0]) memcpy(io, workers[i]->io, sizeof io);
+    pthread_mutex_unlock(&workers[i]->lock);
     napi_value v;
     CHECK(napi_create_string_utf8(env, io, NAPI_AUTO_LENGTH, &v));
     CHECK(napi_set_named_property(env, o, "io", v));
@@ -243,9 +248,7 @@ static napi_value thread_loads_js(napi_env env, napi_callback_info info) {
 /* moveSessions(from, to): thread `from` moves all its sessions to `to` as they show activity,
  * whatever the loads say (an operator's or a test's request). */
 static napi_value move_sessions(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(2);
   int32_t from, to;
   if (argc < 2 || napi_get_value_int32(env, argv[0], &from) != napi_ok || napi_get_value_int32(env, argv[1], &to) != napi_ok) {
     napi_throw_type_error(env, NULL, "moveSessions(from, to)");
@@ -262,9 +265,7 @@ static napi_value move_sessions(napi_env env, napi_callback_info info) {
 
 /* balance([{ sessions, load }], self) -> { pick, to, count }: the decisions of balance.c, for tests. */
 static napi_value balance_js(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(2);
   uint32_t n;
   int32_t self;
   if (argc < 2 || napi_get_array_length(env, argv[0], &n) != napi_ok || n < 1 || n > MAX_THREADS || napi_get_value_int32(env, argv[1], &self) != napi_ok) {
@@ -300,9 +301,7 @@ static napi_value kept_settings_js(napi_env env, napi_callback_info info) {
 
 /* sessionSetting(sql: Buffer) -> the lower-cased parameter name pin_session_setting finds, or null: for tests. */
 static napi_value session_setting_js(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(1);
   void *sql = NULL;
   size_t n = 0;
   if (argc < 1 || napi_get_buffer_info(env, argv[0], &sql, &n) != napi_ok) {
@@ -319,9 +318,7 @@ static napi_value session_setting_js(napi_env env, napi_callback_info info) {
 
 /* messageVerdict(type, body | null, flags = 0) -> 0 safe, 1 pins, 2 unsure, 3 a setting the relay may keep: the pin fast path, for tests. */
 static napi_value message_verdict(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  ARGS(3);
   uint32_t type;
   CHECK(napi_get_value_uint32(env, argv[0], &type));
   int32_t flags = 0;

@@ -6,7 +6,7 @@ import { failover, setStandby, switchover, updateConfig } from '../agent/request
 import { BatonError, errorMessage, UsageError } from '../util/errors.js';
 import { formatLsn } from '../util/lsn.js';
 import { runAgent } from './agent-cmd.js';
-import { apiToken, reloadLines, reloadMember, reloadTargets, restartMember } from './node-reload.js';
+import { apiToken, reloadLines, reloadMember, membersNamed, restartMember } from './node-reload.js';
 import { DEFAULT_DIR, connectionUris, proxyUris, readLocalCluster } from './local-cluster.js';
 import { printPoolNodes, runProxy } from './proxy-cmd.js';
 import { splitHostPort } from '../config/load.js';
@@ -199,7 +199,7 @@ export function buildProgram(): Command {
     .action(async (member: string | undefined, o: TargetOptions & { token?: string }) =>
       withTarget(o, async ({ store, local }) => {
         const token = apiToken(o.token, local);
-        const targets = reloadTargets((await store.read()).members, member);
+        const targets = membersNamed((await store.read()).members, member);
         let refused = 0;
         for (const m of targets) {
           try {

@@ -35,8 +35,15 @@ export async function postToAgent(member: MemberRecord, path: string, token: str
   }
   const body: unknown = await res.json().catch(() => null);
   if (res.ok) return body;
-  const said = typeof body === 'object' && body !== null ? ((body as { message?: unknown; error?: unknown }).message ?? (body as { error?: unknown }).error) : null;
-  throw new BatonError(`${res.status}: ${typeof said === 'string' ? said : 'unexpected reply'}`);
+  throw new BatonError(`${res.status}: ${messageOf(body) ?? 'unexpected reply'}`);
+}
+
+/** What an agent's reply says: `message` from actions, `error` from refusals (api-http.ts). */
+function messageOf(body: unknown): string | null {
+  if (typeof body !== 'object' || body === null) return null;
+  const b = body as { message?: unknown; error?: unknown };
+  const said = b.message ?? b.error;
+  return typeof said === 'string' ? said : null;
 }
 
 /** POST /reload on one agent. */
@@ -57,8 +64,8 @@ export function reloadLines(member: string, r: ReloadReply): string[] {
   return lines;
 }
 
-/** The members to reload: the one named, or all of them. */
-export function reloadTargets(members: MemberRecord[], name: string | undefined): MemberRecord[] {
+/** The member named, or all of them. */
+export function membersNamed(members: MemberRecord[], name: string | undefined): MemberRecord[] {
   if (name === undefined) return members;
   const m = members.find((x) => x.name === name);
   if (!m) throw new UsageError(`no member "${name}" in the cluster`, `members: ${members.map((x) => x.name).join(', ') || 'none'}`);
@@ -79,12 +86,11 @@ export async function restartMember(
   o: { token: string; force: boolean; timeoutMs?: number; out: (line: string) => void },
 ): Promise<void> {
   const view = await store.read();
-  const [m] = reloadTargets(view.members, name);
+  const [m] = membersNamed(view.members, name);
   if (view.leader?.name === name && !o.force) {
     throw new UsageError(`${name} is the leader: restarting its PostgreSQL stops writes until it is back`, `switch over first ("baton switchover"), or pass --force`);
   }
-  const said = await postToAgent(m!, '/restart', o.token);
-  o.out(`${name}: ${typeof said === 'object' && said !== null && typeof (said as { message?: unknown }).message === 'string' ? (said as { message: string }).message : 'restarting'}`);
+  o.out(`${name}: ${messageOf(await postToAgent(m!, '/restart', o.token)) ?? 'restarting'}`);
   const started = Date.now();
   const deadline = started + (o.timeoutMs ?? 120_000);
   // First it must be seen down (or restarted: a new postmaster), then up again in its role.

@@ -137,17 +137,22 @@ export class PostgresInstance {
     const pid = this.postmasterPid();
     if (changed && pid !== null) {
       this.log.info({ upstream: settings.upstream, sync: settings.synchronousStandbyNames }, 'configuration changed; reloading');
-      try {
-        await this.getPool().query('SELECT pg_reload_conf()');
-      } catch {
-        try {
-          process.kill(pid, 'SIGHUP'); // not accepting connections yet: the signal does the same
-        } catch {
-          /* exited meanwhile: it reads the files when it starts */
-        }
-      }
+      await this.reloadServer(pid);
     }
     return changed;
+  }
+
+  /** Makes a running server read its files again. */
+  private async reloadServer(pid: number): Promise<void> {
+    try {
+      await this.getPool().query('SELECT pg_reload_conf()');
+    } catch {
+      try {
+        process.kill(pid, 'SIGHUP'); // not accepting connections yet: the signal does the same
+      } catch {
+        /* exited meanwhile: it reads the files when it starts */
+      }
+    }
   }
 
   /**
@@ -183,9 +188,16 @@ export class PostgresInstance {
     // No await between these two: the HA loop, which rewrites the files from opts, sees both or neither.
     fs.renameSync(candidate, conf);
     this.opts.parameters = parameters;
-    if (this.postmasterPid() === null) return { pendingRestart: [] };
-    await this.getPool().query('SELECT pg_reload_conf()');
-    return { pendingRestart: await q.settingsPendingRestart(this.getPool()) };
+    const pid = this.postmasterPid();
+    if (pid === null) return { pendingRestart: [] };
+    await this.reloadServer(pid);
+    try {
+      return { pendingRestart: await q.settingsPendingRestart(this.getPool()) };
+    } catch (err) {
+      // The new file is in place and the server told to read it; only the report is missing.
+      this.log.warn({ err: (err as Error).message }, 'parameters applied, but PostgreSQL could not be asked which wait for a restart');
+      return { pendingRestart: [] };
+    }
   }
 
   /**
