@@ -7,7 +7,8 @@ import type { Logger } from '../util/log.js';
 import { executeAdminQuery, type AdminBackend } from './admin-commands.js';
 import { MessageReader, ProtocolError, StartupReader, parseQuery, parseSaslInitialResponse, parseSaslResponse, type Message } from './protocol.js';
 import { encodeAuthenticationOk, encodeAuthenticationSasl, encodeBackendKeyData, encodeErrorResponse, encodeParameterStatus, encodeReadyForQuery } from './protocol-encode.js';
-import { SCRAM_MECHANISM, scramServerFinal, scramServerFirst, scramVerifier, type ScramExchange, type ScramVerifier } from './scram.js';
+import { scramMechanisms, scramServerFinal, scramServerFirst, scramVerifier, type ScramExchange, type ScramVerifier } from './scram.js';
+import { tlsServerEndPoint } from './tls-binding.js';
 
 export type { AdminBackend, AdminRow, PoolNodeRow } from './admin-commands.js';
 export { CLIENT_COLUMNS, POOL_NODES_COLUMNS, SERVER_COLUMNS, STATS_COLUMNS } from './admin-commands.js';
@@ -90,6 +91,12 @@ function verifierCache(): (password: string) => ScramVerifier {
   };
 }
 
+/** The channel binding data of a TLS connection's own certificate. */
+function bindingOf(socket: tls.TLSSocket): Buffer | null {
+  const cert = socket.getCertificate();
+  return cert && 'raw' in cert ? tlsServerEndPoint(cert.raw) : null;
+}
+
 function serveConnection(raw: net.Socket, opts: AdminConsoleOptions, parentLog: Logger, verifierOf: (password: string) => ScramVerifier): void {
   /** The client's stream: the TCP socket, or the TLS socket over it once an SSLRequest was accepted. */
   let socket: net.Socket = raw;
@@ -99,6 +106,9 @@ function serveConnection(raw: net.Socket, opts: AdminConsoleOptions, parentLog: 
   let phase: Phase = 'startup';
   let user = '';
   let scram: ScramExchange | null = null;
+  /** The tls-server-end-point data of this connection once it is TLS; null in cleartext or for a
+   * certificate that names no hash to bind with. */
+  let binding: Buffer | null = null;
   let busy = false; // a message is being handled (commands may be async)
   let skipToSync = false; // an extended-protocol error was sent; discard until Sync
 
@@ -169,7 +179,8 @@ function serveConnection(raw: net.Socket, opts: AdminConsoleOptions, parentLog: 
         if (opts.password === null) ready();
         else {
           phase = 'sasl-initial';
-          send(encodeAuthenticationSasl(10, `${SCRAM_MECHANISM}\0\0`));
+          binding = socket instanceof tls.TLSSocket ? bindingOf(socket) : null;
+          send(encodeAuthenticationSasl(10, scramMechanisms(binding).map((m) => `${m}\0`).join('') + '\0'));
         }
         if (rest.length > 0) reader.push(rest);
         return;
@@ -181,8 +192,7 @@ function serveConnection(raw: net.Socket, opts: AdminConsoleOptions, parentLog: 
       if (msg.type !== T_PASSWORD) return fatal('08P01', `expected a SASL response, got '${String.fromCharCode(msg.type)}'`);
       if (phase === 'sasl-initial') {
         const { mechanism, data } = parseSaslInitialResponse(msg.frame);
-        if (mechanism !== SCRAM_MECHANISM) return fatal('28000', `SASL mechanism ${mechanism} is not offered; ${SCRAM_MECHANISM} is`);
-        scram = scramServerFirst(data, verifierOf(opts.password ?? ''));
+        scram = scramServerFirst(mechanism, data, verifierOf(opts.password ?? ''), binding);
         phase = 'sasl-final';
         return send(encodeAuthenticationSasl(11, scram.serverFirst));
       }

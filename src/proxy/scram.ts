@@ -1,12 +1,16 @@
-// SCRAM-SHA-256 (RFC 5802, RFC 7677), both sides, no channel binding (the mechanism is SCRAM-SHA-256,
-// not -PLUS). The client (ScramClient) logs the proxy in to a server when it moves a session; the
-// server side (scramServerFirst, scramServerFinal) lets the admin console check a password that never
-// crosses the network. Both derive their keys in scramKeys.
+// SCRAM-SHA-256 (RFC 5802, RFC 7677). The client (ScramClient) logs the proxy in to a server when it
+// moves a session, without channel binding (that leg is not TLS). The server side (scramServerFirst,
+// scramServerFinal) lets the admin console check a password that never crosses the network, and over
+// TLS offers SCRAM-SHA-256-PLUS with tls-server-end-point binding (tls-binding.ts), so that a client
+// with channel_binding=require knows no one in the middle terminated its TLS. Both sides derive their
+// keys in scramKeys.
 import crypto from 'node:crypto';
 import { ProtocolError } from './protocol.js';
 import { encodeMessage as message } from './protocol-encode.js';
+import { TLS_SERVER_END_POINT } from './tls-binding.js';
 
 export const SCRAM_MECHANISM = 'SCRAM-SHA-256';
+export const SCRAM_PLUS_MECHANISM = 'SCRAM-SHA-256-PLUS';
 const ITERATIONS = 4096;
 
 const hmac = (key: Buffer, data: string): Buffer => crypto.createHmac('sha256', key).update(data).digest();
@@ -76,19 +80,52 @@ export function scramVerifier(password: string, salt = crypto.randomBytes(16)): 
 export interface ScramExchange {
   clientFirstBare: string;
   serverFirst: string;
-  gs2Header: string;
+  /** What the client-final-message's c= must hold, base64: the GS2 header, then the binding data when bound. */
+  expectedBinding: string;
   nonce: string;
   verifier: ScramVerifier;
 }
 
-/** Answers a client-first-message ("n,,n=user,r=nonce"): the server-first-message to send. */
-export function scramServerFirst(clientFirst: string, verifier: ScramVerifier, serverNonce = crypto.randomBytes(18).toString('base64')): ScramExchange {
-  if (clientFirst.startsWith('p=')) throw new ProtocolError('SCRAM channel binding is not offered here: connect with channel_binding=disable or prefer', '28000');
-  const m = /^([ny]),(a=[^,]*)?,(n=[^,]*,r=([^,]+)(?:,.*)?)$/.exec(clientFirst);
+/** The mechanisms a server offers: -PLUS first when it has channel binding data (over TLS). */
+export function scramMechanisms(binding: Buffer | null): string[] {
+  return binding ? [SCRAM_PLUS_MECHANISM, SCRAM_MECHANISM] : [SCRAM_MECHANISM];
+}
+
+/**
+ * Answers a client-first-message ("n,,n=user,r=nonce", or "p=tls-server-end-point,,..." for -PLUS):
+ * the server-first-message to send. binding is the tls-server-end-point data of the connection, null
+ * when it is not TLS. The checks are PostgreSQL's: the GS2 flag must agree with the mechanism chosen,
+ * and a client that says it could bind but thinks the server cannot ("y") while the server can is
+ * refused, since a man in the middle may have removed -PLUS from the offer (RFC 5802, section 6).
+ */
+export function scramServerFirst(
+  mechanism: string,
+  clientFirst: string,
+  verifier: ScramVerifier,
+  binding: Buffer | null,
+  serverNonce = crypto.randomBytes(18).toString('base64'),
+): ScramExchange {
+  const plus = mechanism === SCRAM_PLUS_MECHANISM;
+  if (!plus && mechanism !== SCRAM_MECHANISM) {
+    throw new ProtocolError(`SASL mechanism ${mechanism} is not offered; ${scramMechanisms(binding).join(' and ')} ${binding ? 'are' : 'is'}`, '28000');
+  }
+  if (plus && !binding) throw new ProtocolError('SCRAM channel binding is offered only over TLS: connect with sslmode=require, or channel_binding=disable', '28000');
+  const m = /^(n|y|p=([^,]*)),(a=[^,]*)?,(n=[^,]*,r=([^,]+)(?:,.*)?)$/.exec(clientFirst);
   if (!m) throw new ProtocolError('malformed SCRAM client-first-message', '08P01');
-  if (m[2]) throw new ProtocolError('SCRAM authorization identities are not supported', '28000');
-  const nonce = m[4]! + serverNonce;
-  return { clientFirstBare: m[3]!, serverFirst: `r=${nonce},s=${verifier.salt.toString('base64')},i=${ITERATIONS}`, gs2Header: `${m[1]},,`, nonce, verifier };
+  const flag = m[1]!;
+  if (flag.startsWith('p=')) {
+    if (!plus) throw new ProtocolError('the client selected SCRAM-SHA-256 without channel binding, but the SCRAM message includes channel binding data', '08P01');
+    if (m[2] !== TLS_SERVER_END_POINT) throw new ProtocolError(`unsupported SCRAM channel-binding type "${m[2]}": only ${TLS_SERVER_END_POINT} is`, '08P01');
+  } else if (plus) {
+    throw new ProtocolError('the client selected SCRAM-SHA-256-PLUS, but the SCRAM message does not include channel binding data', '08P01');
+  } else if (flag === 'y' && binding) {
+    throw new ProtocolError('SCRAM channel binding negotiation error: the client supports channel binding but thinks the server does not, and this server does', '08P01');
+  }
+  if (m[3]) throw new ProtocolError('SCRAM authorization identities are not supported', '28000');
+  const gs2Header = Buffer.from(`${flag},,`);
+  const expectedBinding = (plus ? Buffer.concat([gs2Header, binding!]) : gs2Header).toString('base64');
+  const nonce = m[5]! + serverNonce;
+  return { clientFirstBare: m[4]!, serverFirst: `r=${nonce},s=${verifier.salt.toString('base64')},i=${ITERATIONS}`, expectedBinding, nonce, verifier };
 }
 
 /** Checks a client-final-message ("c=...,r=...,p=proof") against the verifier: the server-final-message
@@ -96,7 +133,7 @@ export function scramServerFirst(clientFirst: string, verifier: ScramVerifier, s
 export function scramServerFinal(x: ScramExchange, clientFinal: string): string | null {
   const m = /^c=([^,]*),r=([^,]*)(?:,.*)?,p=([A-Za-z0-9+/=]+)$/.exec(clientFinal);
   if (!m) throw new ProtocolError('malformed SCRAM client-final-message', '08P01');
-  if (m[1] !== Buffer.from(x.gs2Header).toString('base64')) throw new ProtocolError('SCRAM channel binding does not match the client-first-message', '08P01');
+  if (m[1] !== x.expectedBinding) throw new ProtocolError('SCRAM channel binding check failed: the binding data does not match this connection', '08P01');
   if (m[2] !== x.nonce) throw new ProtocolError('SCRAM nonce does not match', '08P01');
   const proof = Buffer.from(m[3]!, 'base64');
   const authMessage = `${x.clientFirstBare},${x.serverFirst},${clientFinal.slice(0, clientFinal.lastIndexOf(',p='))}`;

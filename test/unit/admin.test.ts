@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
@@ -315,5 +318,69 @@ describe('admin console', () => {
     } finally {
       await open.close();
     }
+  });
+});
+
+describe('admin console over TLS: SCRAM-SHA-256-PLUS', { skip: !existsSync(PSQL) && 'psql not installed' }, () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'baton-admin-tls-'));
+  const consoles: { close: () => Promise<void> }[] = [];
+
+  /** A console serving a fresh self-signed certificate made with these openssl req arguments. */
+  async function tlsConsole(name: string, keyArgs: string[]): Promise<number> {
+    const [key, cert] = [path.join(dir, `${name}.key`), path.join(dir, `${name}.pem`)];
+    await promisify(execFile)('openssl', ['req', '-x509', ...keyArgs, '-nodes', '-days', '1', '-subj', '/CN=localhost', '-keyout', key, '-out', cert]);
+    const context = tls.createSecureContext({ key: readFileSync(key), cert: readFileSync(cert) });
+    const started = await startAdminConsole({ host: '127.0.0.1', port: 0, password: PASSWORD, tls: context, backend: new TestBackend(), logger: silentLogger(), cluster: 'test' });
+    consoles.push(started);
+    return started.port;
+  }
+
+  /** SHOW STATS as psql -At prints TestBackend's one row. */
+  const STATS_LINE = 'pg1|1||||42|||';
+
+  /** psql's one-line answer to SHOW STATS, or its error. */
+  async function psql(port: number, conninfo: string, password = PASSWORD): Promise<string> {
+    try {
+      const { stdout } = await promisify(execFile)(PSQL, ['-X', '-Atc', 'SHOW STATS', `host=127.0.0.1 port=${port} user=admin dbname=baton connect_timeout=5 ${conninfo}`], {
+        env: { ...process.env, PGPASSWORD: password },
+        timeout: 10_000,
+      });
+      return stdout.trim();
+    } catch (err) {
+      return String((err as { stderr?: string }).stderr ?? err).trim();
+    }
+  }
+
+  after(async () => {
+    await Promise.all(consoles.map((c) => c.close()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('libpq with channel_binding=require logs in, with SHA-256 and SHA-384 certificates; a wrong password is still refused', async () => {
+    for (const [name, args] of [['rsa', ['-newkey', 'rsa:2048', '-sha256']], ['ec384', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-384', '-sha384']]] as const) {
+      const port = await tlsConsole(name, [...args]);
+      assert.equal(await psql(port, 'sslmode=require channel_binding=require'), STATS_LINE, name);
+      assert.match(await psql(port, 'sslmode=require channel_binding=require', 'wrong'), /password authentication failed for user "admin"/, name);
+      // In cleartext there is nothing to bind to: libpq refuses before it sends a password.
+      assert.match(await psql(port, 'sslmode=disable channel_binding=require'), /channel binding (is )?required/, name);
+      assert.equal(await psql(port, 'sslmode=disable'), STATS_LINE, name);
+    }
+  });
+
+  it('pg (node-postgres) with enableChannelBinding logs in over TLS', async () => {
+    const port = await tlsConsole('pg', ['-newkey', 'rsa:2048']);
+    const c = new pg.Client({ host: '127.0.0.1', port, user: 'admin', database: 'baton', password: PASSWORD, ssl: { rejectUnauthorized: false }, enableChannelBinding: true });
+    await c.connect();
+    try {
+      assert.equal((await c.query('SHOW POOL_NODES')).rows.length, 2);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('a certificate that names no hash to bind with (Ed25519): no -PLUS offered, and a client that can do without it gets in', async () => {
+    const port = await tlsConsole('ed25519', ['-newkey', 'ed25519']);
+    assert.equal(await psql(port, 'sslmode=require channel_binding=prefer'), STATS_LINE);
+    assert.match(await psql(port, 'sslmode=require channel_binding=require'), /did not offer an authentication method that supports channel binding/);
   });
 });
