@@ -6,10 +6,16 @@
 // could reach at best.
 //
 //   node --import tsx bench/proxy.ts [--seconds S] [--clients 8,32] [--workloads select-only,simple-update] [--rounds N] [--json FILE] [--kernel-forward]
-//                                    [--paths direct,baton,pgbouncer] [--load 0.3] [--no-huge-pages]
+//                                    [--paths direct,baton,pgbouncer] [--load 0.3] [--no-huge-pages] [--server-tcp]
+//
+// Every relay reaches the leader the same way: through its Unix socket, as Baton's proxy does with a
+// server on its own host (use_local_socket) and as PgBouncer is usually deployed, PgBouncer and HAProxy
+// configured alike. --server-tcp makes them all use TCP instead (for baton, a second proxy with
+// use_local_socket: false). kernel-fwd always forwards to TCP. pgbench reaches every path over TCP.
 //
 // --paths may also name baton-plain: a second Baton proxy whose native relay makes one system call per
-// recv and send (BATON_RELAY_IO=plain) instead of batching them per wake-up with io_uring.
+// recv and send (BATON_RELAY_IO=plain) instead of batching them per wake-up with io_uring; and
+// baton-tcp: a second Baton proxy that reaches the leader over TCP (use_local_socket: false).
 //
 // --paths runs only those paths (direct always among them: every ratio is to it), so that many short
 // rounds fit in a run: baton and PgBouncer measured seconds apart, round after round, are a paired
@@ -38,7 +44,7 @@ import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { BenchAbort, BenchCluster, runningLeader, sleep } from './lib/cluster.js';
-import { daemons, startBatonPlainProxy, startBatonTsProxy, startHaproxy, startKernelForward, startPgbouncer, versions } from './lib/proxy-daemons.js';
+import { daemons, describeBackend, startBatonPlainProxy, startBatonTcpProxy, startBatonTsProxy, startHaproxy, startKernelForward, startPgbouncer, versions } from './lib/proxy-daemons.js';
 import { ALL_WORKLOADS, PATHS, pgbench, pgbenchInit, running, WORKLOADS, type PathName, type PgbenchResult, type RunSpec, type Target, type Workload } from './lib/proxy-pgbench.js';
 import { compare, driftLines, markdownTable, medians, pairedLines, table, verdicts } from './lib/proxy-report.js';
 import { machine } from './lib/report.js';
@@ -65,6 +71,8 @@ interface Options {
   paths: PathName[];
   /** Hold each run to this fraction of a direct run's tps (pgbench -R), or null: as fast as they can. */
   load: number | null;
+  /** The relays reach the leader over TCP rather than through its Unix socket. */
+  serverTcp: boolean;
 }
 
 const MAX_ROUNDS = 60;
@@ -83,6 +91,7 @@ function options(): Options {
       json: { type: 'string' },
       'kernel-forward': { type: 'boolean', default: false },
       'no-huge-pages': { type: 'boolean', default: false },
+      'server-tcp': { type: 'boolean', default: false },
       paths: { type: 'string' },
       load: { type: 'string' },
     },
@@ -103,7 +112,7 @@ function options(): Options {
     throw new BenchAbort(`--workloads must be a comma-separated list of ${ALL_WORKLOADS.join(', ')} (got ${values.workloads})`);
   }
   const kernelForward = values['kernel-forward'];
-  const known: PathName[] = kernelForward ? [...PATHS, 'kernel-fwd', 'baton-plain'] : [...PATHS, 'baton-plain'];
+  const known: PathName[] = [...PATHS, 'baton-plain', 'baton-tcp', ...(kernelForward ? ['kernel-fwd' as const] : [])];
   const paths = values.paths === undefined ? [...PATHS, ...(kernelForward ? ['kernel-fwd'] : [])] : values.paths.split(',').map((s) => s.trim());
   const bad = paths.filter((p) => !(known as string[]).includes(p));
   if (bad.length > 0 || new Set(paths).size !== paths.length || !paths.includes('direct')) {
@@ -112,9 +121,10 @@ function options(): Options {
         (bad.includes('kernel-fwd') ? '; kernel-fwd needs --kernel-forward' : ''),
     );
   }
+  if (values['server-tcp'] && paths.includes('baton-tcp')) throw new BenchAbort('--server-tcp measures baton over TCP already: leave baton-tcp out of --paths');
   const load = values.load === undefined ? null : Number(values.load);
   if (load !== null && !(load > 0 && load < 1)) throw new BenchAbort(`--load must be a fraction of the direct path's tps between 0 and 1, such as 0.3 (got ${values.load})`);
-  return { seconds, clients, workloads: workloads.filter(isWorkload), rounds, json: values.json ?? null, kernelForward, paths: paths as PathName[], load, noHugePages: values['no-huge-pages'] };
+  return { seconds, clients, workloads: workloads.filter(isWorkload), rounds, json: values.json ?? null, kernelForward, paths: paths as PathName[], load, noHugePages: values['no-huge-pages'], serverTcp: values['server-tcp'] };
 }
 
 function rotate<T>(xs: readonly T[], by: number): T[] {
@@ -214,22 +224,33 @@ async function main(): Promise<number> {
     await db.query("SET application_name = 'baton-bench'");
     const baseline = await otherBackends(db);
 
-    const backend = { host, port: leader.pgPort };
+    const socket = leaderRec.localSocket?.path;
+    if (!o.serverTcp && !socket) throw new BenchAbort(`${leader.name} publishes no Unix socket: run with --server-tcp`);
+    const backend = { host, port: leader.pgPort, socket: o.serverTcp ? undefined : socket };
+    log(`the relays reach the leader ${backend.socket ? `through its Unix socket ${backend.socket}` : 'over TCP (--server-tcp)'}`);
     const want = (path: PathName): boolean => o.paths.includes(path);
     const targets: Partial<Record<PathName, Target>> = { direct, baton: { ...direct, port: proxy.readWritePort } };
     // kernel-fwd's work runs in softirqs and kernel workers, charged to no process of its own: not measured.
     const relayPids: Partial<Record<PathName, number | null>> = { direct: null, baton: proxy.pid };
+    if ((o.serverTcp && want('baton')) || want('baton-tcp')) { // never both (options())
+      const tcp = await startBatonTcpProxy(proxy.configFile, host);
+      if (life.aborted) return 130;
+      const as: PathName = want('baton-tcp') ? 'baton-tcp' : 'baton';
+      log(`baton proxy with use_local_socket: false (pid ${tcp.pid ?? '?'}) on ${host}:${tcp.port}, measured as ${as}`);
+      targets[as] = { ...direct, port: tcp.port };
+      relayPids[as] = tcp.pid ?? null;
+    }
     if (want('haproxy')) {
       const haproxy = await startHaproxy(backend);
       if (life.aborted) return 130;
-      log(`haproxy (pid ${haproxy.pid ?? '?'}) on ${host}:${haproxy.port} -> ${host}:${leader.pgPort}`);
+      log(`haproxy (pid ${haproxy.pid ?? '?'}) on ${host}:${haproxy.port} -> ${describeBackend(backend)}`);
       targets.haproxy = { ...direct, port: haproxy.port };
       relayPids.haproxy = haproxy.pid ?? null;
     }
     if (want('pgbouncer')) {
       const pgbouncer = await startPgbouncer(backend, user, password, Math.max(...o.clients));
       if (life.aborted) return 130;
-      log(`pgbouncer (pid ${pgbouncer.pid ?? '?'}) on ${host}:${pgbouncer.port} -> ${host}:${leader.pgPort}`);
+      log(`pgbouncer (pid ${pgbouncer.pid ?? '?'}) on ${host}:${pgbouncer.port} -> ${describeBackend(backend)}`);
       targets.pgbouncer = { ...direct, port: pgbouncer.port };
       relayPids.pgbouncer = pgbouncer.pid ?? null;
     }
@@ -268,7 +289,7 @@ async function main(): Promise<number> {
       const serverPid = bc.postmasterPid(leader.name);
       if (!serverPid) throw new BenchAbort(`${leader.name}'s postmaster is not running`);
       // The native relay's threads carry baton's sessions; its main thread only logs them in.
-      const relayThreads = spec.path === 'baton' || spec.path === 'baton-plain' ? /^baton-relay-/ : undefined;
+      const relayThreads = spec.path.startsWith('baton') && spec.path !== 'baton-ts' ? /^baton-relay-/ : undefined;
       return pgbench(target, spec, { relayPid: relayPids[spec.path] ?? null, relayThreads, serverPid });
     };
 
@@ -327,11 +348,11 @@ async function main(): Promise<number> {
     for (const line of drift.lines) log(line);
     log('');
     log(`Machine: ${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB memory, ${m.os}, Node ${m.node}. Date: ${m.date}.`);
-    log(`Versions: ${v.haproxy}; ${v.pgbouncer}; ${v.pgbench}. pgbench -s ${SCALE}, ${o.seconds} s per run, -j ${THREADS}, simple protocol, huge pages ${hugePages}, median of ${o.rounds} round(s)${o.load === null ? '' : `, held to ${o.load} of direct's tps (-R)`}.`);
+    log(`Versions: ${v.haproxy}; ${v.pgbouncer}; ${v.pgbench}. pgbench -s ${SCALE}, ${o.seconds} s per run, -j ${THREADS}, simple protocol, huge pages ${hugePages}, relays to the leader over ${o.serverTcp ? 'TCP' : 'its Unix socket'}, median of ${o.rounds} round(s)${o.load === null ? '' : `, held to ${o.load} of direct's tps (-R)`}.`);
     log('');
     log(markdownTable(rows));
     if (o.json) {
-      const doc = { machine: m, versions: v, scale: SCALE, seconds: o.seconds, clients: o.clients, rounds: o.rounds, load: o.load, hugePages, leader: leader.name, results: rows, runs: results, verdicts: vs, paired, drift };
+      const doc = { machine: m, versions: v, scale: SCALE, seconds: o.seconds, clients: o.clients, rounds: o.rounds, load: o.load, hugePages, serverLeg: o.serverTcp ? 'tcp' : 'unix socket', leader: leader.name, results: rows, runs: results, verdicts: vs, paired, drift };
       fs.writeFileSync(o.json, JSON.stringify(doc, null, 2) + '\n');
       log(`\nraw results written to ${o.json}`);
     }

@@ -7,7 +7,7 @@
 //
 // One local 3-member cluster with its proxy (`baton up`). Each round picks a replica (alternating),
 // opens --readers sessions on the read-only port that the balancing put on it, and has each run
-// `SELECT inet_server_port(), count(*) FROM t`, pausing --pause-ms between two queries (0: back to
+// `SELECT current_setting('port'), count(*) FROM t`, pausing --pause-ms between two queries (0: back to
 // back, a client that is idle only between its queries). Then it pauses that replica's replay
 // and writes 3 MB on the leader, plus a row every 100 ms. Per reader it records:
 //   switch: from the moment etcd shows the replica more than 1 MB behind to the first answer from the
@@ -64,7 +64,7 @@ async function reader(connect: () => pg.Client, port: number, pauseMs: number): 
   for (let i = 0; i < 10 && !client; i++) {
     const c = connect();
     await c.connect();
-    const at = (await c.query<{ port: number }>('SELECT inet_server_port() AS port')).rows[0]!.port;
+    const at = (await c.query<{ port: number }>("SELECT current_setting('port')::int AS port")).rows[0]!.port;
     if (at === port) client = c;
     else await c.end();
   }
@@ -75,7 +75,7 @@ async function reader(connect: () => pg.Client, port: number, pauseMs: number): 
     while (!r.stop) {
       const t0 = performance.now();
       try {
-        const row = (await r.client.query<{ port: number; n: number }>('SELECT inet_server_port() AS port, (SELECT count(*) FROM t)::int AS n')).rows[0]!;
+        const row = (await r.client.query<{ port: number; n: number }>("SELECT current_setting('port')::int AS port, (SELECT count(*) FROM t)::int AS n")).rows[0]!;
         const t1 = performance.now();
         r.maxLatencyMs = Math.max(r.maxLatencyMs, t1 - t0);
         if (row.n < seen) r.backInTime++;

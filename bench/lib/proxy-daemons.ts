@@ -16,6 +16,12 @@ import { BenchAbort, sleep } from './cluster.js';
 export interface Backend {
   host: string;
   port: number;
+  /** The server's Unix socket (…/.s.PGSQL.<port>): relays that take it connect there instead of host:port. */
+  socket?: string | undefined;
+}
+
+export function describeBackend(b: Backend): string {
+  return b.socket ?? `${b.host}:${b.port}`;
 }
 
 /** Every daemon started (stopped or not), so an abort can stop them all. */
@@ -108,7 +114,7 @@ export async function startHaproxy(backend: Backend): Promise<Daemon> {
       `  bind ${backend.host}:${port}`,
       '  default_backend leader',
       'backend leader',
-      `  server leader ${backend.host}:${backend.port}`,
+      backend.socket ? `  server leader unix@${backend.socket}` : `  server leader ${backend.host}:${backend.port}`,
       '',
     ].join('\n'),
   );
@@ -132,7 +138,8 @@ export async function startPgbouncer(backend: Backend, user: string, password: s
     ini,
     [
       '[databases]',
-      `postgres = host=${backend.host} port=${backend.port} dbname=postgres`,
+      // A socket directory as host: PgBouncer connects to <dir>/.s.PGSQL.<port>.
+      `postgres = host=${backend.socket ? path.dirname(backend.socket) : backend.host} port=${backend.port} dbname=postgres`,
       '',
       '[pgbouncer]',
       `listen_addr = ${backend.host}`,
@@ -166,7 +173,7 @@ const BATON = fileURLToPath(new URL('../../bin/baton.js', import.meta.url));
 /** A second `baton proxy` for the cluster, with the cluster proxy's config but its own ports and
  * `relay: js`: the TypeScript relay measured beside the native one. */
 /** A second Baton proxy for the cluster, on free ports, with the cluster proxy's other settings. */
-async function startSecondProxy(name: string, clusterProxyConfig: string, host: string, relay: 'js' | 'native', env: Record<string, string> = {}): Promise<Daemon> {
+async function startSecondProxy(name: string, clusterProxyConfig: string, host: string, relay: 'js' | 'native', env: Record<string, string> = {}, settings: Record<string, unknown> = {}): Promise<Daemon> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `baton-bench-${name}-`));
   const cfg = YAML.parse(fs.readFileSync(clusterProxyConfig, 'utf8')) as Record<string, unknown>;
   const port = await freePort(host);
@@ -174,6 +181,7 @@ async function startSecondProxy(name: string, clusterProxyConfig: string, host: 
   cfg.listen = { read_write: `${host}:${port}`, read_only: `${host}:${others[0]}`, admin: `${host}:${others[1]}` };
   cfg.relay = relay;
   cfg.name = name;
+  Object.assign(cfg, settings);
   const file = path.join(dir, 'proxy.yml');
   fs.writeFileSync(file, YAML.stringify(cfg), { mode: 0o600 });
   const d = launch(name, process.execPath, [BATON, 'proxy', '--config', file], dir, host, port, undefined, env);
@@ -188,6 +196,11 @@ export function startBatonTsProxy(clusterProxyConfig: string, host: string): Pro
 /** The native relay with a system call per recv and send, to measure what batching them saves. */
 export function startBatonPlainProxy(clusterProxyConfig: string, host: string): Promise<Daemon> {
   return startSecondProxy('baton-plain', clusterProxyConfig, host, 'native', { BATON_RELAY_IO: 'plain' });
+}
+
+/** The cluster's proxy as it is, but reaching the leader over TCP (use_local_socket: false). */
+export function startBatonTcpProxy(clusterProxyConfig: string, host: string): Promise<Daemon> {
+  return startSecondProxy('baton-tcp', clusterProxyConfig, host, 'native', {}, { use_local_socket: false });
 }
 
 const KERNEL_FORWARD_SRC = fileURLToPath(new URL('../kernel-forward/', import.meta.url));

@@ -64,7 +64,7 @@ export const PATHS = ['direct', 'baton', 'baton-ts', 'haproxy', 'pgbouncer'] as 
 /** kernel-fwd (with --kernel-forward): bench/kernel-forward, a plain TCP forwarder in a BPF sockmap. */
 /** Not run unless named in --paths: kernel-fwd (with --kernel-forward), baton-plain (a second proxy
  * whose native relay makes one system call per recv and send: BATON_RELAY_IO=plain). */
-export type PathName = (typeof PATHS)[number] | 'kernel-fwd' | 'baton-plain';
+export type PathName = (typeof PATHS)[number] | 'kernel-fwd' | 'baton-plain' | 'baton-tcp';
 
 export interface Target {
   host: string;

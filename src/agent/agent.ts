@@ -260,6 +260,7 @@ export class Agent {
       updatedAt: new Date().toISOString(),
       problem: this.mem.problem,
       ...(this.mem.clone ? { clone: { ...this.mem.clone } } : {}),
+      localSocket: this.pg.localSocket(),
     };
     if (!this.mem.lease) return;
     // Skip a write that would change nothing but the timestamp (the lease shows liveness);

@@ -49,6 +49,9 @@ export interface MemberRecord {
   problem: string | null;
   /** While the member is being cloned: from whom and how far (absent otherwise). */
   clone?: CloneStatus;
+  /** PostgreSQL's Unix socket on the member's host, and the token written beside it: a proxy on the
+   * same host that finds the same token there reaches the server through the socket, not TCP. */
+  localSocket?: { path: string; token: string };
 }
 
 export interface CloneStatus {

@@ -38,6 +38,9 @@ export function slotName(member: string): string {
  * pg_rewind 15 fails copying the source's socket file ("could not open file .s.PGSQL.5432 ... No such device
  * or address"), and a failed pg_rewind leaves the target unusable.
  */
+/** The file beside the socket that holds the instance's token (MemberRecord.localSocket). */
+export const SOCKET_TOKEN_FILE = 'baton-socket-token';
+
 export function socketDirFor(dataDir: string): string {
   return `${path.resolve(dataDir)}.sock`;
 }
@@ -135,7 +138,7 @@ function hbaAddress(host: string): string {
 }
 
 /**
- * pg_hba.conf: peer on the Unix socket, passwords (SCRAM) over TCP from loopback and from member hosts only;
+ * pg_hba.conf: passwords (SCRAM) on the Unix socket, over TCP from loopback and from member hosts only;
  * replication (streaming, pg_basebackup) for the replication user and the superuser from the same places.
  * Nothing is open to other addresses.
  */
@@ -146,7 +149,9 @@ export function pgHbaConf(
   const hosts = ['127.0.0.1', '::1', ...settings.memberHosts.filter((h) => h.trim() !== '')];
   const unique = [...new Set(hosts.map(hbaAddress))];
   const users = [...new Set([opts.replication.username, opts.superuser.username])].map(hbaUser);
-  const lines = ['# TYPE  DATABASE     USER  ADDRESS  METHOD', 'local all all peer'];
+  // Passwords on the socket too: a proxy on this host relays its clients' logins through it, and
+  // peer would check the proxy's OS user instead of the client's password.
+  const lines = ['# TYPE  DATABASE     USER  ADDRESS  METHOD', 'local all all scram-sha-256'];
   for (const addr of unique) lines.push(`host all all ${addr} scram-sha-256`);
   for (const addr of unique) for (const u of users) lines.push(`host replication ${u} ${addr} scram-sha-256`);
   return HEADER + lines.join('\n') + '\n';

@@ -1,4 +1,5 @@
 // One local PostgreSQL instance: create it (initdb or clone), configure, start, stop, promote, rewind, inspect.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -6,7 +7,7 @@ import pg from 'pg';
 import { ensureDirFor, runAsFor, type RunAs } from '../util/os-user.js';
 import { ConfigError, PostgresError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
-import { batonConf, pgHbaConf, postgresqlConf, socketDirFor } from './conf.js';
+import { batonConf, pgHbaConf, postgresqlConf, SOCKET_TOKEN_FILE, socketDirFor } from './conf.js';
 import { Postmaster, type ExitListener } from './process.js';
 import * as q from './queries.js';
 import { waitUntilAccepting, withClient, type ConnectTarget } from './startup.js';
@@ -27,6 +28,9 @@ export class PostgresInstance {
   private readonly pm: Postmaster;
   private pool: pg.Pool | null = null;
   private lastSettings: ManagedSettings | null = null;
+  /** Written beside the Unix socket at every start and published in the member record, so that a
+   * proxy on this host can tell this server's socket from another that happens to have the same path. */
+  private readonly socketToken = crypto.randomBytes(16).toString('hex');
 
   constructor(opts: InstanceOptions, logger: Logger) {
     this.opts = { ...opts, dataDir: path.resolve(opts.dataDir), logFile: path.resolve(opts.logFile) };
@@ -62,6 +66,11 @@ export class PostgresInstance {
   /** standby.signal present: the data directory was last started (or prepared) as a standby. */
   hasStandbySignal(): boolean {
     return fs.existsSync(this.file('standby.signal'));
+  }
+
+  /** The Unix socket this instance listens on, and the token beside it that says it is this one. */
+  localSocket(): { path: string; token: string } {
+    return { path: path.join(socketDirFor(this.opts.dataDir), `.s.PGSQL.${this.opts.port}`), token: this.socketToken };
   }
 
   removeDataDir(): void {
@@ -208,7 +217,9 @@ export class PostgresInstance {
     if (!this.hasDataDir()) throw new PostgresError(`no data directory in ${this.opts.dataDir}`);
     const running = this.postmasterPid();
     if (running !== null) throw new PostgresError(`PostgreSQL is already running in ${this.opts.dataDir} (pid ${running})`);
-    ensureDirFor(socketDirFor(this.opts.dataDir), this.runAs, 0o755);
+    const socketDir = socketDirFor(this.opts.dataDir);
+    ensureDirFor(socketDir, this.runAs, 0o755);
+    fs.writeFileSync(path.join(socketDir, SOCKET_TOKEN_FILE), this.socketToken, { mode: 0o644 });
     if (opts.standby) this.writeOwned('standby.signal', '');
     else fs.rmSync(this.file('standby.signal'), { force: true });
     const deadline = Date.now() + (opts.timeoutMs ?? 60_000);

@@ -20,6 +20,7 @@ const FILE_KEYS: Record<keyof ProxyConfig, string> = {
   maxMessageLength: 'max_message_length',
   tls: 'tls',
   authUsers: 'auth_users',
+  useLocalSocket: 'use_local_socket',
   relay: 'relay',
   relayThreads: 'relay_threads',
 };
@@ -35,6 +36,7 @@ const LIVE: ReadonlySet<keyof ProxyConfig> = new Set<keyof ProxyConfig>([
   'maxMessageLength',
   'tls',
   'authUsers',
+  'useLocalSocket',
 ]);
 
 export interface ReloadPlan {
@@ -67,6 +69,7 @@ export function configRows(c: ProxyConfig): { setting: string; value: string; re
     maxMessageLength: String(c.maxMessageLength),
     tls: c.tls ? `cert ${c.tls.cert}, key ${c.tls.key}` : '(none)',
     authUsers: Object.keys(c.authUsers).sort().join(', ') || '(none)',
+    useLocalSocket: String(c.useLocalSocket),
     relay: c.relay,
     relayThreads: String(c.relayThreads),
   };

@@ -32,6 +32,9 @@ const schema = z
     tls: z.object({ cert: z.string().min(1), key: z.string().min(1) }).strict().optional(),
     /** Passwords the proxy may use to log in as these users when it moves an idle session (a new leader; a replica that takes read-only sessions). */
     auth_users: z.record(z.string().min(1), z.string().min(1)).default({}),
+    /** Reach a member's server through its Unix socket when it runs on this host (its agent's token
+     * is beside the socket), rather than over TCP. */
+    use_local_socket: z.boolean().default(true),
     /** auto: the native relay when it is built, else TypeScript; native: refuse to start without it. */
     relay: z.enum(['auto', 'native', 'js']).default('auto'),
     /** Threads of the native relay; default: one per CPU, at most 4. */
@@ -56,6 +59,7 @@ export interface ProxyConfig {
   maxMessageLength: number;
   tls: { cert: string; key: string } | null;
   authUsers: Record<string, string>;
+  useLocalSocket: boolean;
   relay: RelayMode;
   relayThreads: number;
 }
@@ -82,6 +86,7 @@ export function parseProxyConfig(raw: unknown, file: string): ProxyConfig {
     maxMessageLength: c.max_message_length,
     tls: c.tls ?? null,
     authUsers: c.auth_users,
+    useLocalSocket: c.use_local_socket,
     relay: c.relay,
     relayThreads: c.relay_threads ?? Math.min(4, os.availableParallelism()),
   };

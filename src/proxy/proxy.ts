@@ -18,6 +18,7 @@ import { RouteRefused, Session, type ListenerKind, type SessionHooks } from './s
 import { startAdminConsole, type AdminBackend, type PoolNodeRow } from './admin.js';
 import { loadNativeRelay, type NativeRelay, type RelayMode } from './native-relay.js';
 import { ProxyRegistration } from './registration.js';
+import { serverAddress } from './server-address.js';
 
 /** The watch can die without a word (a half-open connection): when it has been quiet this long, or the
  * last read failed, the proxy reads the whole view again. */
@@ -94,6 +95,7 @@ export class BatonProxy {
       unregister: (s) => this.unregister(s),
       cancel: (pid, secret) => this.cancel(pid, secret),
       credentials: (user) => this.cfg.authUsers[user] ?? null,
+      addressOf: (m) => serverAddress(m, this.cfg.useLocalSocket),
       holdingTransactions: () => this.holdingFor !== null,
       pauseTimeoutMs: cfg.pauseTimeoutMs,
       tls: certificate?.context ?? null,
@@ -388,7 +390,7 @@ export class BatonProxy {
           .map((s) => ({
             session: s.id,
             member: s.member!.name,
-            address: `${s.member!.host}:${s.member!.port}`,
+            address: s.serverAddress,
             state: s.phase,
             tx_status: s.txStatus,
             bytes_to_server: s.bytesToServer,

@@ -6,9 +6,12 @@ import { MessageReader, parseBackendKeyData, parseAuthentication, parseErrorOrNo
 import { encodeMessage as message, encodeStartup } from './protocol-encode.js';
 import { recordReported, type ReportedParameters } from './server-replies.js';
 import { ScramClient } from './scram.js';
+import { describeAddress, type ServerAddress } from './server-address.js';
 
 export interface ServerLogin {
   socket: net.Socket;
+  /** Where the socket goes: the server's Unix socket or host:port. */
+  address: ServerAddress;
   key: { pid: number; secret: number };
   /** What the server reported (ParameterStatus) up to its first ReadyForQuery. */
   reported: ReportedParameters;
@@ -19,15 +22,15 @@ function cstr(s: string): Buffer {
 }
 
 export function loginToServer(opts: {
-  host: string;
-  port: number;
+  address: ServerAddress;
   params: Record<string, string>;
   password: string;
   timeoutMs: number;
 }): Promise<ServerLogin> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: opts.host, port: opts.port });
-    socket.setNoDelay(true);
+    const a = opts.address;
+    const socket = 'path' in a ? net.connect({ path: a.path }) : net.connect({ host: a.host, port: a.port });
+    socket.setNoDelay(true); // a no-op on a Unix socket
     const reader = new MessageReader();
     let scram: ScramClient | null = null;
     let key: { pid: number; secret: number } | null = null;
@@ -40,9 +43,9 @@ export function loginToServer(opts: {
       if (err) {
         socket.destroy();
         reject(err);
-      } else resolve({ socket, key: key ?? { pid: 0, secret: 0 }, reported });
+      } else resolve({ socket, address: opts.address, key: key ?? { pid: 0, secret: 0 }, reported });
     };
-    socket.setTimeout(opts.timeoutMs, () => done(new Error(`login to ${opts.host}:${opts.port} timed out`)));
+    socket.setTimeout(opts.timeoutMs, () => done(new Error(`login to ${describeAddress(opts.address)} timed out`)));
     socket.on('error', (err) => done(err));
     socket.on('connect', () => socket.write(encodeStartup(opts.params)));
     socket.on('data', (chunk: Buffer) => {

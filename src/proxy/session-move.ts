@@ -5,6 +5,7 @@ import type { MemberRecord } from '../dcs/types.js';
 import { formatLsn } from '../util/lsn.js';
 import { reachesPosition } from './read-position.js';
 import { loginToServer, type ServerLogin } from './server-login.js';
+import { tcpAddress, type ServerAddress } from './server-address.js';
 import { ReplayFailed, replaySessionState } from './server-replay.js';
 import type { SessionReplayLog } from './session-replay.js';
 import type { ListenerKind, SessionHooks } from './session.js';
@@ -31,10 +32,10 @@ export interface MoveTarget {
 }
 
 /** Throws (ReplayFailed, naming the member, when a statement of the session's failed there) with the server closed. */
-export async function openMoveTarget(req: MoveRequest, hooks: Pick<SessionHooks, 'route' | 'connectTimeoutMs'>): Promise<MoveTarget> {
+export async function openMoveTarget(req: MoveRequest, hooks: Pick<SessionHooks, 'route' | 'connectTimeoutMs' | 'addressOf'>): Promise<MoveTarget> {
   const member = await hooks.route(req.kind, req.keepsServer ? 0 : undefined);
   if (req.keepsServer && member.name === req.from) throw new Error(`${req.from} takes new read-only sessions again`);
-  const login = await loginToServer({ host: member.host, port: member.port, params: req.params, password: req.password, timeoutMs: hooks.connectTimeoutMs });
+  const login = await loginToMember(member, hooks.addressOf(member), req, hooks.connectTimeoutMs);
   try {
     await replaySessionState(login.socket, req.replayLog.replay, req.replayLog.unnamedParse, hooks.connectTimeoutMs, login.reported);
     if (req.floor !== null && !(await reachesPosition(login.socket, req.floor, Date.now() + READ_CATCH_UP_MS, hooks.connectTimeoutMs, login.reported))) {
@@ -45,4 +46,18 @@ export async function openMoveTarget(req: MoveRequest, hooks: Pick<SessionHooks,
     throw err instanceof ReplayFailed ? new ReplayFailed(`${err.entry} on ${member.name}`, err.serverError) : err;
   }
   return { member, login };
+}
+
+/** Logs in at the address given; a Unix socket that cannot be connected to is followed by TCP (a
+ * login the server refused is not tried again). */
+async function loginToMember(member: MemberRecord, address: ServerAddress, req: MoveRequest, timeoutMs: number): Promise<ServerLogin> {
+  const login = (a: ServerAddress) => loginToServer({ address: a, params: req.params, password: req.password, timeoutMs });
+  if (!('path' in address)) return login(address);
+  try {
+    return await login(address);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ECONNREFUSED' && code !== 'EACCES') throw err;
+    return login(tcpAddress(member));
+  }
 }

@@ -25,6 +25,7 @@ import { openMoveTarget, type MoveTarget } from './session-move.js';
 import { formatLsn } from '../util/lsn.js';
 import { SessionReplayLog } from './session-replay.js';
 import { connectServer } from './server-connect.js';
+import { describeAddress, type ServerAddress } from './server-address.js';
 import { UnsolicitedSorter } from './unsolicited.js';
 
 export type ListenerKind = 'rw' | 'ro';
@@ -46,6 +47,8 @@ export interface SessionHooks {
   register(s: Session): { pid: number; secret: number };
   unregister(s: Session): void;
   cancel(pid: number, secret: number): Promise<void>;
+  /** Where to reach a member's server: its Unix socket when it is on this host, else host:port. */
+  addressOf(m: MemberRecord): ServerAddress;
   /** The password the proxy may use to log in as `user` when moving a session; null: cannot move. */
   credentials(user: string): string | null;
   /** A switchover runs: a movable session's next transaction waits for the new leader (see holdForSwitchover). */
@@ -73,6 +76,8 @@ export class Session {
   readonly id = nextId++;
   readonly startedAt = Date.now();
   member: MemberRecord | null = null;
+  /** The server connection's address (SHOW SERVERS): a Unix socket path or host:port. */
+  serverAddress = '';
   user = '';
   database = '';
   state: 'startup' | 'active' | 'closed' = 'startup';
@@ -226,12 +231,13 @@ export class Session {
   private async connectFirst(startup: Buffer, deadline: number): Promise<void> {
     for (;;) {
       const m = this.member!;
-      const r = await connectServer(m, startup, this.hooks.connectTimeoutMs);
+      const r = await connectServer(m, this.hooks.addressOf(m), startup, this.hooks.connectTimeoutMs);
       if (this.isClosed()) {
         if ('server' in r) r.server.destroy();
         return;
       }
       if ('server' in r) {
+        this.serverAddress = describeAddress(r.address);
         r.server.on('error', (err) => this.serverLost(r.server, err.message));
         this.attachServer(r.server, true);
         this.onServerData(r.server, r.first);
@@ -617,6 +623,7 @@ export class Session {
       this.leaving?.destroy();
       this.leaving = null;
       this.member = target;
+      this.serverAddress = describeAddress(login.address);
       this.serverKey = login.key;
       this.replayLog.moved();
       this.moves++;

@@ -32,7 +32,7 @@ public class JdbcSession {
     c.rollback();
     PreparedStatement insert = c.prepareStatement("INSERT INTO t VALUES (?)");
     PreparedStatement count = c.prepareStatement(
-        "SELECT current_schema(), current_setting('statement_timeout'), current_setting('lock_timeout'), (SELECT count(*) FROM t)::int, inet_server_port()");
+        "SELECT current_schema(), current_setting('statement_timeout'), current_setting('lock_timeout'), (SELECT count(*) FROM t)::int, current_setting('port')::int");
     for (int i = 0; i < 6; i++) { // past prepareThreshold: named statements on the server
       insert.setInt(1, i);
       insert.executeUpdate();

@@ -21,6 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { parseProxyConfig } from '../../src/proxy/config.js';
+import { SOCKET_TOKEN_FILE } from '../../src/postgres/conf.js';
 import { BatonProxy } from '../../src/proxy/proxy.js';
 import { EtcdStore } from '../../src/dcs/etcd-store.js';
 import { silentLogger } from '../../src/util/log.js';
@@ -49,7 +50,7 @@ function proxyClient(kind: 'rw' | 'ro', extra: Partial<pg.ClientConfig> = {}): p
 async function whereAmI(kind: 'rw' | 'ro'): Promise<{ port: number; recovery: boolean }> {
   const c = proxyClient(kind);
   await c.connect();
-  const r = await c.query<{ port: number; recovery: boolean }>('SELECT inet_server_port() AS port, pg_is_in_recovery() AS recovery');
+  const r = await c.query<{ port: number; recovery: boolean }>('SELECT public.server_port() AS port, pg_is_in_recovery() AS recovery');
   await c.end();
   return r.rows[0]!;
 }
@@ -62,7 +63,7 @@ async function readSessionOn(port: number, withinMs = 20_000): Promise<pg.Client
   for (const t0 = Date.now(); Date.now() - t0 < withinMs; await new Promise((r) => setTimeout(r, 100))) {
     const c = proxyClient('ro');
     await c.connect();
-    const at = (await c.query<{ port: number }>('SELECT inet_server_port() AS port')).rows[0]!.port;
+    const at = (await c.query<{ port: number }>('SELECT public.server_port() AS port')).rows[0]!.port;
     if (at === port) return c;
     landed.push(at);
     await c.end();
@@ -136,8 +137,7 @@ function seenAs(type: number, frame: Buffer): string {
  * its ReadyForQuery, as a driver binding in a later round trip than it parsed does. */
 async function rawSession(): Promise<{ socket: net.Socket; roundTrip: (...frames: Buffer[]) => Promise<string[]> }> {
   const login = await loginToServer({
-    host: t.c.host,
-    port: t.c.proxy!.readWritePort,
+    address: { host: t.c.host, port: t.c.proxy!.readWritePort },
     params: { user: t.c.superuser.username, database: 'postgres' },
     password: t.c.superuser.password,
     timeoutMs: 10_000,
@@ -234,6 +234,9 @@ export function proxySuite(mode: RelayMode): void {
     t = await startCluster({ proxyRelay: mode });
     const db = await t.client((await t.leader()).name);
     await db.query('CREATE TABLE p(id serial primary key, v text)');
+    // Which member a session is on: the port it listens on (inet_server_port() is NULL when the proxy
+    // reaches a server on its host through the Unix socket).
+    await db.query("CREATE FUNCTION public.server_port() RETURNS int LANGUAGE sql STABLE AS $$ SELECT current_setting('port')::int $$");
     await db.end();
   });
   after(async () => {
@@ -299,7 +302,7 @@ export function proxySuite(mode: RelayMode): void {
     assert.deepEqual(await raw.roundTrip(encodeQuery('SELECT 1')), ['T', 'D:1', 'C', 'Z']);
     const onRelay = (r: Record<string, string | null>) => r.relay === (mode === 'js' ? 'typescript' : 'native') && r.tx_status === 'I';
     await clientRow(raw.socket, onRelay);
-    assert.deepEqual(await raw.roundTrip(wire.parse('', 'SELECT $1::int + 1 AS n, inet_server_port() AS port'), wire.describe(''), wire.sync()), ['1', 't', 'T', 'Z']);
+    assert.deepEqual(await raw.roundTrip(wire.parse('', 'SELECT $1::int + 1 AS n, public.server_port() AS port'), wire.describe(''), wire.sync()), ['1', 't', 'T', 'Z']);
     assert.deepEqual(await raw.roundTrip(wire.parse('closed_again', 'SELECT 1'), wire.sync()), ['1', 'Z']);
     assert.equal((await clientRow(raw.socket, onRelay)).carried_state, '1 prepared statement');
     assert.deepEqual(await raw.roundTrip(wire.close('closed_again'), wire.sync()), ['3', 'Z']);
@@ -349,7 +352,7 @@ export function proxySuite(mode: RelayMode): void {
 
     // The idle session moved to the new leader without the client noticing.
     await idle.query("INSERT INTO p(v) VALUES ('after, same session')");
-    const where = await idle.query<{ port: number; ro: boolean }>('SELECT inet_server_port() AS port, pg_is_in_recovery() AS ro');
+    const where = await idle.query<{ port: number; ro: boolean }>('SELECT public.server_port() AS port, pg_is_in_recovery() AS ro');
     assert.deepEqual(where.rows[0], { port: newLeader.port, ro: false });
     await idle.end();
     // The unnamed statement came along; the closed named one did not (preparing it again works).
@@ -362,17 +365,17 @@ export function proxySuite(mode: RelayMode): void {
     assert.ok(pinnedErrors.some((m) => /could not move.*statement mentions "temp"/.test(m)), `the pinned session is closed with the reason: ${JSON.stringify(pinnedErrors)}`);
     await pinned.end().catch(() => undefined);
     const carried = await carrying.query<{ app: string; mem: string; role: string; isolation: string; path: string; port: number }>(
-      "SELECT current_setting('application_name') AS app, current_setting('work_mem') AS mem, current_user AS role, current_setting('transaction_isolation') AS isolation, current_setting('search_path') AS path, inet_server_port() AS port",
+      "SELECT current_setting('application_name') AS app, current_setting('work_mem') AS mem, current_user AS role, current_setting('transaction_isolation') AS isolation, current_setting('search_path') AS path, public.server_port() AS port",
     );
     assert.deepEqual(carried.rows[0], { app: 'carried', mem: '8MB', role: 'replay_role', isolation: 'repeatable read', path: 'pg_catalog, public', port: newLeader.port });
     assert.equal((await carrying.query<{ n: number }>(countP)).rows[0]!.n, 2, 'the prepared statement runs on the new leader');
     await carrying.end();
-    const timeouts = 'SELECT current_setting(\'statement_timeout\') AS st, current_setting(\'lock_timeout\') AS lt, inet_server_port() AS port';
+    const timeouts = 'SELECT current_setting(\'statement_timeout\') AS st, current_setting(\'lock_timeout\') AS lt, public.server_port() AS port';
     assert.deepEqual((await committedInTx.query(timeouts)).rows[0], { st: '7s', lt: '3s', port: newLeader.port });
     assert.deepEqual((await rolledBackInTx.query(timeouts)).rows[0], { st: '0', lt: '0', port: newLeader.port });
     await committedInTx.end();
     await rolledBackInTx.end();
-    assert.deepEqual(await jdbc.roundTrip(encodeQuery("SELECT current_setting('search_path') || '|' || inet_server_port()")), ['T', `D:jdbc_schema|${newLeader.port}`, 'C', 'Z']);
+    assert.deepEqual(await jdbc.roundTrip(encodeQuery("SELECT current_setting('search_path') || '|' || public.server_port()")), ['T', `D:jdbc_schema|${newLeader.port}`, 'C', 'Z']);
     jdbc.socket.destroy();
     assert.equal(await pgjdbc.after(), `after schema=jdbc_${mode} statement_timeout=7s lock_timeout=0 rows=7 port=${newLeader.port}`);
     await doomed.query('SELECT 1').catch((e: Error) => doomedErrors.push(e.message));
@@ -413,7 +416,7 @@ export function proxySuite(mode: RelayMode): void {
     const open = proxyClient('rw');
     await open.connect();
     await open.query('BEGIN');
-    await open.query("INSERT INTO sw VALUES (-1, 1, inet_server_port())");
+    await open.query("INSERT INTO sw VALUES (-1, 1, public.server_port())");
     let writing = true;
     const errors: string[] = [];
     const acked: string[] = [];
@@ -427,7 +430,7 @@ export function proxySuite(mode: RelayMode): void {
       if (prepared) await c.query("SET statement_timeout = '20s'");
       for (let n = 1; writing; n++) {
         try {
-          const text = 'INSERT INTO sw VALUES ($1, $2, inet_server_port())';
+          const text = 'INSERT INTO sw VALUES ($1, $2, public.server_port())';
           if (w === 1) {
             await c.query('BEGIN');
             await c.query("SET LOCAL app.tenant = 'one'");
@@ -441,7 +444,7 @@ export function proxySuite(mode: RelayMode): void {
         }
       }
       if (prepared) {
-        const r = await c.query<{ t: string; port: number }>('SELECT current_setting($1) AS t, inet_server_port() AS port', ['statement_timeout']);
+        const r = await c.query<{ t: string; port: number }>('SELECT current_setting($1) AS t, public.server_port() AS port', ['statement_timeout']);
         carried.push(`${r.rows[0]!.t} on ${r.rows[0]!.port}`);
       }
       await c.end().catch(() => undefined);
@@ -455,7 +458,7 @@ export function proxySuite(mode: RelayMode): void {
       assert.ok(i < 500, 'the proxy never recorded that it holds new transactions');
       await new Promise((r) => setTimeout(r, 10));
     }
-    const inTx = await open.query<{ port: number }>("INSERT INTO sw VALUES (-1, 2, inet_server_port()) RETURNING port");
+    const inTx = await open.query<{ port: number }>("INSERT INTO sw VALUES (-1, 2, public.server_port()) RETURNING port");
     assert.equal(inTx.rows[0]!.port, oldLeader.port, 'the open transaction is still on the old leader');
     await open.query('COMMIT');
     await sw;
@@ -468,7 +471,7 @@ export function proxySuite(mode: RelayMode): void {
     assert.equal(newLeader.name, target.name);
     assert.deepEqual(carried, [`20s on ${newLeader.port}`, `20s on ${newLeader.port}`], 'the settings came along to the new leader');
     // The session of the committed transaction moved too.
-    const where = await open.query<{ port: number }>('SELECT inet_server_port() AS port');
+    const where = await open.query<{ port: number }>('SELECT public.server_port() AS port');
     assert.equal(where.rows[0]!.port, newLeader.port);
     await open.end();
     const check = await t.client(newLeader.name);
@@ -506,12 +509,12 @@ export function proxySuite(mode: RelayMode): void {
         await new Promise((r) => setTimeout(r, 10));
       }
       let answered = false;
-      q = c.query<{ port: number }>('SELECT inet_server_port() AS port').then((r) => {
+      q = c.query<{ port: number }>('SELECT public.server_port() AS port').then((r) => {
         answered = true;
         return r;
       });
       // A session that could not move is held too.
-      pinnedQ = pinned.query<{ port: number }>('SELECT inet_server_port() AS port').then((r) => {
+      pinnedQ = pinned.query<{ port: number }>('SELECT public.server_port() AS port').then((r) => {
         answered = true;
         return r;
       });
@@ -671,7 +674,7 @@ export function proxySuite(mode: RelayMode): void {
     const busy = await readSessionOn(paused.port);
     const busyQuery = busy.query('SELECT pg_advisory_xact_lock(4242)');
     // Queued in the client, which sends it the moment the one before is answered.
-    const busyNext = busy.query<{ port: number }>('SELECT inet_server_port() AS port');
+    const busyNext = busy.query<{ port: number }>('SELECT public.server_port() AS port');
     const stats = (await admin('SHOW STATS')).find((r) => r.member === paused.name);
     assert.ok(Number(stats?.can_move) >= 2 && stats?.cannot_move === '0', `SHOW STATS counts read-only sessions that can move: ${JSON.stringify(stats)}`);
     const pdb = await t.client(paused.name);
@@ -695,7 +698,7 @@ export function proxySuite(mode: RelayMode): void {
     // At least once: seen once at 2 on a busy machine (2026-12-02, cause not found; each move needs its
     // member to stop qualifying or its server to go away, at most once per 10 s otherwise).
     assert.ok(Number(moved.moves) >= 1, `moves: ${moved.moves}`);
-    const after = (await reader.query<{ port: number; path: string }>("SELECT inet_server_port() AS port, current_setting('search_path') AS path")).rows[0]!;
+    const after = (await reader.query<{ port: number; path: string }>("SELECT public.server_port() AS port, current_setting('search_path') AS path")).rows[0]!;
     assert.deepEqual(after, { port: other.port, path: 'reader_schema, public' });
     assert.ok((await reader.query<{ n: number }>(rowsInP)).rows[0]!.n >= seenBefore, 'the moved session reads no older data');
     // The busy one leaves at the ReadyForQuery that ends its query: the query its client sends straight
@@ -712,7 +715,7 @@ export function proxySuite(mode: RelayMode): void {
     assert.equal((await clientRow(inTx, () => true)).member, paused.name);
     await inTx.query('COMMIT');
     await clientRow(inTx, (r) => r.member === other.name && r.moves === '1', 200);
-    assert.equal((await inTx.query<{ port: number }>('SELECT inet_server_port() AS port')).rows[0]!.port, other.port);
+    assert.equal((await inTx.query<{ port: number }>('SELECT public.server_port() AS port')).rows[0]!.port, other.port);
     await reader.end();
     await inTx.end();
     await pdb.query('SELECT pg_wal_replay_resume()');
@@ -756,7 +759,7 @@ export function proxySuite(mode: RelayMode): void {
     // Offered the replica that is behind first, the session waits for it to catch up (2 s), in vain.
     await clientRow(reader, (row) => row.state === 'moving', 200);
     await clientRow(reader, (row) => row.moves === '1', 200);
-    const r = (await reader.query<{ n: number; port: number }>('SELECT count(*)::int AS n, inet_server_port() AS port FROM p')).rows[0]!;
+    const r = (await reader.query<{ n: number; port: number }>('SELECT count(*)::int AS n, public.server_port() AS port FROM p')).rows[0]!;
     assert.deepEqual(r, { n: seen, port: ahead.port }, 'the same rows, on the replica that has them');
     await reader.end();
     await adb.end();
@@ -778,7 +781,7 @@ export function proxySuite(mode: RelayMode): void {
     reader.connection.on('parameterStatus', (m: { parameterName: string; parameterValue: string }) => reported.push(`${m.parameterName}=${m.parameterValue}`));
     await reader.connect();
     await reader.query("SET application_name = 'fallback_reader'");
-    const before = (await reader.query<{ port: number; recovery: boolean }>('SELECT inet_server_port() AS port, pg_is_in_recovery() AS recovery')).rows[0]!;
+    const before = (await reader.query<{ port: number; recovery: boolean }>('SELECT public.server_port() AS port, pg_is_in_recovery() AS recovery')).rows[0]!;
     assert.deepEqual(before, { port: view.members.find((m) => m.name === view.leader?.name)!.port, recovery: false }, 'with no replica within the lag limit, the leader takes it');
     assert.ok(reported.includes('in_hot_standby=off') && reported.includes('application_name=fallback_reader'), `reported at login and by the SET: ${reported.join(', ')}`);
     reported.length = 0;
@@ -944,8 +947,7 @@ export function proxySuite(mode: RelayMode): void {
     const leader = await t.leader();
     // pg and psql wait for each answer; this client sends two queries at once, as libpq's pipeline mode can.
     const login = await loginToServer({
-      host: t.c.host,
-      port: p.readWritePort,
+      address: { host: t.c.host, port: p.readWritePort },
       params: { user: t.c.superuser.username, database: 'postgres' },
       password: t.c.superuser.password,
       timeoutMs: 10_000,
@@ -1139,6 +1141,36 @@ export function proxySuite(mode: RelayMode): void {
     }
   });
 
+  test('the proxy reaches a leader on its own host through its Unix socket, and over TCP when the token beside the socket is not the leader\'s', async () => {
+    const leader = await t.leader();
+    assert.ok(leader.localSocket, 'the leader publishes its socket and token');
+    const socketPath = leader.localSocket.path;
+    /** Where the server sees this session come from (NULL over a Unix socket), and SHOW SERVERS' address. */
+    const via = async (): Promise<{ clientAddr: string | null; address: string | null }> => {
+      const c = proxyClient('rw');
+      await c.connect();
+      try {
+        const { addr } = (await c.query<{ addr: string | null }>('SELECT host(inet_client_addr()) AS addr')).rows[0]!;
+        const session = (await clientRow(c, () => true)).id;
+        const row = (await admin('SHOW SERVERS')).find((r) => r.session === session);
+        return { clientAddr: addr, address: row?.address ?? null };
+      } finally {
+        await c.end();
+      }
+    };
+    assert.deepEqual(await via(), { clientAddr: null, address: socketPath });
+    // Another server at the same path (another cluster, a container) has another token: TCP.
+    const tokenFile = path.join(path.dirname(socketPath), SOCKET_TOKEN_FILE);
+    const token = fs.readFileSync(tokenFile, 'utf8');
+    fs.writeFileSync(tokenFile, 'not-this-one');
+    try {
+      assert.deepEqual(await via(), { clientAddr: '127.0.0.1', address: `${leader.host}:${leader.port}` });
+    } finally {
+      fs.writeFileSync(tokenFile, token);
+    }
+    assert.equal((await via()).clientAddr, null);
+  });
+
   test('TLS is terminated at the proxy when it has a certificate; GSSENC is refused', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-tls-'));
     await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-keyout', `${dir}/key.pem`, '-out', `${dir}/cert.pem`]);
@@ -1219,7 +1251,7 @@ export function proxySuite(mode: RelayMode): void {
     const idle = proxyClient('rw');
     await idle.connect();
     await idle.query("SET TIME ZONE 'Asia/Tokyo'");
-    const where = { name: 'where_am_i', text: "SELECT inet_server_port() AS port, current_setting('TimeZone') AS tz" };
+    const where = { name: 'where_am_i', text: "SELECT public.server_port() AS port, current_setting('TimeZone') AS tz" };
     await idle.query(where);
     await t.kill(old.name, { agent: true, postmaster: true });
     // Opened while the dead leader's lease still runs: the proxy holds it until the new leader is up.

@@ -104,7 +104,7 @@ describe('pg_hba.conf', () => {
   const text = pgHbaConf(opts, { memberHosts: ['10.0.0.2', 'fd00::3', '10.0.0.2'] });
   const lines = text.split('\n').filter((l) => l && !l.startsWith('#'));
   it('allows loopback and member hosts only, with SCRAM', () => {
-    assert.equal(lines[0], 'local all all peer');
+    assert.equal(lines[0], 'local all all scram-sha-256'); // a proxy on this host relays client logins through the socket
     for (const l of [
       'host all all 127.0.0.1/32 scram-sha-256',
       'host all all ::1/128 scram-sha-256',

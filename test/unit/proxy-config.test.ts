@@ -45,6 +45,7 @@ test('refusals name the field', () => {
   assert.match(err({ ...valid, relay: 'fast' }), /relay/);
   assert.match(err({ ...valid, relay_threads: 0 }), /relay_threads/);
   assert.match(err({ ...valid, relay_threads: 17 }), /relay_threads/);
+  assert.match(err({ ...valid, use_local_socket: 'yes' }), /use_local_socket/);
 });
 
 test('reload: live settings apply, those that shape listeners, etcd or the relay wait for a restart', () => {
@@ -61,11 +62,13 @@ test('reload: live settings apply, those that shape listeners, etcd or the relay
       max_replication_lag: 0,
       auth_users: { app: 'new', other: 'x' },
       tls: { cert: 'c.pem', key: 'k.pem' },
+      use_local_socket: false,
     },
     'p.yml',
   );
   const plan = planReload(running, file);
-  assert.deepEqual(plan.applied.sort(), ['admin_password', 'auth_users', 'max_replication_lag', 'pause_timeout', 'tls']);
+  assert.deepEqual(plan.applied.sort(), ['admin_password', 'auth_users', 'max_replication_lag', 'pause_timeout', 'tls', 'use_local_socket']);
+  assert.equal(plan.next.useLocalSocket, false);
   assert.deepEqual(plan.needRestart.sort(), ['etcd.hosts', 'listen.read_only', 'relay_threads']);
   assert.equal(plan.next.pauseTimeoutMs, 30_000);
   assert.equal(plan.next.maxReplicationLag, 0);
@@ -81,7 +84,8 @@ test('SHOW CONFIG rows: every setting as the file spells it, secrets left out, a
   const c = parseProxyConfig({ ...valid, admin_password: 'very-secret', auth_users: { app: 'also-secret', batch: 'x' }, pause_timeout: 2.5 }, 'p.yml');
   const rows = configRows(c);
   const by = new Map(rows.map((r) => [r.setting, r]));
-  assert.equal(rows.length, 17);
+  assert.equal(rows.length, 18);
+  assert.deepEqual(by.get('use_local_socket'), { setting: 'use_local_socket', value: 'true', reload: 'applies at once' });
   assert.deepEqual(by.get('pause_timeout'), { setting: 'pause_timeout', value: '2.5', reload: 'applies at once' });
   assert.deepEqual(by.get('listen.read_only'), { setting: 'listen.read_only', value: '127.0.0.1:6433', reload: 'needs a restart' });
   assert.equal(by.get('etcd.hosts')?.value, '127.0.0.1:2379');

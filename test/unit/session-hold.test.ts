@@ -8,6 +8,7 @@ import net from 'node:net';
 import { Session, type SessionHooks } from '../../src/proxy/session.js';
 import { encodeQuery, encodeStartup } from '../../src/proxy/protocol-encode.js';
 import { silentLogger } from '../../src/util/log.js';
+import { tcpAddress } from '../../src/proxy/server-address.js';
 import { member } from '../helpers/observation.js';
 
 const hungSockets: net.Socket[] = [];
@@ -25,6 +26,7 @@ before(async () => {
     unregister: () => undefined,
     cancel: async () => undefined,
     credentials: () => null,
+    addressOf: (m) => tcpAddress(m),
     holdingTransactions: () => false,
     pauseTimeoutMs: 30_000,
     tls: null,
