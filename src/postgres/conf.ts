@@ -33,14 +33,14 @@ export function slotName(member: string): string {
     .slice(0, 63);
 }
 
+/** The file beside the socket that holds the instance's token (MemberRecord.localSocket). */
+export const SOCKET_TOKEN_FILE = 'baton-socket-token';
+
 /**
  * Where the Unix sockets go: next to the data directory, not in it. In the data directory (the obvious place)
  * pg_rewind 15 fails copying the source's socket file ("could not open file .s.PGSQL.5432 ... No such device
  * or address"), and a failed pg_rewind leaves the target unusable.
  */
-/** The file beside the socket that holds the instance's token (MemberRecord.localSocket). */
-export const SOCKET_TOKEN_FILE = 'baton-socket-token';
-
 export function socketDirFor(dataDir: string): string {
   return `${path.resolve(dataDir)}.sock`;
 }

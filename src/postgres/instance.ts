@@ -219,7 +219,12 @@ export class PostgresInstance {
     if (running !== null) throw new PostgresError(`PostgreSQL is already running in ${this.opts.dataDir} (pid ${running})`);
     const socketDir = socketDirFor(this.opts.dataDir);
     ensureDirFor(socketDir, this.runAs, 0o755);
-    fs.writeFileSync(path.join(socketDir, SOCKET_TOKEN_FILE), this.socketToken, { mode: 0o644 });
+    try {
+      fs.writeFileSync(path.join(socketDir, SOCKET_TOKEN_FILE), this.socketToken, { mode: 0o644 });
+    } catch (err) {
+      // Not a reason to keep the server down: without the token a proxy on this host uses TCP.
+      this.log.warn({ err: (err as Error).message, socketDir }, 'cannot write the socket token: proxies on this host will connect over TCP');
+    }
     if (opts.standby) this.writeOwned('standby.signal', '');
     else fs.rmSync(this.file('standby.signal'), { force: true });
     const deadline = Date.now() + (opts.timeoutMs ?? 60_000);

@@ -4,6 +4,7 @@
 // and which token its agent wrote beside it: only a socket with that token is taken for the member's
 // server, never one that merely has the same path (another cluster, another container).
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import type { MemberRecord } from '../dcs/types.js';
 import { SOCKET_TOKEN_FILE } from '../postgres/conf.js';
@@ -30,6 +31,13 @@ export function serverAddress(m: MemberRecord, useLocalSocket: boolean, readToke
   const local = m.localSocket;
   if (useLocalSocket && local && local.token !== '' && readToken(local.path) === local.token) return { path: local.path };
   return tcpAddress(m);
+}
+
+/** A connection to the address, with Nagle off (a no-op on a Unix socket). */
+export function dial(a: ServerAddress): net.Socket {
+  const socket = 'path' in a ? net.connect({ path: a.path }) : net.connect({ host: a.host, port: a.port });
+  socket.setNoDelay(true);
+  return socket;
 }
 
 export function describeAddress(a: ServerAddress): string {

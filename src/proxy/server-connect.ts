@@ -3,7 +3,7 @@
 import net from 'node:net';
 import type { MemberRecord } from '../dcs/types.js';
 import { parseErrorOrNotice } from './protocol.js';
-import { describeAddress, tcpAddress, type ServerAddress } from './server-address.js';
+import { describeAddress, dial, tcpAddress, type ServerAddress } from './server-address.js';
 
 /** SQLSTATEs with which a server refuses a new connection for a moment: starting up, shutting down, crashed. */
 const TRY_AGAIN = new Set(['57P03', '57P01', '57P02']);
@@ -25,9 +25,8 @@ export async function connectServer(m: MemberRecord, address: ServerAddress, sta
 function connectAt(m: MemberRecord, address: ServerAddress, startup: Buffer, timeoutMs: number): Promise<Connected | { unreachable: string }> {
   const where = describeAddress(address);
   return new Promise((resolve) => {
-    const server = 'path' in address ? net.connect({ path: address.path }) : net.connect({ host: address.host, port: address.port });
+    const server = dial(address);
     let connected = false;
-    server.setNoDelay(true); // a no-op on a Unix socket
     const finish = (r: Connected | { unreachable: string }) => {
       server.off('data', onData);
       server.off('error', onError);

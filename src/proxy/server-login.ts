@@ -6,7 +6,7 @@ import { MessageReader, parseBackendKeyData, parseAuthentication, parseErrorOrNo
 import { encodeMessage as message, encodeStartup } from './protocol-encode.js';
 import { recordReported, type ReportedParameters } from './server-replies.js';
 import { ScramClient } from './scram.js';
-import { describeAddress, type ServerAddress } from './server-address.js';
+import { describeAddress, dial, type ServerAddress } from './server-address.js';
 
 export interface ServerLogin {
   socket: net.Socket;
@@ -28,9 +28,7 @@ export function loginToServer(opts: {
   timeoutMs: number;
 }): Promise<ServerLogin> {
   return new Promise((resolve, reject) => {
-    const a = opts.address;
-    const socket = 'path' in a ? net.connect({ path: a.path }) : net.connect({ host: a.host, port: a.port });
-    socket.setNoDelay(true); // a no-op on a Unix socket
+    const socket = dial(opts.address);
     const reader = new MessageReader();
     let scram: ScramClient | null = null;
     let key: { pid: number; secret: number } | null = null;
