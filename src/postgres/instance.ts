@@ -8,6 +8,7 @@ import { ensureDirFor, runAsFor, type RunAs } from '../util/os-user.js';
 import { ConfigError, PostgresError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { batonConf, pgHbaConf, postgresqlConf, SOCKET_TOKEN_FILE, socketDirFor } from './conf.js';
+import { HOT_STANDBY_PARAMETERS, hotStandbyShortfalls } from './hot-standby.js';
 import { Postmaster, type ExitListener } from './process.js';
 import * as q from './queries.js';
 import { waitUntilAccepting, withClient, type ConnectTarget } from './startup.js';
@@ -180,19 +181,11 @@ export class PostgresInstance {
     }
     const candidate = this.file('postgresql.conf.baton-candidate');
     tools.writeOwnedFile(candidate, text, this.runAs);
-    let problems: string[];
     try {
-      problems = await tools.checkConfigFile(this.ctx, candidate);
+      await this.checkCandidate(candidate);
     } catch (err) {
       fs.rmSync(candidate, { force: true });
       throw err;
-    }
-    if (problems.length > 0) {
-      fs.rmSync(candidate, { force: true });
-      throw new ConfigError(
-        `PostgreSQL refuses postgresql.parameters: ${problems.join('; ')}`,
-        'fix them in the configuration file and reload again; PostgreSQL keeps running with its current settings',
-      );
     }
     // No await between these two: the HA loop, which rewrites the files from opts, sees both or neither.
     fs.renameSync(candidate, conf);
@@ -206,6 +199,29 @@ export class PostgresInstance {
       // The new file is in place and the server told to read it; only the report is missing.
       this.log.warn({ err: (err as Error).message }, 'parameters applied, but PostgreSQL could not be asked which wait for a restart');
       return { pendingRestart: [] };
+    }
+  }
+
+  /** Throws a ConfigError when PostgreSQL would not start with a candidate postgresql.conf: a value it
+   * refuses, or, on a standby, a hot-standby setting below the primary's (which the standby's control
+   * file holds). */
+  private async checkCandidate(candidate: string): Promise<void> {
+    const problems = await tools.checkConfigFile(this.ctx, candidate);
+    if (problems.length > 0) {
+      throw new ConfigError(
+        `PostgreSQL refuses postgresql.parameters: ${problems.join('; ')}`,
+        'fix them in the configuration file and reload again; PostgreSQL keeps running with its current settings',
+      );
+    }
+    if (!this.hasStandbySignal()) return;
+    const primary = (await tools.runControlData(this.ctx)).hotStandbySettings;
+    const values = await Promise.all(HOT_STANDBY_PARAMETERS.map(async (name) => [name, Number(await tools.configValue(this.ctx, candidate, name))] as const));
+    const short = hotStandbyShortfalls(Object.fromEntries(values.filter(([, v]) => Number.isInteger(v))), primary);
+    if (short.length > 0) {
+      throw new ConfigError(
+        `a standby must not run with less of these than its primary, or PostgreSQL refuses to start it: ${short.join('; ')}`,
+        "raise them to at least the primary's values and reload again; to lower them, lower them on the leader first",
+      );
     }
   }
 

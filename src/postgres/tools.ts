@@ -8,6 +8,7 @@ import { PostgresError } from '../util/errors.js';
 import type { Logger } from '../util/log.js';
 import { lastLines, runTool } from './run.js';
 import { conninfo } from './conf.js';
+import { CONTROL_DATA_FIELD, HOT_STANDBY_PARAMETERS, type HotStandbyParameter } from './hot-standby.js';
 import type { CloneProgress, InstanceOptions } from './types.js';
 
 export interface ToolContext {
@@ -21,6 +22,8 @@ export interface ControlData {
   timeline: number;
   checkpointLsn: number;
   systemId: string;
+  /** The values of the hot-standby settings the control file holds: on a standby, its primary's. */
+  hotStandbySettings: Partial<Record<HotStandbyParameter, number>>;
 }
 
 /** Runs initdb (checksums, SCRAM, the superuser's password from a temporary file the run-as user can read). */
@@ -130,6 +133,12 @@ export async function runControlData(ctx: ToolContext): Promise<ControlData> {
     timeline: Number(get("Latest checkpoint's TimeLineID")),
     checkpointLsn: parseLsn(get('Latest checkpoint location')),
     systemId: get('Database system identifier'),
+    hotStandbySettings: Object.fromEntries(
+      HOT_STANDBY_PARAMETERS.flatMap((name) => {
+        const v = Number(fields.get(CONTROL_DATA_FIELD[name]));
+        return Number.isInteger(v) ? [[name, v]] : [];
+      }),
+    ),
   };
 }
 
@@ -171,6 +180,17 @@ export function writeOwnedFile(dest: string, content: string, runAs: RunAs | nul
   if (runAs) fs.chownSync(tmp, runAs.uid, runAs.gid);
   fs.renameSync(tmp, dest);
   return true;
+}
+
+/** The value a setting would have with this postgresql.conf (`postgres -C`), as PostgreSQL prints it. */
+export async function configValue(ctx: ToolContext, file: string, name: string): Promise<string> {
+  const r = await runTool('postgres', ['-D', ctx.opts.dataDir, '-C', name, '-c', `config_file=${file}`], {
+    binDir: ctx.opts.binDir,
+    runAs: ctx.runAs,
+    logger: ctx.log,
+    timeoutMs: 30_000,
+  });
+  return r.stdout.trim();
 }
 
 /** What `postgres -C` says is wrong with a candidate postgresql.conf, one line per problem (the

@@ -271,6 +271,16 @@ test('an agent reloads its file (SIGHUP, baton node reload): tags reach the prox
     assert.ok(!fs.existsSync(`${conf}.baton-candidate`), 'no candidate file is left behind');
     assert.equal(await setting('work_mem'), '7MB');
     process.kill(m.agentPid!, 0); // throws if it is gone
+    // A standby below its primary's max_connections would not start again: refused before it is written.
+    edit((d) => {
+      d.tags = { ...d.tags, weight: 7 };
+      d.postgresql.parameters = { ...d.postgresql.parameters, work_mem: '7MB', max_connections: 50 };
+    });
+    const tooFew = await cli(m.name);
+    assert.equal(tooFew.code, 1);
+    assert.match(tooFew.stdout, new RegExp(`${m.name}: not reloaded: 400: a standby must not run with less of these than its primary.*max_connections = 50 \\(the primary's: 100\\)`));
+    assert.equal(fs.readFileSync(conf, 'utf8'), confBefore, 'postgresql.conf is untouched');
+    assert.ok(!fs.existsSync(`${conf}.baton-candidate`), 'no candidate file is left behind');
 
     // A setting PostgreSQL takes only at a restart is named as such; the other members have nothing new.
     edit((d) => {
