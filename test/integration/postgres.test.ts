@@ -100,6 +100,8 @@ describe('PostgresInstance', () => {
     const cd = await p1.controlData();
     assert.equal(cd.state, 'in production');
     assert.equal(cd.systemId, st.systemId);
+    // What a standby of it will have to match (src/postgres/hot-standby.ts): Baton's max_connections, PostgreSQL's defaults.
+    assert.deepEqual(cd.hotStandbySettings, { max_connections: 100, max_worker_processes: 8, max_wal_senders: 10, max_prepared_transactions: 0, max_locks_per_transaction: 64 });
     const mode = fs.statSync(path.join(p1.opts.dataDir, 'baton.conf')).mode & 0o777;
     assert.equal(mode, 0o600);
   });
