@@ -1,6 +1,7 @@
 // One local PostgreSQL instance: create it (initdb or clone), configure, start, stop, promote, rewind, inspect.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
@@ -32,6 +33,8 @@ export class PostgresInstance {
   /** Written beside the Unix socket at every start and published in the member record, so that a
    * proxy on this host can tell this server's socket from another that happens to have the same path. */
   private readonly socketToken = crypto.randomBytes(16).toString('hex');
+  /** pg_basebackup is filling the data directory: nothing else may write into it. */
+  private cloning = false;
 
   constructor(opts: InstanceOptions, logger: Logger) {
     this.opts = { ...opts, dataDir: path.resolve(opts.dataDir), logFile: path.resolve(opts.logFile) };
@@ -109,6 +112,15 @@ export class PostgresInstance {
    * The data directory must be absent or hold no data directory.
    */
   async cloneFrom(source: { host: string; port: number }, slot: string, onProgress?: (p: CloneProgress) => void): Promise<void> {
+    this.cloning = true;
+    try {
+      await this.clone(source, slot, onProgress);
+    } finally {
+      this.cloning = false;
+    }
+  }
+
+  private async clone(source: { host: string; port: number }, slot: string, onProgress?: (p: CloneProgress) => void): Promise<void> {
     tools.prepareEmptyDataDir(this.ctx);
     try {
       const created = await withClient(this.sourceConfig(source), (c) => q.ensureSlot(c, slot));
@@ -175,9 +187,16 @@ export class PostgresInstance {
   async setParameters(parameters: PgParameters): Promise<{ pendingRestart: string[] }> {
     const text = postgresqlConf({ ...this.opts, parameters });
     const conf = this.file('postgresql.conf');
-    if (!fs.existsSync(this.file('PG_VERSION'))) {
-      this.opts.parameters = parameters; // no data directory yet: written when it is made
-      return { pendingRestart: [] };
+    const unmade = (): boolean => !fs.existsSync(this.file('PG_VERSION')) || this.cloning;
+    if (unmade()) {
+      // No data directory yet, or pg_basebackup is filling it: the new values are written with the
+      // rest of the configuration when it is made. PostgreSQL checks them now, on a scratch copy.
+      await this.checkDetached(text);
+      if (unmade()) {
+        this.opts.parameters = parameters;
+        return { pendingRestart: [] };
+      }
+      // The copy finished meanwhile, with the old values: on as for any data directory.
     }
     const candidate = this.file('postgresql.conf.baton-candidate');
     tools.writeOwnedFile(candidate, text, this.runAs);
@@ -206,13 +225,7 @@ export class PostgresInstance {
    * refuses, or, on a standby, a hot-standby setting below the primary's (which the standby's control
    * file holds). */
   private async checkCandidate(candidate: string): Promise<void> {
-    const problems = await tools.checkConfigFile(this.ctx, candidate);
-    if (problems.length > 0) {
-      throw new ConfigError(
-        `PostgreSQL refuses postgresql.parameters: ${problems.join('; ')}`,
-        'fix them in the configuration file and reload again; PostgreSQL keeps running with its current settings',
-      );
-    }
+    refuseProblems(await tools.checkConfigFile(this.ctx, candidate));
     if (!this.hasStandbySignal()) return;
     const primary = (await tools.runControlData(this.ctx)).hotStandbySettings;
     const values = await Promise.all(HOT_STANDBY_PARAMETERS.map(async (name) => [name, Number(await tools.configValue(this.ctx, candidate, name))] as const));
@@ -222,6 +235,21 @@ export class PostgresInstance {
         `a standby must not run with less of these than its primary, or PostgreSQL refuses to start it: ${short.join('; ')}`,
         "raise them to at least the primary's values and reload again; to lower them, lower them on the leader first",
       );
+    }
+  }
+
+  /** checkCandidate's first half for a postgresql.conf that has no data directory to go to yet: the
+   * file, with the two it reads (empty), in a scratch directory of its own. */
+  private async checkDetached(text: string): Promise<void> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-conf-check-'));
+    try {
+      if (this.runAs) fs.chownSync(dir, this.runAs.uid, this.runAs.gid);
+      const file = path.join(dir, 'postgresql.conf');
+      tools.writeOwnedFile(file, text, this.runAs);
+      for (const empty of ['baton.conf', 'postgresql.auto.conf']) tools.writeOwnedFile(path.join(dir, empty), '', this.runAs);
+      refuseProblems(await tools.checkConfigFile({ ...this.ctx, opts: { ...this.opts, dataDir: dir } }, file));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   }
 
@@ -392,4 +420,13 @@ export class PostgresInstance {
     this.pool = null;
     if (pool) await pool.end().catch(() => undefined);
   }
+}
+
+/** What `postgres -C` found wrong with new parameters, as the error a reload answers with. */
+function refuseProblems(problems: string[]): void {
+  if (problems.length === 0) return;
+  throw new ConfigError(
+    `PostgreSQL refuses postgresql.parameters: ${problems.join('; ')}`,
+    'fix them in the configuration file and reload again; PostgreSQL keeps running with its current settings',
+  );
 }

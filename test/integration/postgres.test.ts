@@ -85,6 +85,14 @@ describe('PostgresInstance', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  it('new parameters for a member without a data directory are checked by PostgreSQL and kept for it', async () => {
+    const p0 = make('p0', await freePort());
+    await assert.rejects(p0.setParameters({ work_mem: 'lots' }), /PostgreSQL refuses postgresql.parameters: invalid value for parameter "work_mem": "lots"/);
+    assert.deepEqual(await p0.setParameters({ work_mem: '8MB' }), { pendingRestart: [] });
+    assert.deepEqual(p0.opts.parameters, { work_mem: '8MB' });
+    assert.ok(!fs.existsSync(p0.opts.dataDir), 'nothing is written where the data directory will be');
+  });
+
   it('initdb creates a running primary with a replication role', async () => {
     await p1.initdb(settings(null));
     assert.ok(p1.hasDataDir());
@@ -108,8 +116,13 @@ describe('PostgresInstance', () => {
 
   it('clones a replica through a slot created before the copy, which then streams', async () => {
     const progress: number[] = [];
-    await p2.cloneFrom({ host: '127.0.0.1', port: p1.opts.port }, 'p2', (p) => progress.push(p.doneBytes));
+    const cloning = p2.cloneFrom({ host: '127.0.0.1', port: p1.opts.port }, 'p2', (p) => progress.push(p.doneBytes));
+    // A reload while pg_basebackup fills the directory: checked aside, and in the configuration the copy ends with.
+    await p2.setParameters({ ...p2.opts.parameters, work_mem: '9MB' });
+    await cloning;
     assert.ok(progress.length > 0, 'progress reported');
+    assert.match(fs.readFileSync(path.join(p2.opts.dataDir, 'postgresql.conf'), 'utf8'), /^work_mem = '?9MB'?$/m);
+    assert.ok(!fs.existsSync(path.join(p2.opts.dataDir, 'postgresql.conf.baton-candidate')));
     assert.equal(await one<string>(p1, "SELECT slot_name AS v FROM pg_replication_slots WHERE slot_name = 'p2'"), 'p2');
     await p2.applyManagedSettings(settings({ host: '127.0.0.1', port: p1.opts.port, slot: 'p2' }));
     await p2.start({ standby: true });
@@ -128,6 +141,7 @@ describe('PostgresInstance', () => {
     });
     assert.equal(s2.inRecovery, true);
     assert.equal(s2.timeline, 1);
+    assert.equal(await one<string>(p2, "SELECT current_setting('work_mem') AS v"), '9MB');
     assert.equal(s2.upstream, `127.0.0.1:${p1.opts.port}`);
     assert.equal(s2.systemId, (await p1.status()).systemId);
     assert.ok(s2.receivedLsn !== null && s2.replayedLsn !== null && s2.receivedLsn >= s2.replayedLsn);
