@@ -182,15 +182,21 @@ export function writeOwnedFile(dest: string, content: string, runAs: RunAs | nul
   return true;
 }
 
-/** The value a setting would have with this postgresql.conf (`postgres -C`), as PostgreSQL prints it. */
-export async function configValue(ctx: ToolContext, file: string, name: string): Promise<string> {
-  const r = await runTool('postgres', ['-D', ctx.opts.dataDir, '-C', name, '-c', `config_file=${file}`], {
+/** `postgres -C name` with a candidate postgresql.conf: prints the setting's value as a start would
+ * have it, includes and all, and works while the server runs. */
+function postgresC(ctx: ToolContext, file: string, name: string, resolveOnExitCode: boolean) {
+  return runTool('postgres', ['-D', ctx.opts.dataDir, '-C', name, '-c', `config_file=${file}`], {
     binDir: ctx.opts.binDir,
     runAs: ctx.runAs,
     logger: ctx.log,
     timeoutMs: 30_000,
+    resolveOnExitCode,
   });
-  return r.stdout.trim();
+}
+
+/** The value a setting would have with this postgresql.conf, as PostgreSQL prints it. */
+export async function configValue(ctx: ToolContext, file: string, name: string): Promise<string> {
+  return (await postgresC(ctx, file, name, false)).stdout.trim();
 }
 
 /** What `postgres -C` says is wrong with a candidate postgresql.conf, one line per problem (the
@@ -198,13 +204,7 @@ export async function configValue(ctx: ToolContext, file: string, name: string):
  * would start with it. The check reads the file as a start would, includes and all, and works while
  * the server runs. */
 export async function checkConfigFile(ctx: ToolContext, file: string): Promise<string[]> {
-  const r = await runTool('postgres', ['-D', ctx.opts.dataDir, '-C', 'port', '-c', `config_file=${file}`], {
-    binDir: ctx.opts.binDir,
-    runAs: ctx.runAs,
-    logger: ctx.log,
-    timeoutMs: 30_000,
-    resolveOnExitCode: true,
-  });
+  const r = await postgresC(ctx, file, 'port', true);
   if (r.code === 0) return [];
   const said = r.stderr
     .split('\n')
